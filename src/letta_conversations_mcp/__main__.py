@@ -1,0 +1,88 @@
+"""Command line: `letta-conversations-mcp [flags]` serves MCP; `letta-conversations-mcp stack …` runs a local Letta."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pydantic import ValidationError
+
+
+def _one_line(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "settings"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)
+
+
+def configure_logging(level: str, secrets: list[str]) -> None:
+    """Logs go to stderr only: stdout is the stdio transport's protocol channel."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(s in message for s in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "***")
+                record.msg, record.args = message, None
+        return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["stack"]:
+        from .localstack.cli import stack_main
+
+        return stack_main(args[1:])
+    if args[:1] == ["demo"]:
+        from .demo import demo_main
+
+        return demo_main(args[1:])
+    if args[:1] == ["--version"]:
+        from . import __version__
+
+        print(f"letta-conversations-mcp {__version__}")  # noqa: T201
+        return 0
+
+    from .settings import Settings
+
+    try:
+        settings = Settings(_cli_parse_args=args)  # type: ignore[call-arg]
+    except ValidationError as error:
+        print(f"letta-conversations-mcp: invalid configuration: {_one_line(error)}", file=sys.stderr)  # noqa: T201
+        return 2
+    configure_logging(settings.log_level, settings.secrets())
+
+    from .server import build_server
+
+    server = build_server(settings)
+    try:
+        if settings.transport == "stdio":
+            server.run("stdio")
+        else:
+            from .http import run_http
+
+            run_http(server, settings)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Letta failures → one readable sentence plus what to do next (pure, no I/O).
+
+Letta's own error bodies are unfit to pass through: a 404 dumps actor and organisation records,
+a 422 dumps pydantic internals. Every message here names what happened in the caller's terms
+("conversation conv-… not found") and the next step. Secrets never reach these strings: the only
+inputs are the exception, the base URL (credentials stripped) and the ids the caller passed.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import letta_client
+
+
+class LettaRequestError(Exception):
+    """A failed Letta request, already phrased for the person or model calling our tools."""
+
+    def __init__(self, message: str, *, status: int | None = None, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.run_id = run_id
+
+
+class DeliveryUnknown(LettaRequestError):
+    """The connection broke after a send went out: the message may or may not be stored."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request was about, for the sentence: e.g. kind='conversation', ident='conv-…'."""
+
+    kind: str
+    ident: str | None = None
+    action: str = "complete the request"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ident}" if self.ident else self.kind
+
+
+_RUN_ID_RE = re.compile(r"run-[0-9a-fA-F-]{36}")
+
+
+def safe_url(url: str) -> str:
+    """The URL without userinfo, query or fragment: the parts that may hold credentials."""
+    try:
+        parsed = httpx.URL(url)
+    except Exception:
+        return "<invalid URL>"
+    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None)).rstrip("/")
+
+
+def _body_dict(body: object) -> dict[str, Any]:
+    return body if isinstance(body, dict) else {}
+
+
+def _run_id_of(exc: letta_client.APIStatusError) -> str | None:
+    body = _body_dict(exc.body)
+    run_id = body.get("run_id")
+    if isinstance(run_id, str):
+        return run_id
+    match = _RUN_ID_RE.search(str(body.get("detail", "")))
+    return match.group(0) if match else None
+
+
+def _validation_summary(detail: object) -> str:
+    """'field: message' pairs from a 422 detail, which Letta sends as a list or as its repr."""
+    items: object = detail
+    if isinstance(detail, str):
+        try:
+            items = ast.literal_eval(detail)
+        except (ValueError, SyntaxError):
+            return detail[:200]
+    if not isinstance(items, list):
+        return str(detail)[:200]
+    parts: list[str] = []
+    for item in items[:5]:
+        if not isinstance(item, dict):
+            continue
+        loc = item.get("loc") or ()
+        field = ".".join(str(p) for p in loc if p not in ("body", "path", "query")) or "request"
+        parts.append(f"{field}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or str(detail)[:200]
+
+
+def _retry_after(exc: letta_client.APIStatusError) -> str | None:
+    value = exc.response.headers.get("retry-after")
+    return value.strip() if value else None
+
+
+def _stream_error_sentence(body: dict[str, Any]) -> str:
+    message = str(body.get("message") or "the agent's turn failed")
+    error_type = body.get("error_type")
+    detail = str(body.get("detail") or "")
+    text = f"the agent's turn failed: {message.rstrip('.')}"
+    if error_type:
+        text += f" ({error_type})"
+    if detail:
+        text += f"; Letta says: {detail[:300]}"
+    if error_type == "llm_error":
+        text += (
+            ". The agent's model provider failed: try again in a moment, and if it keeps failing check "
+            "the agent's model and provider key in Letta"
+        )
+    return text
+
+
+def describe(exc: BaseException, *, target: Target, base_url: str) -> LettaRequestError:
+    """Translate any exception raised while talking to Letta into a LettaRequestError."""
+    where = safe_url(base_url)
+    if isinstance(exc, LettaRequestError):
+        return exc
+    if isinstance(exc, letta_client.APITimeoutError | httpx.TimeoutException):
+        return LettaRequestError(
+            f"Letta at {where} did not answer in time while trying to {target.action}. It may be "
+            "overloaded: try again, or raise LETTA_MCP_REQUEST_TIMEOUT"
+        )
+    if isinstance(exc, letta_client.APIConnectionError | httpx.ConnectError):
+        return LettaRequestError(
+            f"Letta at {where} is not reachable (could not {target.action}). Check that the Letta "
+            "server is running and that LETTA_BASE_URL points at it"
+        )
+    if isinstance(exc, httpx.TransportError):
+        return LettaRequestError(
+            f"the connection to Letta at {where} broke while trying to {target.action} "
+            f"({type(exc).__name__}). Try again; if it keeps happening, check the network or proxy"
+        )
+    if isinstance(exc, letta_client.APIStatusError):
+        return _describe_status(exc, target=target, where=where)
+    return LettaRequestError(
+        f"unexpected failure while trying to {target.action} ({type(exc).__name__}); "
+        "see the server log on stderr for details"
+    )
+
+
+def _describe_status(exc: letta_client.APIStatusError, *, target: Target, where: str) -> LettaRequestError:
+    status = exc.status_code
+    body = _body_dict(exc.body)
+    if status == 200 or body.get("message_type") == "error_message":
+        return LettaRequestError(_stream_error_sentence(body), status=status, run_id=body.get("run_id"))
+    if status == 401:
+        text = (
+            f"Letta at {where} rejected the API key (401 Unauthorized). Set LETTA_API_KEY to a valid key "
+            "for this server"
+        )
+    elif status == 403:
+        text = (
+            f"the API key is not allowed to {target.action} on {target} (403 Forbidden). Use a key with "
+            "access to it, or pick another agent"
+        )
+    elif status == 404:
+        hint = {
+            "conversation": "list_conversations shows the conversations of an agent",
+            "agent": "list_agents shows the agents you can use",
+            "run": "the run may be too old; list_messages shows the conversation's history",
+        }.get(target.kind, "check the id")
+        text = f"{target} not found (404). {hint[0].upper()}{hint[1:]}"
+    elif status == 409:
+        run_id = _run_id_of(exc)
+        running = f" (run {run_id})" if run_id else ""
+        text = (
+            f"{target} is already running a turn{running}, started outside this request. Wait for it "
+            "with wait_for_reply or stop it with cancel_run, then send again"
+        )
+        return LettaRequestError(text, status=status, run_id=run_id)
+    elif status == 422:
+        text = (
+            f"Letta rejected the request to {target.action} as invalid (422): "
+            f"{_validation_summary(body.get('detail', exc.body))}"
+        )
+    elif status == 429:
+        after = _retry_after(exc)
+        wait = f"retry after {after} seconds" if after else "wait a little and retry"
+        text = f"Letta at {where} is rate limiting requests (429 Too Many Requests): {wait}"
+    elif status >= 500:
+        text = (
+            f"Letta at {where} failed with {status} while trying to {target.action}. Try again; if it "
+            "persists, check the Letta server's logs"
+        )
+    else:
+        detail = body.get("detail")
+        shown = f": {str(detail)[:200]}" if isinstance(detail, str) and "actor=" not in detail else ""
+        text = f"Letta refused to {target.action} on {target} ({status}){shown}"
+    return LettaRequestError(text, status=status)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Defence in depth: remove any secret that somehow reached a message."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,216 @@
+"""The Letta gateway: the only module that talks to Letta (through letta-client's AsyncLetta).
+
+Every method translates failures into LettaRequestError (errors.describe) so callers never see
+SDK or httpx exceptions. Sends go through a client copy with retries off: the SDK's default
+retries would deliver a message twice after a 409, 5xx or timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from letta_client import AsyncLetta
+
+from .errors import LettaRequestError, Target, describe
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+Frame = dict[str, Any]
+
+#: How many recent messages are searched for a send's otid after an ambiguous failure.
+OTID_LOOKBACK = 50
+
+
+def as_dict(item: Any) -> dict[str, Any]:
+    """An SDK model (or plain mapping) as a JSON-ready dict with only the fields Letta sent."""
+    if isinstance(item, Mapping):
+        return dict(item)
+    return item.to_dict(mode="json")
+
+
+def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
+    """Letta needs agent_id only for the agent's own history ('default')."""
+    return agent_id if conversation_id == "default" else None
+
+
+class LettaGateway:
+    """Typed, error-translating access to one Letta server. One per process."""
+
+    def __init__(self, settings: Settings, *, client: AsyncLetta | None = None) -> None:
+        self.settings = settings
+        self.base_url = settings.effective_base_url
+        self._client = client or AsyncLetta(
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            base_url=self.base_url,
+            timeout=httpx.Timeout(settings.request_timeout, connect=min(10.0, settings.request_timeout)),
+            max_retries=2,
+            default_headers={"X-Client": "letta-conversations-mcp"},
+        )
+        # Turns must never be re-sent by the SDK; reads may be retried safely.
+        self._send_client = self._client.with_options(max_retries=0)
+        # A turn stream can be quiet for minutes between frames while the model thinks; Letta's
+        # keep-alive pings arrive well within this.
+        self._stream_timeout = httpx.Timeout(None, connect=min(10.0, settings.request_timeout), read=300.0)
+        self.background_supported: bool | None = {"on": True, "off": False}.get(settings.background)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    @asynccontextmanager
+    async def _translate(self, target: Target) -> AsyncIterator[None]:
+        try:
+            yield
+        except LettaRequestError:
+            raise
+        except Exception as exc:
+            error = describe(exc, target=target, base_url=self.base_url)
+            log.info("Letta request failed (%s): %s", type(exc).__name__, error.message)
+            raise error from None
+
+    # -- agents ------------------------------------------------------------------------------
+    async def list_agents(self, *, name: str | None, limit: int) -> list[Frame]:
+        async with self._translate(Target("agents", action="list agents")):
+            kwargs: dict[str, Any] = {"limit": limit}
+            if name:
+                kwargs["name"] = name
+            page = await self._client.agents.list(**kwargs)
+            return [as_dict(a) for a in page.items]
+
+    async def get_agent(self, agent_id: str) -> Frame:
+        async with self._translate(Target("agent", agent_id, "read the agent")):
+            return as_dict(await self._client.agents.retrieve(agent_id))
+
+    # -- conversations -----------------------------------------------------------------------
+    async def create_conversation(
+        self,
+        *,
+        agent_id: str,
+        summary: str | None,
+        model: str | None,
+        model_settings: Mapping[str, Any] | None,
+        isolated_block_labels: list[str] | None = None,
+    ) -> Frame:
+        kwargs: dict[str, Any] = {"agent_id": agent_id}
+        if summary is not None:
+            kwargs["summary"] = summary
+        if model is not None:
+            kwargs["model"] = model
+        if model_settings is not None:
+            kwargs["model_settings"] = dict(model_settings)
+        if isolated_block_labels:
+            # letta-client 1.12.1 lacks this argument; the 0.16.8 server accepts it.
+            kwargs["extra_body"] = {"isolated_block_labels": isolated_block_labels}
+        async with self._translate(Target("agent", agent_id, "create a conversation")):
+            return as_dict(await self._send_client.conversations.create(**kwargs))
+
+    async def get_conversation(self, conversation_id: str) -> Frame:
+        async with self._translate(Target("conversation", conversation_id, "read the conversation")):
+            return as_dict(await self._client.conversations.retrieve(conversation_id))
+
+    async def list_conversations(
+        self, *, agent_id: str, limit: int, after: str | None, summary_search: str | None
+    ) -> list[Frame]:
+        kwargs: dict[str, Any] = {"agent_id": agent_id, "limit": limit}
+        if after:
+            kwargs["after"] = after
+        if summary_search:
+            kwargs["summary_search"] = summary_search
+        async with self._translate(Target("agent", agent_id, "list conversations")):
+            result = await self._client.conversations.list(**kwargs)
+            return [as_dict(c) for c in result]
+
+    async def update_summary(self, conversation_id: str, summary: str) -> Frame:
+        async with self._translate(Target("conversation", conversation_id, "update the summary")):
+            return as_dict(await self._client.conversations.update(conversation_id, summary=summary))
+
+    # -- messages ----------------------------------------------------------------------------
+    async def list_messages(
+        self,
+        conversation_id: str,
+        *,
+        agent_id: str | None,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
+        order: str = "desc",
+        message_types: list[str] | None = None,
+    ) -> list[Frame]:
+        kwargs: dict[str, Any] = {"limit": limit, "order": order}
+        scope = _agent_scope(conversation_id, agent_id)
+        if scope:
+            kwargs["agent_id"] = scope
+        if after:
+            kwargs["after"] = after
+        if before:
+            kwargs["before"] = before
+        if message_types:
+            kwargs["include_return_message_types"] = message_types
+        async with self._translate(Target("conversation", conversation_id, "list messages")):
+            page = await self._client.conversations.messages.list(conversation_id, **kwargs)
+            return [as_dict(m) for m in page.items]
+
+    async def find_otid(self, conversation_id: str, *, agent_id: str | None, otid: str) -> bool:
+        """Whether a message with this otid is among the recent messages (Letta does not de-duplicate)."""
+        recent = await self.list_messages(
+            conversation_id, agent_id=agent_id, limit=OTID_LOOKBACK, order="desc", message_types=["user_message"]
+        )
+        return any(m.get("otid") == otid for m in recent)
+
+    # -- turns -------------------------------------------------------------------------------
+    async def stream_turn(
+        self,
+        conversation_id: str,
+        *,
+        agent_id: str | None,
+        text: str,
+        otid: str,
+        background: bool,
+    ) -> AsyncIterator[Frame]:
+        """POST one user message and yield the turn's frames as dicts. Never retried.
+
+        Failures are raised untranslated so the caller can tell a refused request (nothing was
+        stored) from a connection that broke after the request went out.
+        """
+        kwargs: dict[str, Any] = {
+            "messages": [{"role": "user", "content": text, "otid": otid}],
+            "include_pings": True,
+            "timeout": self._stream_timeout,
+        }
+        scope = _agent_scope(conversation_id, agent_id)
+        if scope:
+            kwargs["agent_id"] = scope
+        if background:
+            kwargs["background"] = True
+        stream = await self._send_client.conversations.messages.create(conversation_id, **kwargs)
+        async with stream:
+            async for item in stream:
+                yield as_dict(item)
+
+    async def resume_turn(self, run_id: str, *, starting_after: int) -> AsyncIterator[Frame]:
+        """Replay a background run's frames after ``starting_after`` and follow it to the end."""
+        stream = await self._send_client.runs.messages.stream(
+            run_id, starting_after=starting_after, include_pings=True, timeout=self._stream_timeout
+        )
+        async with stream:
+            async for item in stream:
+                yield as_dict(item)
+
+    async def get_run(self, run_id: str) -> Frame:
+        async with self._translate(Target("run", run_id, "read the run")):
+            return as_dict(await self._client.runs.retrieve(run_id))
+
+    async def cancel(self, conversation_id: str, *, agent_id: str | None) -> Frame:
+        kwargs: dict[str, Any] = {}
+        if agent_id:
+            kwargs["agent_id"] = agent_id
+        async with self._translate(Target("conversation", conversation_id, "cancel the running turn")):
+            result = await self._send_client.conversations.cancel(conversation_id, **kwargs)
+            return dict(result) if isinstance(result, Mapping) else as_dict(result)
+
+    def translate(self, exc: BaseException, target: Target) -> LettaRequestError:
+        return describe(exc, target=target, base_url=self.base_url)

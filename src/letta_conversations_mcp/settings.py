@@ -1,0 +1,144 @@
+"""Configuration: environment variables, overridden by command-line flags (pydantic-settings).
+
+Invalid configuration is rejected before any transport opens, as one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .validation import AGENT_ID_PATTERN
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """letta-conversations-mcp settings. Each can be set by environment variable or flag."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LETTA_MCP_",
+        extra="ignore",
+        populate_by_name=True,
+        cli_kebab_case=True,
+        cli_prog_name="letta-conversations-mcp",
+        cli_implicit_flags=True,
+        cli_hide_none_type=True,
+        cli_avoid_json=True,
+    )
+
+    base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LETTA_BASE_URL"),
+        description="Letta server URL (env LETTA_BASE_URL). Default: Letta Cloud, https://api.letta.com",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LETTA_API_KEY"),
+        description="Letta API key (env LETTA_API_KEY). Needed for Letta Cloud; never logged or returned",
+    )
+    agent_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LETTA_AGENT_ID"),
+        description="Default agent for tools called without agent_id (env LETTA_AGENT_ID)",
+    )
+    request_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds to wait for a Letta request (not a whole agent turn) (env LETTA_MCP_REQUEST_TIMEOUT)",
+    )
+    wait_seconds: float = Field(
+        default=45.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How long send_message waits for a turn before returning 'still running' with a run id; keep it "
+            "below your host's tool timeout (env LETTA_MCP_WAIT_SECONDS)"
+        ),
+    )
+    max_result_chars: int = Field(
+        default=20_000,
+        ge=1_000,
+        le=1_000_000,
+        description="Cap on the characters of one tool result or transcript page (env LETTA_MCP_MAX_RESULT_CHARS)",
+    )
+    background: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description=(
+            "Send turns as Letta background runs, which survive dropped connections and can be resumed. "
+            "auto: use them when the server supports them (env LETTA_MCP_BACKGROUND)"
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level for stderr (env LETTA_MCP_LOG_LEVEL)"
+    )
+    transport: Literal["stdio", "streamable-http"] = Field(
+        default="stdio", description="stdio for desktop hosts, streamable-http for remote hosts and agents"
+    )
+    host: str = Field(default="127.0.0.1", description="HTTP bind address (streamable-http only)")
+    port: int = Field(default=8765, ge=0, le=65535, description="HTTP port (streamable-http only)")
+    auth_tokens: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Comma-separated bearer tokens accepted over HTTP (env LETTA_MCP_AUTH_TOKENS); "
+            "required to bind a non-loopback address"
+        ),
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://localhost:8283")
+        return value
+
+    @field_validator("agent_id")
+    @classmethod
+    def _check_agent(cls, value: str | None) -> str | None:
+        import re
+
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not re.match(AGENT_ID_PATTERN, value):
+            raise ValueError("must be an agent id like agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795")
+        return value
+
+    @model_validator(mode="after")
+    def _check_bind(self) -> Settings:
+        if self.transport == "streamable-http" and not _is_loopback(self.host) and not self.token_list():
+            raise ValueError(
+                f"refusing to serve HTTP on non-loopback address {self.host} without auth: "
+                "set LETTA_MCP_AUTH_TOKENS (or --auth-tokens) or bind 127.0.0.1"
+            )
+        return self
+
+    def token_list(self) -> list[str]:
+        if self.auth_tokens is None:
+            return []
+        return [t.strip() for t in self.auth_tokens.get_secret_value().split(",") if t.strip()]
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for redaction of log lines and messages."""
+        values = self.token_list()
+        if self.api_key is not None:
+            values.append(self.api_key.get_secret_value())
+        return values
+
+    @property
+    def effective_base_url(self) -> str:
+        return self.base_url or "https://api.letta.com"

@@ -1,0 +1,280 @@
+"""Stream aggregation: Letta's SSE frames → one TurnResult (pure, no I/O).
+
+Frames are plain mappings keyed by ``message_type`` (never dispatched on SDK classes: unknown
+types decode as the first union member). Token-streamed fragments share a message ``id`` and are
+joined by it. Memory is bounded: text beyond ``max_chars`` is dropped with a marker, so a
+50k-frame stream costs the size of the cap, not of the stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+StepKind = Literal["reasoning", "tool_call", "tool_return", "approval_request", "assistant"]
+FrameKind = Literal["ping", "message", "fragment", "stop", "usage", "error", "other"]
+
+TRUNCATION_MARKER = " […truncated]"
+
+STOP_REASON_ADVICE: dict[str, str] = {
+    "end_turn": "",
+    "max_steps": (
+        "The agent reached its step limit before finishing: send a follow-up such as 'continue' to let it go on."
+    ),
+    "requires_approval": (
+        "The agent is waiting for a human to approve a tool call (see approval_requests). Approve or deny it in "
+        "Letta (ADE or API); the conversation accepts new messages after that."
+    ),
+    "llm_api_error": (
+        "The agent's model provider returned an error. Try again shortly; if it persists, check the agent's "
+        "model and provider key in Letta."
+    ),
+    "invalid_llm_response": "The model's answer could not be parsed. Send the message again or rephrase it.",
+    "invalid_tool_call": "The model called a tool with invalid arguments. Send the message again or rephrase it.",
+    "max_tokens_exceeded": "The answer hit the model's output token limit. Ask for a shorter answer or continue.",
+    "no_tool_call": "The model ended without calling a required tool. Send the message again or rephrase it.",
+    "tool_rule": "A tool rule of the agent ended the turn. Check the agent's tool rules if this is unexpected.",
+    "cancelled": "The run was cancelled. The conversation accepts new messages.",
+    "insufficient_credits": "The Letta account has run out of credits. Add credits, then send again.",
+    "context_window_overflow_in_system_prompt": (
+        "The agent's system prompt and memory no longer fit its context window. Shorten its memory blocks or "
+        "use a model with a larger context."
+    ),
+    "error": "The turn failed inside Letta. See error; try again, and check the Letta server's logs if it persists.",
+}
+
+
+def advice_for(stop_reason: str | None) -> str | None:
+    """What the caller can do next after a stop reason; None when nothing is needed."""
+    if stop_reason is None:
+        return None
+    advice = STOP_REASON_ADVICE.get(stop_reason)
+    if advice is None:
+        return f"The turn stopped with '{stop_reason}'. Check list_messages for what happened."
+    return advice or None
+
+
+class Step(BaseModel):
+    """One item of the agent's turn, in the order Letta streamed it."""
+
+    kind: StepKind
+    message_id: str | None = None
+    text: str | None = Field(default=None, description="Reasoning or assistant text")
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    arguments: str | None = Field(default=None, description="Tool call arguments as JSON text")
+    tool_result: str | None = Field(default=None, description="What the tool returned")
+    status: str | None = Field(default=None, description="Tool return status: success or error")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    step_count: int | None = None
+
+
+class TurnResult(BaseModel):
+    """The aggregated outcome of one agent turn."""
+
+    reply: str = Field(description="The assistant's reply text (all assistant messages of the turn, joined)")
+    steps: list[Step] = Field(default_factory=list, description="Reasoning, tool calls and returns, in order")
+    stop_reason: str | None = Field(default=None, description="Letta's stop reason, e.g. end_turn or max_steps")
+    next_step: str | None = Field(default=None, description="What to do next when the turn did not end normally")
+    error: str | None = Field(default=None, description="The error the turn ended with, if any")
+    usage: Usage | None = None
+    run_id: str | None = None
+    message_ids: list[str] = Field(default_factory=list, description="Ids of the messages this turn created")
+    truncated: bool = Field(default=False, description="True when parts were cut to respect the size cap")
+
+
+@dataclass
+class FrameEvent:
+    """What one frame meant, for progress reporting."""
+
+    kind: FrameKind
+    message_type: str | None = None
+
+
+def text_of(content: Any) -> str:
+    """Letta content is a string or a list of content parts ({type: text, text: …})."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for part in content:
+            if isinstance(part, Mapping):
+                text = part.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+            elif isinstance(part, str):
+                parts.append(part)
+        return "".join(parts)
+    return str(content)
+
+
+def tool_call_of(frame: Mapping[str, Any]) -> Mapping[str, Any]:
+    call = frame.get("tool_call")
+    if isinstance(call, Mapping):
+        return call
+    calls = frame.get("tool_calls")
+    if isinstance(calls, list) and calls and isinstance(calls[0], Mapping):
+        return calls[0]
+    return {}
+
+
+def arguments_text(arguments: Any) -> str:
+    if arguments is None:
+        return ""
+    if isinstance(arguments, str):
+        return arguments
+    return json.dumps(arguments, ensure_ascii=False)
+
+
+class TurnAggregator:
+    """Feed frames in stream order; read ``result()`` at any time (also mid-turn)."""
+
+    def __init__(self, *, max_chars: int = 20_000, max_field_chars: int = 4_000) -> None:
+        self.max_chars = max_chars
+        self.max_field_chars = max_field_chars
+        self.run_id: str | None = None
+        self.last_seq_id: int | None = None
+        self.stop_reason: str | None = None
+        self.error: str | None = None
+        self.usage: Usage | None = None
+        self.frames = 0
+        self.done = False
+        self._steps: list[Step] = []
+        self._by_id: dict[tuple[str, str], Step] = {}
+        self._message_ids: list[str] = []
+        self._seen_ids: set[str] = set()
+        self._chars = 0
+        self._truncated = False
+
+    # -- feeding -------------------------------------------------------------------------------
+    def feed(self, frame: Mapping[str, Any]) -> FrameEvent:
+        self.frames += 1
+        run_id = frame.get("run_id")
+        if isinstance(run_id, str) and self.run_id is None:
+            self.run_id = run_id
+        seq_id = frame.get("seq_id")
+        if isinstance(seq_id, int):
+            self.last_seq_id = seq_id
+        message_type = frame.get("message_type")
+        if message_type == "ping":
+            return FrameEvent("ping", message_type)
+        if message_type == "stop_reason":
+            self.stop_reason = str(frame.get("stop_reason") or "") or None
+            return FrameEvent("stop", message_type)
+        if message_type == "usage_statistics":
+            self.usage = Usage(
+                prompt_tokens=frame.get("prompt_tokens"),
+                completion_tokens=frame.get("completion_tokens"),
+                total_tokens=frame.get("total_tokens"),
+                step_count=frame.get("step_count"),
+            )
+            self.done = True
+            return FrameEvent("usage", message_type)
+        if message_type == "error_message":
+            self.record_error(str(frame.get("message") or "the turn failed"), frame.get("detail"))
+            return FrameEvent("error", message_type)
+        kind = self._step_kind(message_type)
+        if kind is None:
+            return FrameEvent("other", message_type if isinstance(message_type, str) else None)
+        return self._feed_step(kind, frame, str(message_type))
+
+    def record_error(self, message: str, detail: Any = None) -> None:
+        text = message.rstrip(".")
+        if detail:
+            text += f": {str(detail)[:300]}"
+        self.error = text
+
+    @staticmethod
+    def _step_kind(message_type: object) -> StepKind | None:
+        return {
+            "assistant_message": "assistant",
+            "reasoning_message": "reasoning",
+            "hidden_reasoning_message": "reasoning",
+            "tool_call_message": "tool_call",
+            "tool_return_message": "tool_return",
+            "approval_request_message": "approval_request",
+        }.get(message_type if isinstance(message_type, str) else "")  # type: ignore[return-value]
+
+    def _feed_step(self, kind: StepKind, frame: Mapping[str, Any], message_type: str) -> FrameEvent:
+        message_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+        key = (kind, message_id) if message_id else None
+        step = self._by_id.get(key) if key else None
+        is_new = step is None
+        if step is None:
+            step = Step(kind=kind, message_id=message_id)
+            self._steps.append(step)
+            if key:
+                self._by_id[key] = step
+            if message_id and message_id not in self._seen_ids:
+                self._seen_ids.add(message_id)
+                self._message_ids.append(message_id)
+        if kind in ("assistant", "reasoning"):
+            fragment = text_of(frame.get("content")) if kind == "assistant" else self._reasoning_text(frame)
+            step.text = self._append(step.text, fragment, cap=self.max_chars if kind == "assistant" else None)
+        elif kind in ("tool_call", "approval_request"):
+            call = tool_call_of(frame)
+            if call.get("name"):
+                step.tool_name = str(call["name"])
+            if call.get("tool_call_id"):
+                step.tool_call_id = str(call["tool_call_id"])
+            step.arguments = self._append(step.arguments, arguments_text(call.get("arguments")))
+        else:  # tool_return
+            step.tool_name = step.tool_name or (str(frame["name"]) if frame.get("name") else None)
+            step.tool_call_id = step.tool_call_id or frame.get("tool_call_id")
+            step.status = frame.get("status") or step.status
+            step.tool_result = self._append(step.tool_result, text_of(frame.get("tool_return")))
+        return FrameEvent("message" if is_new else "fragment", message_type)
+
+    @staticmethod
+    def _reasoning_text(frame: Mapping[str, Any]) -> str:
+        for key in ("reasoning", "hidden_reasoning"):
+            value = frame.get(key)
+            if isinstance(value, str):
+                return value
+        return ""
+
+    def _append(self, current: str | None, fragment: str, *, cap: int | None = None) -> str:
+        current = current or ""
+        if not fragment or current.endswith(TRUNCATION_MARKER):
+            return current
+        limit = cap if cap is not None else self.max_field_chars
+        room = min(limit - len(current), self.max_chars - self._chars)
+        if len(fragment) <= room:
+            self._chars += len(fragment)
+            return current + fragment
+        kept = fragment[: max(room, 0)]
+        self._chars += len(kept)
+        self._truncated = True
+        return current + kept + TRUNCATION_MARKER
+
+    # -- reading -------------------------------------------------------------------------------
+    def result(self) -> TurnResult:
+        replies = [s.text for s in self._steps if s.kind == "assistant" and s.text]
+        reply = "\n\n".join(replies)
+        steps = [s.model_copy() for s in self._steps if s.kind != "assistant"]
+        return TurnResult(
+            reply=reply,
+            steps=steps,
+            stop_reason=self.stop_reason,
+            next_step=advice_for(self.stop_reason),
+            error=self.error,
+            usage=self.usage,
+            run_id=self.run_id,
+            message_ids=list(self._message_ids),
+            truncated=self._truncated,
+        )
+
+    @property
+    def new_message_count(self) -> int:
+        return len(self._message_ids)

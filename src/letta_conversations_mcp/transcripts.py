@@ -1,0 +1,167 @@
+"""Transcript rendering: Letta messages → compact views, Markdown and JSON pages (pure, no I/O)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .streaming import TRUNCATION_MARKER, arguments_text, text_of, tool_call_of
+
+ROLE_LABELS: dict[str, str] = {
+    "system_message": "System",
+    "user_message": "User",
+    "assistant_message": "Assistant",
+    "reasoning_message": "Reasoning",
+    "hidden_reasoning_message": "Reasoning (hidden)",
+    "tool_call_message": "Tool call",
+    "tool_return_message": "Tool return",
+    "approval_request_message": "Approval request",
+    "approval_response_message": "Approval response",
+    "summary_message": "Summary",
+    "event_message": "Event",
+}
+
+
+class MessageView(BaseModel):
+    """One message of a conversation, flattened for reading."""
+
+    id: str
+    message_type: str = Field(description="user_message, assistant_message, tool_call_message, …")
+    date: str | None = None
+    text: str = Field(description="Content; for tool calls name(arguments), for tool returns the result")
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    status: str | None = None
+    run_id: str | None = None
+    otid: str | None = None
+    truncated: bool = False
+
+
+def _clip(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    return text[:limit] + TRUNCATION_MARKER, True
+
+
+def message_view(raw: Mapping[str, Any], *, max_chars: int = 2_000) -> MessageView:
+    """Flatten one Letta message (any message_type) into a MessageView, text clipped to max_chars."""
+    message_type = str(raw.get("message_type") or "unknown")
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    status: str | None = None
+    if message_type in ("tool_call_message", "approval_request_message"):
+        call = tool_call_of(raw)
+        tool_name = str(call.get("name") or "") or None
+        tool_call_id = call.get("tool_call_id")
+        text = f"{tool_name or 'tool'}({arguments_text(call.get('arguments'))})"
+    elif message_type == "tool_return_message":
+        tool_name = raw.get("name")
+        tool_call_id = raw.get("tool_call_id")
+        status = raw.get("status")
+        text = text_of(raw.get("tool_return"))
+    elif message_type == "reasoning_message":
+        text = str(raw.get("reasoning") or "")
+    elif message_type == "hidden_reasoning_message":
+        text = str(raw.get("hidden_reasoning") or "(hidden)")
+    elif message_type == "approval_response_message":
+        approve = raw.get("approve")
+        text = {True: "approved", False: "denied"}.get(approve, "answered") if isinstance(approve, bool) else "answered"
+        reason = raw.get("reason")
+        if reason:
+            text += f": {reason}"
+    else:
+        text = text_of(raw.get("content"))
+    clipped, truncated = _clip(text, max_chars)
+    date = raw.get("date")
+    return MessageView(
+        id=str(raw.get("id") or ""),
+        message_type=message_type,
+        date=str(date) if date else None,
+        text=clipped,
+        tool_name=tool_name,
+        tool_call_id=tool_call_id,
+        status=status,
+        run_id=raw.get("run_id"),
+        otid=raw.get("otid"),
+        truncated=truncated,
+    )
+
+
+def view_size(view: MessageView) -> int:
+    """Characters a view costs in a result: its text plus a fixed allowance for its fields."""
+    return len(view.text) + 120
+
+
+def fit(views: Iterable[MessageView], budget: int) -> tuple[list[MessageView], bool]:
+    """The longest prefix of views whose size fits the budget (at least one), and whether any were cut."""
+    kept: list[MessageView] = []
+    used = 0
+    for view in views:
+        cost = view_size(view)
+        if kept and used + cost > budget:
+            return kept, True
+        kept.append(view)
+        used += cost
+    return kept, False
+
+
+def _short_date(date: str | None) -> str:
+    if not date:
+        return ""
+    return date.replace("T", " ").replace("+00:00", " UTC").replace("Z", " UTC")
+
+
+def render_markdown_message(view: MessageView) -> str:
+    label = ROLE_LABELS.get(view.message_type, view.message_type)
+    when = _short_date(view.date)
+    head = f"**{label}**" + (f" · {when}" if when else "")
+    if view.message_type == "system_message":
+        return f"{head}\n_(system prompt, {len(view.text)} characters, not shown)_"
+    if view.message_type in ("tool_call_message", "approval_request_message"):
+        return f"{head}\n`{view.text}`"
+    if view.message_type == "tool_return_message":
+        status = f" ({view.status})" if view.status else ""
+        body = view.text.replace("\n", "\n> ")
+        return f"{head}{status}\n> {body}"
+    if view.message_type in ("reasoning_message", "hidden_reasoning_message"):
+        return f"{head}\n_{view.text}_"
+    return f"{head}\n{view.text}"
+
+
+def render_markdown(
+    views: list[MessageView],
+    *,
+    title: str,
+    subtitle: str | None = None,
+    continuation: str | None = None,
+) -> str:
+    """A transcript page in Markdown; ``continuation`` says where the rest is when the page was cut."""
+    parts = [f"# {title}"]
+    if subtitle:
+        parts.append(f"_{subtitle}_")
+    if not views:
+        parts.append("_No messages yet._")
+    parts.extend(render_markdown_message(v) for v in views)
+    if continuation:
+        parts.append(f"---\n_{continuation}_")
+    return "\n\n".join(parts) + "\n"
+
+
+def render_json(
+    views: list[MessageView],
+    *,
+    conversation_id: str,
+    next_uri: str | None,
+) -> str:
+    return json.dumps(
+        {
+            "conversation_id": conversation_id,
+            "messages": [v.model_dump(exclude_none=True) for v in views],
+            "next": next_uri,
+        },
+        ensure_ascii=False,
+        indent=1,
+    )

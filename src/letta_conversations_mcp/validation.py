@@ -1,0 +1,107 @@
+"""Argument checks that run before any request reaches Letta (pure, no I/O).
+
+Letta answers malformed ids with a 422 that dumps pydantic internals; a model calling our tools
+needs one sentence that names the argument, the rule and an example instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+CONVERSATION_ID_EXAMPLE: Final = "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"
+AGENT_ID_EXAMPLE: Final = "agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795"
+RUN_ID_EXAMPLE: Final = "run-598cf282-40aa-492c-a463-f7386b6d76e4"
+MESSAGE_ID_EXAMPLE: Final = "message-a50a9b0a-8372-4bfc-be3f-7fcad58ba3d8"
+
+_UUID: Final = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+CONVERSATION_ID_PATTERN: Final = rf"^(default|conv-{_UUID})$"
+AGENT_ID_PATTERN: Final = rf"^agent-{_UUID}$"
+RUN_ID_PATTERN: Final = rf"^run-{_UUID}$"
+MESSAGE_ID_PATTERN: Final = rf"^message-{_UUID}$"
+MAX_MESSAGE_CHARS: Final = 100_000
+
+_CONVERSATION_RE: Final = re.compile(CONVERSATION_ID_PATTERN)
+_AGENT_RE: Final = re.compile(AGENT_ID_PATTERN)
+_RUN_RE: Final = re.compile(RUN_ID_PATTERN)
+_MESSAGE_RE: Final = re.compile(MESSAGE_ID_PATTERN)
+
+
+class InvalidArgument(ValueError):
+    """A tool argument that cannot be sent to Letta; the message says what to pass instead."""
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
+def conversation_id(value: str, *, argument: str = "conversation_id") -> str:
+    value = value.strip()
+    if not _CONVERSATION_RE.match(value):
+        raise InvalidArgument(
+            f"{argument} {_shown(value)} is not a conversation id: pass 'default' (the agent's own history) "
+            f"or an id like {CONVERSATION_ID_EXAMPLE} (from create_conversation or list_conversations)"
+        )
+    return value
+
+
+def agent_id(value: str, *, argument: str = "agent_id") -> str:
+    value = value.strip()
+    if not _AGENT_RE.match(value):
+        raise InvalidArgument(
+            f"{argument} {_shown(value)} is not an agent id: pass an id like {AGENT_ID_EXAMPLE} "
+            "(list_agents shows the agents you can use)"
+        )
+    return value
+
+
+def run_id(value: str, *, argument: str = "run_id") -> str:
+    value = value.strip()
+    if not _RUN_RE.match(value):
+        raise InvalidArgument(
+            f"{argument} {_shown(value)} is not a run id: pass the run_id returned by send_message, "
+            f"like {RUN_ID_EXAMPLE}"
+        )
+    return value
+
+
+def message_id(value: str, *, argument: str) -> str:
+    value = value.strip()
+    if not _MESSAGE_RE.match(value):
+        raise InvalidArgument(
+            f"{argument} {_shown(value)} is not a message id: pass an id like {MESSAGE_ID_EXAMPLE} "
+            "(list_messages returns them, and next_before/next_after cursors)"
+        )
+    return value
+
+
+def message_text(value: str) -> str:
+    if not value.strip():
+        raise InvalidArgument("message is empty: pass the text the agent should receive")
+    if len(value) > MAX_MESSAGE_CHARS:
+        raise InvalidArgument(
+            f"message has {len(value):,} characters, more than the {MAX_MESSAGE_CHARS:,} allowed: "
+            "split it into several messages or summarise it"
+        )
+    return value
+
+
+def summary_text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidArgument("summary is empty: pass a short description of the conversation")
+    if len(value) > 1000:
+        raise InvalidArgument(f"summary has {len(value)} characters; keep it under 1000")
+    return value
+
+
+def resolve_agent(agent: str | None, default_agent: str | None, *, purpose: str) -> str:
+    """The agent to use: the explicit one, else the configured default, else a clear error."""
+    if agent:
+        return agent_id(agent)
+    if default_agent:
+        return default_agent
+    raise InvalidArgument(
+        f"agent_id is required {purpose}: pass agent_id (list_agents shows them) or start the server "
+        "with LETTA_AGENT_ID / --agent-id set to a default agent"
+    )
