@@ -145,14 +145,15 @@ def render_send(result: SendResult, *, wait_hint_seconds: float) -> str:
             lines.append(f"· waiting for approval: {step.tool_name}({_clip(step.arguments or '', 200)})")
         elif step.kind == "reasoning" and step.text:
             lines.append(f"· reasoning: {_clip(step.text, 200)}")
-    facts = [f"stop: {result.stop_reason or result.status}"]
+    facts = [f"stop: {result.stop_reason}"] if result.stop_reason else []
     if result.usage and result.usage.step_count is not None:
         facts.append(f"{result.usage.step_count} step(s)")
     if result.usage and result.usage.total_tokens is not None:
         facts.append(f"{result.usage.total_tokens} tokens")
     if result.run_id:
         facts.append(f"run {result.run_id}")
-    lines.append(" · ".join(facts))
+    if facts:
+        lines.append(" · ".join(facts))
     if result.next_step:
         lines.append(f"Next: {result.next_step}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ Invalid configuration is rejected before any transport opens, as one line naming
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -96,6 +97,14 @@ class Settings(BaseSettings):
         ),
     )
 
+    auth_file: Path | None = Field(
+        default=None,
+        description=(
+            'JSON file of HTTP callers: [{"name": "alice", "token": "…", "agents": ["agent-…"]}] '
+            "(env LETTA_MCP_AUTH_FILE); agents limits what a token may reach"
+        ),
+    )
+
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -120,7 +129,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_bind(self) -> Settings:
-        if self.transport == "streamable-http" and not _is_loopback(self.host) and not self.token_list():
+        if (
+            self.transport == "streamable-http"
+            and not _is_loopback(self.host)
+            and not self.token_list()
+            and self.auth_file is None
+        ):
             raise ValueError(
                 f"refusing to serve HTTP on non-loopback address {self.host} without auth: "
                 "set LETTA_MCP_AUTH_TOKENS (or --auth-tokens) or bind 127.0.0.1"

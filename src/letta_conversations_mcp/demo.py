@@ -1,0 +1,106 @@
+"""`letta-conversations-mcp demo`: a real MCP client drives this server over stdio against Letta.
+
+With LETTA_BASE_URL unset it first brings up the local Letta stack (PostgreSQL, Valkey, the Letta
+server and a scripted model; installed once into a cache). Prints every step; exits non-zero
+when a step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import ExitStack
+from typing import Any
+
+import anyio
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)  # noqa: T201  (the demo's output is for a person at a terminal)
+
+
+def _tool_text(result: Any) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+async def run_session(base_url: str, agent_id: str, api_key: str | None) -> None:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    env.update({"LETTA_BASE_URL": base_url, "LETTA_AGENT_ID": agent_id, "LETTA_MCP_LOG_LEVEL": "WARNING"})
+    if api_key:
+        env["LETTA_API_KEY"] = api_key
+    params = StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        _say(f"   … {message}")
+
+    async with Client(params) as client:
+        info = client.server_info
+        _say(f"Connected to {info.name if info else 'server'} over stdio (protocol {client.protocol_version}).")
+        tools = await client.list_tools()
+        _say(f"Tools: {', '.join(t.name for t in tools.tools)}\n")
+
+        async def call(name: str, arguments: dict[str, Any]) -> Any:
+            _say(f"→ {name}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})")
+            result = await client.call_tool(name, arguments, progress_callback=progress)
+            text = _tool_text(result)
+            _say("  " + text.replace("\n", "\n  "))
+            if result.is_error:
+                raise SystemExit(f"demo step {name} failed")
+            _say()
+            return result.structured_content or {}
+
+        conversation = await call("create_conversation", {"summary": "demo conversation"})
+        cid = conversation["id"]
+        await call("send_message", {"conversation_id": cid, "message": "Hello! Who are you?"})
+        await call("send_message", {"conversation_id": cid, "message": "REMEMBER the demo ran"})
+        page = await call("list_messages", {"conversation_id": cid, "limit": 4})
+        _say(f"  (page of {len(page.get('messages', []))} messages, next_before={page.get('next_before')})\n")
+        await call("update_summary", {"conversation_id": cid, "summary": "demo: greeting and a memory"})
+        uri = conversation["transcript_uri"]
+        _say(f"→ read resource {uri}")
+        transcript = await client.read_resource(uri)
+        for content in transcript.contents:
+            _say("  " + getattr(content, "text", "").replace("\n", "\n  "))
+    _say("Demo finished: every step succeeded.")
+
+
+def demo_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="letta-conversations-mcp demo",
+        description="Drive this MCP server with a real MCP client. Uses LETTA_BASE_URL/LETTA_API_KEY/LETTA_AGENT_ID "
+        "when set; otherwise starts the local Letta stack first.",
+    )
+    parser.parse_args(argv)
+    base_url = os.environ.get("LETTA_BASE_URL")
+    api_key = os.environ.get("LETTA_API_KEY")
+    agent_id = os.environ.get("LETTA_AGENT_ID")
+    with ExitStack() as stack:
+        if not base_url:
+            from .localstack.stack import LocalStack
+
+            _say("LETTA_BASE_URL is not set: starting the local Letta stack (first run installs it; ~1-2 min)…")
+            local = stack.enter_context(LocalStack())
+            base_url, agent_id = local.base_url, local.agent_id
+            _say(f"Local Letta at {base_url}, agent {agent_id}\n")
+        if not agent_id:
+            agent_id = anyio.run(_first_agent, base_url, api_key)
+        try:
+            anyio.run(run_session, base_url, agent_id, api_key)
+        except SystemExit as exc:
+            _say(str(exc))
+            return 1
+    return 0
+
+
+async def _first_agent(base_url: str, api_key: str | None) -> str:
+    from letta_client import AsyncLetta
+
+    client = AsyncLetta(base_url=base_url, api_key=api_key)
+    page = await client.agents.list(limit=1)
+    if not page.items:
+        raise SystemExit("no agent on that Letta server: create one, or set LETTA_AGENT_ID")
+    return page.items[0].id

@@ -1,0 +1,166 @@
+"""Streamable HTTP front end: bearer-token auth in front of the SDK's stateful app.
+
+Tokens come from configuration only (LETTA_MCP_AUTH_TOKENS or an auth file), are compared in
+constant time, and are never logged. A token may be limited to some agents; tools read the
+verified token back from the request headers to learn who is calling (see ``caller_of``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+REALM = "letta-conversations-mcp"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated HTTP caller. ``agents`` None means every agent."""
+
+    name: str
+    token: str
+    agents: frozenset[str] | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable, non-secret identity for the caller (used to scope its conversations)."""
+        return self.name or hashlib.sha256(self.token.encode()).hexdigest()[:16]
+
+    def may_use(self, agent_id: str) -> bool:
+        return self.agents is None or agent_id in self.agents
+
+
+class AuthConfigError(ValueError):
+    pass
+
+
+def load_callers(settings: Settings) -> list[Caller]:
+    """Callers from LETTA_MCP_AUTH_TOKENS (name:token or token) and LETTA_MCP_AUTH_FILE (JSON list)."""
+    callers: list[Caller] = []
+    for index, entry in enumerate(settings.token_list(), start=1):
+        name, sep, token = entry.partition(":")
+        if not sep:
+            name, token = f"token-{index}", entry
+        callers.append(Caller(name=name.strip(), token=token.strip()))
+    if settings.auth_file is not None:
+        callers.extend(_load_file(settings.auth_file))
+    for caller in callers:
+        if len(caller.token) < 16:
+            raise AuthConfigError(
+                f"the token of caller {caller.name!r} is shorter than 16 characters; use a long random token"
+            )
+    names = [c.name for c in callers]
+    if len(set(names)) != len(names):
+        raise AuthConfigError("caller names in the auth configuration must be unique")
+    return callers
+
+
+def _load_file(path: Path) -> list[Caller]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AuthConfigError(f"cannot read auth file {path}: {type(exc).__name__}") from None
+    if not isinstance(data, list):
+        raise AuthConfigError(f'auth file {path} must hold a JSON list of {{"name", "token", "agents"?}} objects')
+    callers = []
+    for item in data:
+        if not isinstance(item, Mapping) or not isinstance(item.get("token"), str) or not item.get("name"):
+            raise AuthConfigError(f"auth file {path}: every entry needs a name and a token")
+        agents = item.get("agents")
+        callers.append(
+            Caller(
+                name=str(item["name"]),
+                token=item["token"],
+                agents=frozenset(str(a) for a in agents) if isinstance(agents, list) else None,
+            )
+        )
+    return callers
+
+
+def match_token(callers: Sequence[Caller], presented: str | None) -> Caller | None:
+    """The caller whose token equals ``presented``; every token is compared, in constant time."""
+    found: Caller | None = None
+    candidate = (presented or "").encode()
+    for caller in callers:
+        if hmac.compare_digest(caller.token.encode(), candidate) and presented:
+            found = caller
+    return found
+
+
+def bearer_of(headers: Mapping[str, str] | None) -> str | None:
+    if not headers:
+        return None
+    value = headers.get("authorization") or headers.get("Authorization") or ""
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def caller_of(callers: Sequence[Caller], headers: Mapping[str, str] | None) -> Caller | None:
+    return match_token(callers, bearer_of(headers)) if callers else None
+
+
+class BearerAuthMiddleware:
+    """Rejects HTTP requests without a configured bearer token (401 with WWW-Authenticate)."""
+
+    def __init__(self, app: ASGIApp, callers: Sequence[Caller]) -> None:
+        self.app = app
+        self.callers = list(callers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        presented = bearer_of(headers)
+        if match_token(self.callers, presented) is None:
+            error = "invalid_token" if presented else "invalid_request"
+            description = "the bearer token is not valid" if presented else "an Authorization: Bearer token is required"
+            body = json.dumps({"error": error, "error_description": description}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", f'Bearer realm="{REALM}", error="{error}"'.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def build_http_app(server: Any, settings: Settings, callers: Sequence[Caller]) -> ASGIApp:
+    app = server.streamable_http_app(host=settings.host)
+    if callers:
+        return BearerAuthMiddleware(app, callers)
+    return app
+
+
+def run_http(server: Any, settings: Settings) -> None:
+    import uvicorn
+
+    callers = load_callers(settings)
+    server.state.callers = callers
+    app = build_http_app(server, settings, callers)
+    log.info(
+        "serving MCP over streamable HTTP at http://%s:%d/mcp (%s)",
+        settings.host,
+        settings.port,
+        f"{len(callers)} bearer token(s)" if callers else "no auth: loopback only",
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
