@@ -115,6 +115,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://, e.g. http://localhost:8283")
         return value
 
+    @field_validator("api_key", "auth_tokens")
+    @classmethod
+    def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("agent_id")
     @classmethod
     def _check_agent(cls, value: str | None) -> str | None:
