@@ -34,7 +34,7 @@ async def run_session(base_url: str, agent_id: str, api_key: str | None) -> None
         env["LETTA_API_KEY"] = api_key
     params = StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
         _say(f"   … {message}")
 
     async with Client(params) as client:

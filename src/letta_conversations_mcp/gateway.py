@@ -128,6 +128,42 @@ class LettaGateway:
         async with self._translate(Target("conversation", conversation_id, "update the summary")):
             return as_dict(await self._client.conversations.update(conversation_id, summary=summary))
 
+    async def fork(self, conversation_id: str, *, agent_id: str | None, message_id: str | None) -> Frame:
+        kwargs: dict[str, Any] = {}
+        scope = _agent_scope(conversation_id, agent_id)
+        if scope:
+            kwargs["agent_id"] = scope
+        if message_id:
+            kwargs["message_id"] = message_id
+        async with self._translate(Target("conversation", conversation_id, "fork the conversation")):
+            return as_dict(await self._send_client.conversations.fork(conversation_id, **kwargs))
+
+    async def compact(self, conversation_id: str, *, agent_id: str | None) -> Frame:
+        kwargs: dict[str, Any] = {}
+        scope = _agent_scope(conversation_id, agent_id)
+        if scope:
+            kwargs["agent_id"] = scope
+        async with self._translate(Target("conversation", conversation_id, "compact the conversation")):
+            return as_dict(await self._send_client.conversations.messages.compact(conversation_id, **kwargs))
+
+    async def set_archived(self, conversation_id: str, archived: bool) -> Frame:
+        action = "archive the conversation" if archived else "unarchive the conversation"
+        async with self._translate(Target("conversation", conversation_id, action)):
+            return as_dict(await self._client.conversations.update(conversation_id, archived=archived))
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        async with self._translate(Target("conversation", conversation_id, "delete the conversation")):
+            await self._send_client.conversations.delete(conversation_id)
+
+    async def list_blocks(self, agent_id: str) -> list[Frame]:
+        async with self._translate(Target("agent", agent_id, "read the agent's memory blocks")):
+            page = await self._client.agents.blocks.list(agent_id, limit=100)
+            return [as_dict(b) for b in page.items]
+
+    async def get_block(self, block_id: str) -> Frame:
+        async with self._translate(Target("memory block", block_id, "read the memory block")):
+            return as_dict(await self._client.blocks.retrieve(block_id))
+
     # -- messages ----------------------------------------------------------------------------
     async def list_messages(
         self,

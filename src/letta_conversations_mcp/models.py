@@ -30,7 +30,9 @@ class ConversationInfo(BaseModel):
     model: str | None = None
     isolated_block_ids: list[str] = Field(default_factory=list)
     in_context_messages: int | None = Field(default=None, description="Messages currently in the context window")
+    archived: bool | None = None
     transcript_uri: str = Field(description="MCP resource with the conversation's transcript in Markdown")
+    note: str | None = Field(default=None, description="Something the caller should know about this result")
 
     @classmethod
     def from_letta(cls, raw: Mapping[str, Any]) -> ConversationInfo:
@@ -44,6 +46,7 @@ class ConversationInfo(BaseModel):
             last_message_at=raw.get("last_message_at"),
             model=raw.get("model"),
             isolated_block_ids=list(raw.get("isolated_block_ids") or []),
+            archived=raw.get("archived"),
             in_context_messages=len(in_context) if isinstance(in_context, list) and in_context else None,
             transcript_uri=transcript_uri(str(raw["id"])),
         )
@@ -116,3 +119,15 @@ class CancelResult(BaseModel):
     cancelled_run_ids: list[str] = Field(default_factory=list)
     dropped_queued: int = Field(default=0, description="Queued sends of this server that were dropped unsent")
     message: str
+
+
+class CompactResult(BaseModel):
+    conversation_id: str
+    messages_before: int
+    messages_after: int
+    summary: str = Field(description="The summary that replaced the compacted messages in the agent's context")
+
+
+class DeleteResult(BaseModel):
+    conversation_id: str
+    deleted: bool

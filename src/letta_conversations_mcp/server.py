@@ -28,14 +28,16 @@ from .models import (
     AgentInfo,
     AgentList,
     CancelResult,
+    CompactResult,
     ConversationInfo,
     ConversationList,
+    DeleteResult,
     MessagePage,
     SendResult,
     transcript_uri,
 )
 from .settings import Settings
-from .transcripts import MessageView, fit, message_view, render_json, render_markdown, view_size
+from .transcripts import MessageView, fit, message_view, render_json, render_markdown, render_memory, view_size
 from .turns import Progress, Turn, TurnManager
 
 log = logging.getLogger(__name__)
@@ -298,18 +300,39 @@ def build_server(settings: Settings) -> MCPServer:
                 description='Provider settings for the model override, e.g. {"provider_type": "openai", "temperature": 0.2}'
             ),
         ] = None,
+        isolated_block_labels: Annotated[
+            list[str] | None,
+            Field(
+                description="Memory block labels this conversation gets its own copy of, e.g. ['human']; "
+                "edits to them stay in this conversation instead of changing the agent's shared block",
+                max_length=20,
+            ),
+        ] = None,
     ) -> ConversationInfo:
         """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages."""
         gateway, _ = state.ready()
         agent = agent_for(agent_id, purpose="to create a conversation")
         clean_summary = check(lambda: validation.summary_text(summary)) if summary is not None else None
+        settings_checked = check(lambda: validation.model_settings(model_settings)) if model_settings else None
+        labels = check(lambda: validation.block_labels(isolated_block_labels)) if isolated_block_labels else None
         try:
             raw = await gateway.create_conversation(
-                agent_id=agent, summary=clean_summary, model=model, model_settings=model_settings
+                agent_id=agent,
+                summary=clean_summary,
+                model=model,
+                model_settings=settings_checked,
+                isolated_block_labels=labels,
             )
         except LettaRequestError as exc:
             raise _fail(exc, settings) from None
-        return ConversationInfo.from_letta(raw)
+        info = ConversationInfo.from_letta(raw)
+        if labels and len(info.isolated_block_ids) < len(labels):
+            info.note = (
+                f"Letta isolated {len(info.isolated_block_ids)} of the {len(labels)} requested block(s) {labels}: "
+                "the others stay shared. Check the agent's block labels (the agent memory resource lists them); "
+                "older Letta servers ignore isolated_block_labels"
+            )
+        return info
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -544,6 +567,139 @@ def build_server(settings: Settings) -> MCPServer:
         return CancelResult(
             conversation_id=conversation_id, cancelled_run_ids=cancelled, dropped_queued=dropped, message=message
         )
+
+    # -- lifecycle (optional: --tools all) -------------------------------------------------------
+    if settings.tools == "all":
+
+        @server.tool(
+            annotations=ToolAnnotations(
+                title="Fork conversation", read_only_hint=False, destructive_hint=False, open_world_hint=True
+            ),
+        )
+        async def fork_conversation(
+            conversation_id: ConversationIdArg,
+            agent_id: OptionalAgentIdArg = None,
+            message_id: Annotated[
+                str | None,
+                Field(description="Fork from this message (history up to it is copied); omit to copy everything"),
+            ] = None,
+        ) -> ConversationInfo:
+            """Copy a conversation into a new one (optionally only up to a message) to explore a different path."""
+            gateway, _ = state.ready()
+            conversation_id, agent = conversation_scope(conversation_id, agent_id)
+            if message_id:
+                check(lambda: validation.message_id(message_id, argument="message_id"))
+            try:
+                return ConversationInfo.from_letta(
+                    await gateway.fork(conversation_id, agent_id=agent, message_id=message_id)
+                )
+            except LettaRequestError as exc:
+                raise _fail(exc, settings) from None
+
+        @server.tool(
+            annotations=ToolAnnotations(
+                title="Compact conversation", read_only_hint=False, destructive_hint=False, open_world_hint=True
+            ),
+        )
+        async def compact_conversation(
+            conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None
+        ) -> CompactResult:
+            """Summarise a conversation's in-context messages to free the agent's context window.
+
+            The full history stays readable with list_messages; only what the model sees is shortened.
+            """
+            gateway, _ = state.ready()
+            conversation_id, agent = conversation_scope(conversation_id, agent_id)
+            try:
+                raw = await gateway.compact(conversation_id, agent_id=agent)
+            except LettaRequestError as exc:
+                raise _fail(exc, settings) from None
+            return CompactResult(
+                conversation_id=conversation_id,
+                messages_before=int(raw.get("num_messages_before") or 0),
+                messages_after=int(raw.get("num_messages_after") or 0),
+                summary=str(raw.get("summary") or ""),
+            )
+
+        @server.tool(
+            annotations=ToolAnnotations(
+                title="Archive conversation",
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=True,
+                open_world_hint=True,
+            ),
+        )
+        async def archive_conversation(
+            conversation_id: ConversationIdArg,
+            archived: Annotated[
+                bool, Field(description="true to archive (hide from lists), false to unarchive")
+            ] = True,
+        ) -> ConversationInfo:
+            """Archive a conversation (hidden from list_conversations, kept in Letta) or unarchive it."""
+            gateway, _ = state.ready()
+            conversation_id = check(lambda: validation.conversation_id(conversation_id))
+            if conversation_id == "default":
+                raise ToolError("the 'default' conversation cannot be archived: pass a conversation id (conv-…)")
+            try:
+                return ConversationInfo.from_letta(await gateway.set_archived(conversation_id, archived))
+            except LettaRequestError as exc:
+                raise _fail(exc, settings) from None
+
+        @server.tool(
+            annotations=ToolAnnotations(
+                title="Delete conversation",
+                read_only_hint=False,
+                destructive_hint=True,
+                idempotent_hint=True,
+                open_world_hint=True,
+            ),
+        )
+        async def delete_conversation(
+            conversation_id: ConversationIdArg,
+            confirm_conversation_id: Annotated[
+                str, Field(description="Repeat the conversation id exactly, to confirm the permanent deletion")
+            ],
+        ) -> DeleteResult:
+            """Permanently delete a conversation and its messages. Prefer archive_conversation when unsure."""
+            gateway, turns = state.ready()
+            conversation_id = check(lambda: validation.conversation_id(conversation_id))
+            if conversation_id == "default":
+                raise ToolError("the 'default' conversation cannot be deleted")
+            if confirm_conversation_id.strip() != conversation_id:
+                raise ToolError("confirm_conversation_id must repeat conversation_id exactly; nothing was deleted")
+            if turns.active_for(conversation_id, None):
+                raise ToolError(
+                    f"conversation {conversation_id} has a turn in progress; cancel_run it first. Nothing was deleted"
+                )
+            try:
+                await gateway.delete_conversation(conversation_id)
+            except LettaRequestError as exc:
+                raise _fail(exc, settings) from None
+            return DeleteResult(conversation_id=conversation_id, deleted=True)
+
+    @server.resource(
+        "letta://agents/{agent_id}/memory",
+        name="agent_memory",
+        title="Agent memory blocks",
+        description="The agent's memory blocks (label, value, limit) shared by its conversations, and which "
+        "conversations keep their own isolated copy.",
+        mime_type="text/markdown",
+    )
+    async def agent_memory(agent_id: str) -> str:
+        gateway, _ = state.ready()
+        agent = check(lambda: validation.agent_id(agent_id))
+        try:
+            blocks = await gateway.list_blocks(agent)
+            conversations = await gateway.list_conversations(agent_id=agent, limit=100, after=None, summary_search=None)
+            isolated: dict[str, list[str]] = {}
+            for conversation in conversations[:20]:
+                for block_id in conversation.get("isolated_block_ids") or []:
+                    label = str((await gateway.get_block(block_id)).get("label") or block_id)
+                    isolated.setdefault(label, []).append(str(conversation["id"]))
+        except LettaRequestError as exc:
+            raise _fail(exc, settings) from None
+        return render_memory(agent, blocks, isolated, max_chars=settings.max_result_chars)
 
     # -- resources ---------------------------------------------------------------------------
     async def transcript_page(

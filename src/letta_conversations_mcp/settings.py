@@ -81,6 +81,13 @@ class Settings(BaseSettings):
             "auto: use them when the server supports them (env LETTA_MCP_BACKGROUND)"
         ),
     )
+    tools: Literal["core", "all"] = Field(
+        default="all",
+        description=(
+            "core: the 9 everyday tools; all: also fork, compact, archive and delete (for hosts that cap "
+            "how many tools they show) (env LETTA_MCP_TOOLS)"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level for stderr (env LETTA_MCP_LOG_LEVEL)"
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -165,3 +165,32 @@ def render_json(
         ensure_ascii=False,
         indent=1,
     )
+
+
+def render_memory(
+    agent_id: str,
+    blocks: Sequence[Mapping[str, Any]],
+    isolated: Mapping[str, list[str]],
+    *,
+    max_chars: int,
+) -> str:
+    """An agent's memory blocks in Markdown, noting which conversations keep their own copy."""
+    parts = [f"# Memory of agent {agent_id}", "_Shared by all of the agent's conversations unless noted._"]
+    if not blocks:
+        parts.append("_This agent has no memory blocks._")
+    per_block = max(200, max_chars // max(1, len(blocks)) - 200)
+    for block in blocks:
+        label = str(block.get("label") or "(unlabelled)")
+        value = str(block.get("value") or "")
+        limit = block.get("limit")
+        shown, _ = _clip(value, per_block)
+        size = f"{len(value)}/{limit} characters" if limit else f"{len(value)} characters"
+        head = f"## {label}\n_{size}" + ("; read-only" if block.get("read_only") else "") + "_"
+        own = isolated.get(label)
+        if own:
+            head += f"\n_Isolated copies in: {', '.join(own)}_"
+        description = block.get("description")
+        if description:
+            head += f"\n_{description}_"
+        parts.append(f"{head}\n\n{shown}")
+    return "\n\n".join(parts) + "\n"

@@ -7,7 +7,8 @@ needs one sentence that names the argument, the rule and an example instead.
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final, get_args, get_type_hints
 
 CONVERSATION_ID_EXAMPLE: Final = "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"
 AGENT_ID_EXAMPLE: Final = "agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795"
@@ -105,3 +106,55 @@ def resolve_agent(agent: str | None, default_agent: str | None, *, purpose: str)
         f"agent_id is required {purpose}: pass agent_id (list_agents shows them) or start the server "
         "with LETTA_AGENT_ID / --agent-id set to a default agent"
     )
+
+
+def _model_settings_types() -> dict[str, Any]:
+    """provider_type → the SDK's TypedDict for that provider's model settings."""
+    from letta_client.types import conversation_create_params
+
+    types: dict[str, Any] = {}
+    for typed_dict in get_args(conversation_create_params.ModelSettings):
+        literal = get_type_hints(typed_dict).get("provider_type")
+        for provider in get_args(literal):
+            types[str(provider)] = typed_dict
+    return types
+
+
+def model_settings(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Check model_settings against the SDK's schema for its provider_type, naming unknown or bad fields."""
+    from pydantic import TypeAdapter, ValidationError
+
+    types = _model_settings_types()
+    provider = value.get("provider_type")
+    if provider not in types:
+        raise InvalidArgument(
+            f"model_settings.provider_type must be one of {', '.join(sorted(types))} (got {provider!r}), "
+            'e.g. {"provider_type": "openai", "temperature": 0.2}'
+        )
+    typed_dict = types[str(provider)]
+    allowed = set(get_type_hints(typed_dict))
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise InvalidArgument(
+            f"model_settings for provider {provider} has unknown field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+    try:
+        TypeAdapter(typed_dict).validate_python(dict(value))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"model_settings.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise InvalidArgument(problems) from None
+    return dict(value)
+
+
+def block_labels(labels: list[str]) -> list[str]:
+    cleaned = [label.strip() for label in labels]
+    bad = [label for label in cleaned if not re.fullmatch(r"[A-Za-z0-9_\-]{1,100}", label)]
+    if bad or not cleaned:
+        raise InvalidArgument(
+            "isolated_block_labels must be memory block labels such as ['human', 'persona'] "
+            f"(letters, digits, _ and -); got {labels!r}"
+        )
+    return list(dict.fromkeys(cleaned))
