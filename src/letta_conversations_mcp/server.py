@@ -21,9 +21,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, EmptyResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from . import validation
+from . import access, validation
 from .errors import LettaRequestError, redact
 from .gateway import LettaGateway
+from .http import Caller, caller_of
 from .models import (
     AgentInfo,
     AgentList,
@@ -92,6 +93,9 @@ class AppState:
     gateway: LettaGateway | None = None
     turns: TurnManager | None = None
     subscribers: dict[str, set[Any]] = field(default_factory=dict)
+    callers: list[Caller] = field(default_factory=list)
+    conversation_agents: dict[str, str] = field(default_factory=dict)
+    open_locks: dict[str, anyio.Lock] = field(default_factory=dict)
 
     def ready(self) -> tuple[LettaGateway, TurnManager]:
         if self.gateway is None or self.turns is None:
@@ -207,6 +211,41 @@ def build_server(settings: Settings) -> MCPServer:
         except validation.InvalidArgument as exc:
             raise ToolError(str(exc)) from None
 
+    def caller_for(ctx: Context) -> Caller | None:
+        if not state.callers:
+            return None
+        try:
+            headers = ctx.headers
+        except ValueError:
+            headers = None
+        caller = caller_of(state.callers, headers)
+        if caller is None:
+            raise ToolError("this request carries no valid bearer token")
+        return caller
+
+    async def authorize(ctx: Context, *, agent: str | None = None, conversation: str | None = None) -> None:
+        """Refuse agents (and conversations of agents) the caller's token does not allow."""
+        caller = caller_for(ctx)
+        if caller is None or caller.agents is None:
+            return
+        agents = {agent} if agent else set()
+        if conversation and conversation != "default":
+            owner = state.conversation_agents.get(conversation)
+            if owner is None:
+                gateway, _ = state.ready()
+                try:
+                    owner = str((await gateway.get_conversation(conversation)).get("agent_id"))
+                except LettaRequestError as exc:
+                    raise _fail(exc, settings) from None
+                state.conversation_agents[conversation] = owner
+            agents.add(owner)
+        for needed in agents:
+            if not caller.may_use(needed):
+                raise ToolError(
+                    f"your token ({caller.name}) is not allowed to use agent {needed}; list_agents shows the "
+                    "agents you may use"
+                )
+
     def check(fn: Callable[[], Any]) -> Any:
         try:
             return fn()
@@ -218,6 +257,7 @@ def build_server(settings: Settings) -> MCPServer:
         annotations=ToolAnnotations(title="List agents", read_only_hint=True, open_world_hint=True),
     )
     async def list_agents(
+        ctx: Context,
         name: Annotated[str | None, Field(description="Only agents whose name matches, e.g. 'support-bot'")] = None,
         limit: Annotated[int, Field(ge=1, le=100, description="How many agents to return (1-100)")] = 20,
     ) -> AgentList:
@@ -227,12 +267,15 @@ def build_server(settings: Settings) -> MCPServer:
             agents = await gateway.list_agents(name=name, limit=limit)
         except LettaRequestError as exc:
             raise _fail(exc, settings) from None
-        return AgentList(agents=[AgentInfo.from_letta(a) for a in agents], default_agent_id=settings.agent_id)
+        caller = caller_for(ctx)
+        visible = [a for a in agents if caller is None or caller.may_use(str(a.get("id")))]
+        return AgentList(agents=[AgentInfo.from_letta(a) for a in visible], default_agent_id=settings.agent_id)
 
     @server.tool(
         annotations=ToolAnnotations(title="List conversations", read_only_hint=True, open_world_hint=True),
     )
     async def list_conversations(
+        ctx: Context,
         agent_id: OptionalAgentIdArg = None,
         limit: Annotated[int, Field(ge=1, le=100, description="How many conversations to return (1-100)")] = 20,
         after: Annotated[
@@ -245,6 +288,7 @@ def build_server(settings: Settings) -> MCPServer:
         """List an agent's conversations, newest first, with their summaries."""
         gateway, _ = state.ready()
         agent = agent_for(agent_id, purpose="to list conversations")
+        await authorize(ctx, agent=agent)
         if after:
             check(lambda: validation.conversation_id(after, argument="after"))
         try:
@@ -260,7 +304,7 @@ def build_server(settings: Settings) -> MCPServer:
     @server.tool(
         annotations=ToolAnnotations(title="Get conversation", read_only_hint=True, open_world_hint=True),
     )
-    async def get_conversation(conversation_id: ConversationIdArg) -> ConversationInfo:
+    async def get_conversation(conversation_id: ConversationIdArg, ctx: Context) -> ConversationInfo:
         """Read one conversation: its agent, summary, model and when it was last used."""
         gateway, _ = state.ready()
         conversation_id = check(lambda: validation.conversation_id(conversation_id))
@@ -269,6 +313,7 @@ def build_server(settings: Settings) -> MCPServer:
                 "get_conversation needs a real conversation id (conv-…); 'default' is the agent's own history: "
                 "read it with list_messages(conversation_id='default', agent_id=…)"
             )
+        await authorize(ctx, conversation=conversation_id)
         try:
             return ConversationInfo.from_letta(await gateway.get_conversation(conversation_id))
         except LettaRequestError as exc:
@@ -285,6 +330,7 @@ def build_server(settings: Settings) -> MCPServer:
         ),
     )
     async def create_conversation(
+        ctx: Context,
         agent_id: OptionalAgentIdArg = None,
         summary: Annotated[
             str | None,
@@ -312,6 +358,7 @@ def build_server(settings: Settings) -> MCPServer:
         """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages."""
         gateway, _ = state.ready()
         agent = agent_for(agent_id, purpose="to create a conversation")
+        await authorize(ctx, agent=agent)
         clean_summary = check(lambda: validation.summary_text(summary)) if summary is not None else None
         settings_checked = check(lambda: validation.model_settings(model_settings)) if model_settings else None
         labels = check(lambda: validation.block_labels(isolated_block_labels)) if isolated_block_labels else None
@@ -344,6 +391,7 @@ def build_server(settings: Settings) -> MCPServer:
         ),
     )
     async def update_summary(
+        ctx: Context,
         conversation_id: ConversationIdArg,
         summary: Annotated[str, Field(description="The new summary, e.g. 'refund for order 1234'", max_length=1000)],
     ) -> ConversationInfo:
@@ -353,16 +401,76 @@ def build_server(settings: Settings) -> MCPServer:
         if conversation_id == "default":
             raise ToolError("the 'default' conversation has no summary: pass a conversation id (conv-…)")
         summary = check(lambda: validation.summary_text(summary))
+        await authorize(ctx, conversation=conversation_id)
         try:
+            stored = await gateway.get_conversation(conversation_id)
+            summary = access.keep_tag(stored.get("summary"), summary)
             return ConversationInfo.from_letta(await gateway.update_summary(conversation_id, summary))
         except LettaRequestError as exc:
             raise _fail(exc, settings) from None
+
+    @server.tool(
+        annotations=ToolAnnotations(
+            title="Open my conversation",
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=True,
+        ),
+    )
+    async def open_conversation(
+        ctx: Context,
+        agent_id: OptionalAgentIdArg = None,
+        key: Annotated[
+            str,
+            Field(
+                description="Which of your conversations with this agent, e.g. 'default' or 'project-x'. The same "
+                "caller and key always get the same conversation",
+                min_length=1,
+                max_length=100,
+            ),
+        ] = "default",
+    ) -> ConversationInfo:
+        """Get your own conversation with an agent for a key, creating it the first time.
+
+        Use it instead of tracking conversation ids: each caller (HTTP token, or this local user over
+        stdio) gets separate conversations, so many users or agents can share one agent privately.
+        """
+        gateway, _ = state.ready()
+        agent = agent_for(agent_id, purpose="to open a conversation")
+        await authorize(ctx, agent=agent)
+        caller = caller_for(ctx)
+        tag = access.owner_tag(caller.key if caller else "local", agent, key.strip())
+        lock = state.open_locks.setdefault(tag, anyio.Lock())
+        async with lock:
+            try:
+                found = await gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=tag)
+                mine = sorted(
+                    (c for c in found if str(c.get("summary") or "").startswith(tag)),
+                    key=lambda c: str(c.get("created_at") or ""),
+                )
+                if mine:
+                    info = ConversationInfo.from_letta(mine[0])
+                    info.note = "existing conversation"
+                    return info
+                created = await gateway.create_conversation(
+                    agent_id=agent,
+                    summary=access.tagged_summary(tag, key.strip()),
+                    model=None,
+                    model_settings=None,
+                )
+            except LettaRequestError as exc:
+                raise _fail(exc, settings) from None
+        info = ConversationInfo.from_letta(created)
+        info.note = "created a new conversation"
+        return info
 
     # -- messages ----------------------------------------------------------------------------
     @server.tool(
         annotations=ToolAnnotations(title="List messages", read_only_hint=True, open_world_hint=True),
     )
     async def list_messages(
+        ctx: Context,
         conversation_id: ConversationIdArg,
         agent_id: OptionalAgentIdArg = None,
         limit: Annotated[int, Field(ge=1, le=200, description="Most messages to return (1-200)")] = 20,
@@ -386,6 +494,7 @@ def build_server(settings: Settings) -> MCPServer:
         """
         gateway, _ = state.ready()
         conversation_id, agent = conversation_scope(conversation_id, agent_id)
+        await authorize(ctx, agent=agent, conversation=conversation_id)
         if after:
             check(lambda: validation.message_id(after, argument="after"))
         if before:
@@ -495,6 +604,7 @@ def build_server(settings: Settings) -> MCPServer:
         """
         _, turns = state.ready()
         conversation_id, agent = conversation_scope(conversation_id, agent_id)
+        await authorize(ctx, agent=agent, conversation=conversation_id)
         message = check(lambda: validation.message_text(message))
         turn = turns.submit(conversation_id, agent, message)
         budget = settings.wait_seconds if wait_seconds is None else wait_seconds
@@ -536,6 +646,7 @@ def build_server(settings: Settings) -> MCPServer:
                 except LettaRequestError as exc:
                     raise _fail(exc, settings) from None
                 turn = turns.follow(run_info)
+        await authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id)
         return await wait_and_report(turn, turns, ctx, budget, cancel_on_abort=False)
 
     @server.tool(
@@ -547,10 +658,13 @@ def build_server(settings: Settings) -> MCPServer:
             open_world_hint=True,
         ),
     )
-    async def cancel_run(conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None) -> CancelResult:
+    async def cancel_run(
+        ctx: Context, conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None
+    ) -> CancelResult:
         """Stop the agent's running turn in a conversation, and drop this server's queued sends to it."""
         gateway, turns = state.ready()
         conversation_id, agent = conversation_scope(conversation_id, agent_id)
+        await authorize(ctx, agent=agent, conversation=conversation_id)
         dropped = 0
         for turn in turns.active_for(conversation_id, agent):
             if turn.state == "queued":
@@ -577,6 +691,7 @@ def build_server(settings: Settings) -> MCPServer:
             ),
         )
         async def fork_conversation(
+            ctx: Context,
             conversation_id: ConversationIdArg,
             agent_id: OptionalAgentIdArg = None,
             message_id: Annotated[
@@ -587,6 +702,7 @@ def build_server(settings: Settings) -> MCPServer:
             """Copy a conversation into a new one (optionally only up to a message) to explore a different path."""
             gateway, _ = state.ready()
             conversation_id, agent = conversation_scope(conversation_id, agent_id)
+            await authorize(ctx, agent=agent, conversation=conversation_id)
             if message_id:
                 check(lambda: validation.message_id(message_id, argument="message_id"))
             try:
@@ -602,7 +718,7 @@ def build_server(settings: Settings) -> MCPServer:
             ),
         )
         async def compact_conversation(
-            conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None
+            ctx: Context, conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None
         ) -> CompactResult:
             """Summarise a conversation's in-context messages to free the agent's context window.
 
@@ -610,6 +726,7 @@ def build_server(settings: Settings) -> MCPServer:
             """
             gateway, _ = state.ready()
             conversation_id, agent = conversation_scope(conversation_id, agent_id)
+            await authorize(ctx, agent=agent, conversation=conversation_id)
             try:
                 raw = await gateway.compact(conversation_id, agent_id=agent)
             except LettaRequestError as exc:
@@ -631,6 +748,7 @@ def build_server(settings: Settings) -> MCPServer:
             ),
         )
         async def archive_conversation(
+            ctx: Context,
             conversation_id: ConversationIdArg,
             archived: Annotated[
                 bool, Field(description="true to archive (hide from lists), false to unarchive")
@@ -641,6 +759,7 @@ def build_server(settings: Settings) -> MCPServer:
             conversation_id = check(lambda: validation.conversation_id(conversation_id))
             if conversation_id == "default":
                 raise ToolError("the 'default' conversation cannot be archived: pass a conversation id (conv-…)")
+            await authorize(ctx, conversation=conversation_id)
             try:
                 return ConversationInfo.from_letta(await gateway.set_archived(conversation_id, archived))
             except LettaRequestError as exc:
@@ -656,6 +775,7 @@ def build_server(settings: Settings) -> MCPServer:
             ),
         )
         async def delete_conversation(
+            ctx: Context,
             conversation_id: ConversationIdArg,
             confirm_conversation_id: Annotated[
                 str, Field(description="Repeat the conversation id exactly, to confirm the permanent deletion")
@@ -668,6 +788,7 @@ def build_server(settings: Settings) -> MCPServer:
                 raise ToolError("the 'default' conversation cannot be deleted")
             if confirm_conversation_id.strip() != conversation_id:
                 raise ToolError("confirm_conversation_id must repeat conversation_id exactly; nothing was deleted")
+            await authorize(ctx, conversation=conversation_id)
             if turns.active_for(conversation_id, None):
                 raise ToolError(
                     f"conversation {conversation_id} has a turn in progress; cancel_run it first. Nothing was deleted"
@@ -686,9 +807,10 @@ def build_server(settings: Settings) -> MCPServer:
         "conversations keep their own isolated copy.",
         mime_type="text/markdown",
     )
-    async def agent_memory(agent_id: str) -> str:
+    async def agent_memory(agent_id: str, ctx: Context) -> str:
         gateway, _ = state.ready()
         agent = check(lambda: validation.agent_id(agent_id))
+        await authorize(ctx, agent=agent)
         try:
             blocks = await gateway.list_blocks(agent)
             conversations = await gateway.list_conversations(agent_id=agent, limit=100, after=None, summary_search=None)
@@ -724,8 +846,11 @@ def build_server(settings: Settings) -> MCPServer:
                 return views, None
             cursor = views[-1].id
 
-    async def read_transcript(conversation_id: str, agent_id: str | None, after: str | None, fmt: str) -> str:
+    async def read_transcript(
+        ctx: Context, conversation_id: str, agent_id: str | None, after: str | None, fmt: str
+    ) -> str:
         conversation_id, agent = conversation_scope(conversation_id, agent_id)
+        await authorize(ctx, agent=agent, conversation=conversation_id)
         if after:
             check(lambda: validation.message_id(after, argument="after"))
         try:
@@ -752,8 +877,8 @@ def build_server(settings: Settings) -> MCPServer:
         description="A conversation's messages, oldest first, in Markdown. Long transcripts end with a link to the next part.",
         mime_type="text/markdown",
     )
-    async def conversation_transcript(conversation_id: str, after: str | None = None) -> str:
-        return await read_transcript(conversation_id, None, after, "md")
+    async def conversation_transcript(conversation_id: str, ctx: Context, after: str | None = None) -> str:
+        return await read_transcript(ctx, conversation_id, None, after, "md")
 
     @server.resource(
         "letta://conversations/{conversation_id}/transcript.json{?after}",
@@ -762,8 +887,8 @@ def build_server(settings: Settings) -> MCPServer:
         description="A conversation's messages, oldest first, as JSON with a `next` URI when there is more.",
         mime_type="application/json",
     )
-    async def conversation_transcript_json(conversation_id: str, after: str | None = None) -> str:
-        return await read_transcript(conversation_id, None, after, "json")
+    async def conversation_transcript_json(conversation_id: str, ctx: Context, after: str | None = None) -> str:
+        return await read_transcript(ctx, conversation_id, None, after, "json")
 
     @server.resource(
         "letta://agents/{agent_id}/transcript{?after}",
@@ -772,8 +897,8 @@ def build_server(settings: Settings) -> MCPServer:
         description="The agent's own (default conversation) history, oldest first, in Markdown.",
         mime_type="text/markdown",
     )
-    async def agent_transcript(agent_id: str, after: str | None = None) -> str:
-        return await read_transcript("default", agent_id, after, "md")
+    async def agent_transcript(agent_id: str, ctx: Context, after: str | None = None) -> str:
+        return await read_transcript(ctx, "default", agent_id, after, "md")
 
     # -- change notifications for legacy resources/subscribe clients ------------------------------
     async def notify_transcript(turn: Turn) -> None:
