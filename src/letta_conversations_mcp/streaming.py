@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -92,6 +92,16 @@ class TurnResult(BaseModel):
     truncated: bool = Field(default=False, description="True when parts were cut to respect the size cap")
 
 
+_STEP_KINDS: dict[str, StepKind] = {
+    "assistant_message": "assistant",
+    "reasoning_message": "reasoning",
+    "hidden_reasoning_message": "reasoning",
+    "tool_call_message": "tool_call",
+    "tool_return_message": "tool_return",
+    "approval_request_message": "approval_request",
+}
+
+
 @dataclass
 class FrameEvent:
     """What one frame meant, for progress reporting."""
@@ -137,6 +147,29 @@ def arguments_text(arguments: Any) -> str:
     return json.dumps(arguments, ensure_ascii=False)
 
 
+@dataclass
+class _Building:
+    """A step being assembled: text fields kept as fragment lists (joining once avoids quadratic copies)."""
+
+    kind: StepKind
+    message_id: str | None
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    cut: set[str] = field(default_factory=set)
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    status: str | None = None
+
+    def text(self, name: str) -> str | None:
+        parts = self.fields.get(name)
+        if parts is None:
+            return None
+        joined = "".join(parts)
+        if len(parts) > 1:
+            self.fields[name] = [joined]
+        return joined + (TRUNCATION_MARKER if name in self.cut else "")
+
+
 class TurnAggregator:
     """Feed frames in stream order; read ``result()`` at any time (also mid-turn)."""
 
@@ -150,8 +183,8 @@ class TurnAggregator:
         self.usage: Usage | None = None
         self.frames = 0
         self.done = False
-        self._steps: list[Step] = []
-        self._by_id: dict[tuple[str, str], Step] = {}
+        self._steps: list[_Building] = []
+        self._by_id: dict[tuple[str, str], _Building] = {}
         self._message_ids: list[str] = []
         self._seen_ids: set[str] = set()
         self._chars = 0
@@ -184,7 +217,7 @@ class TurnAggregator:
         if message_type == "error_message":
             self.record_error(str(frame.get("message") or "the turn failed"), frame.get("detail"))
             return FrameEvent("error", message_type)
-        kind = self._step_kind(message_type)
+        kind = _STEP_KINDS.get(message_type) if isinstance(message_type, str) else None
         if kind is None:
             return FrameEvent("other", message_type if isinstance(message_type, str) else None)
         return self._feed_step(kind, frame, str(message_type))
@@ -195,45 +228,36 @@ class TurnAggregator:
             text += f": {str(detail)[:300]}"
         self.error = text
 
-    @staticmethod
-    def _step_kind(message_type: object) -> StepKind | None:
-        return {
-            "assistant_message": "assistant",
-            "reasoning_message": "reasoning",
-            "hidden_reasoning_message": "reasoning",
-            "tool_call_message": "tool_call",
-            "tool_return_message": "tool_return",
-            "approval_request_message": "approval_request",
-        }.get(message_type if isinstance(message_type, str) else "")  # type: ignore[return-value]
-
     def _feed_step(self, kind: StepKind, frame: Mapping[str, Any], message_type: str) -> FrameEvent:
-        message_id = frame.get("id") if isinstance(frame.get("id"), str) else None
+        raw_id = frame.get("id")
+        message_id = raw_id if isinstance(raw_id, str) else None
         key = (kind, message_id) if message_id else None
         step = self._by_id.get(key) if key else None
         is_new = step is None
         if step is None:
-            step = Step(kind=kind, message_id=message_id)
+            step = _Building(kind=kind, message_id=message_id)
             self._steps.append(step)
             if key:
                 self._by_id[key] = step
             if message_id and message_id not in self._seen_ids:
                 self._seen_ids.add(message_id)
                 self._message_ids.append(message_id)
-        if kind in ("assistant", "reasoning"):
-            fragment = text_of(frame.get("content")) if kind == "assistant" else self._reasoning_text(frame)
-            step.text = self._append(step.text, fragment, cap=self.max_chars if kind == "assistant" else None)
+        if kind == "assistant":
+            self._append(step, "text", text_of(frame.get("content")), cap=self.max_chars)
+        elif kind == "reasoning":
+            self._append(step, "text", self._reasoning_text(frame))
         elif kind in ("tool_call", "approval_request"):
             call = tool_call_of(frame)
             if call.get("name"):
                 step.tool_name = str(call["name"])
             if call.get("tool_call_id"):
                 step.tool_call_id = str(call["tool_call_id"])
-            step.arguments = self._append(step.arguments, arguments_text(call.get("arguments")))
+            self._append(step, "arguments", arguments_text(call.get("arguments")))
         else:  # tool_return
             step.tool_name = step.tool_name or (str(frame["name"]) if frame.get("name") else None)
             step.tool_call_id = step.tool_call_id or frame.get("tool_call_id")
             step.status = frame.get("status") or step.status
-            step.tool_result = self._append(step.tool_result, text_of(frame.get("tool_return")))
+            self._append(step, "tool_result", text_of(frame.get("tool_return")))
         return FrameEvent("message" if is_new else "fragment", message_type)
 
     @staticmethod
@@ -244,27 +268,41 @@ class TurnAggregator:
                 return value
         return ""
 
-    def _append(self, current: str | None, fragment: str, *, cap: int | None = None) -> str:
-        current = current or ""
-        if not fragment or current.endswith(TRUNCATION_MARKER):
-            return current
+    def _append(self, step: _Building, name: str, fragment: str, *, cap: int | None = None) -> None:
+        parts = step.fields.setdefault(name, [])
+        if not fragment or name in step.cut:
+            return
+        size = step.sizes.get(name, 0)
         limit = cap if cap is not None else self.max_field_chars
-        room = min(limit - len(current), self.max_chars - self._chars)
-        if len(fragment) <= room:
+        room = min(limit - size, self.max_chars - self._chars)
+        if len(fragment) > room:
+            fragment = fragment[: max(room, 0)]
+            step.cut.add(name)
+            self._truncated = True
+        if fragment:
+            parts.append(fragment)
+            step.sizes[name] = size + len(fragment)
             self._chars += len(fragment)
-            return current + fragment
-        kept = fragment[: max(room, 0)]
-        self._chars += len(kept)
-        self._truncated = True
-        return current + kept + TRUNCATION_MARKER
 
     # -- reading -------------------------------------------------------------------------------
     def result(self) -> TurnResult:
-        replies = [s.text for s in self._steps if s.kind == "assistant" and s.text]
-        reply = "\n\n".join(replies)
-        steps = [s.model_copy() for s in self._steps if s.kind != "assistant"]
+        replies = [text for s in self._steps if s.kind == "assistant" and (text := s.text("text"))]
+        steps = [
+            Step(
+                kind=s.kind,
+                message_id=s.message_id,
+                text=s.text("text"),
+                tool_name=s.tool_name,
+                tool_call_id=s.tool_call_id,
+                arguments=s.text("arguments"),
+                tool_result=s.text("tool_result"),
+                status=s.status,
+            )
+            for s in self._steps
+            if s.kind != "assistant"
+        ]
         return TurnResult(
-            reply=reply,
+            reply="\n\n".join(replies),
             steps=steps,
             stop_reason=self.stop_reason,
             next_step=advice_for(self.stop_reason),
