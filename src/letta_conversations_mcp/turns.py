@@ -42,6 +42,9 @@ KEEP_FINISHED = 256
 #: Attempts to re-attach to a run after its stream broke.
 RESUME_ATTEMPTS = 3
 RUN_POLL_SECONDS = 0.5
+#: How often, and how long each time, a send waits out a turn started elsewhere (Letta's 409).
+CONFLICT_WAITS = 3
+CONFLICT_WAIT_SECONDS = 600.0
 
 
 @dataclass
@@ -254,6 +257,9 @@ class TurnManager:
             if scope.cancelled_caught and turn.state not in FINISHED:
                 turn.state = "cancelled"
                 turn.aggregator.stop_reason = turn.aggregator.stop_reason or "cancelled"
+        except LettaRequestError as exc:
+            turn.state = "failed"
+            turn.error = exc
         except Exception as exc:  # the task must never take the task group down
             log.exception("turn %s failed unexpectedly", turn.turn_id)
             turn.state = "failed"
@@ -284,6 +290,7 @@ class TurnManager:
     async def _deliver(self, turn: Turn) -> None:
         target = Target("conversation", turn.conversation_id, "send the message")
         attempts = 0
+        conflicts = 0
         while True:
             attempts += 1
             background = await self._background()
@@ -309,6 +316,13 @@ class TurnManager:
                     self.gateway.background_supported = False
                     if not await self._was_delivered(turn):
                         continue
+                elif exc.status_code == 409 and conflicts < CONFLICT_WAITS:
+                    # A turn started outside this server is running: wait it out, then send (a 409
+                    # means Letta stored nothing, so sending again cannot duplicate).
+                    conflicts += 1
+                    await self._wait_out(turn, _conflicting_run(exc))
+                    attempts -= 1
+                    continue
                 elif exc.status_code >= 500 and await self._was_delivered(turn):
                     # The server stored the message and then failed: follow what it did.
                     pass
@@ -332,8 +346,29 @@ class TurnManager:
                     return
                 log.info("turn %s was not stored by Letta; sending it again", turn.turn_id)
                 continue
+            if turn.run_id is None:
+                turn.error = DeliveryUnknown(
+                    "Letta stored the message but the connection broke before its run could be identified; "
+                    "read the reply with list_messages instead of sending it again"
+                )
+                return
             await self._follow_run(turn, background)
             return
+
+    async def _wait_out(self, turn: Turn, run_id: str | None) -> None:
+        """Wait (bounded) for a run started elsewhere on this conversation to finish."""
+        deadline = anyio.current_time() + CONFLICT_WAIT_SECONDS
+        label = f"run {run_id}" if run_id else "another turn"
+        while anyio.current_time() < deadline:
+            turn.emit(Progress(f"waiting for {label}, started outside this server, to finish"))
+            if run_id:
+                try:
+                    run = await self.gateway.get_run(run_id)
+                except LettaRequestError:
+                    return
+                if run.get("status") not in ("created", "running", None):
+                    return
+            await anyio.sleep(RUN_POLL_SECONDS if run_id else 2.0)
 
     @staticmethod
     def _is_no_background(exc: letta_client.APIStatusError) -> bool:
@@ -428,6 +463,12 @@ class TurnManager:
             collected.record_error("the run failed inside Letta")
         collected.done = True
         turn.aggregator = collected
+
+
+def _conflicting_run(exc: letta_client.APIStatusError) -> str | None:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    run_id = body.get("run_id")
+    return run_id if isinstance(run_id, str) else None
 
 
 def _never_sent(exc: BaseException) -> bool:
