@@ -1,0 +1,386 @@
+"""TurnManager logic with a scripted in-process gateway (no HTTP): queueing, budgets, cancel,
+and the delivery rules after ambiguous failures (no duplicate, no lost message).
+
+The fake gateway raises the same exception types letta-client and httpx raise; the HTTP-level
+versions of these cases run against the Letta double in test_faults.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import httpx
+import letta_client
+import pytest
+
+from letta_conversations_mcp.errors import LettaRequestError
+from letta_conversations_mcp.turns import Progress, TurnManager
+
+CID = "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"
+RUN = "run-598cf282-40aa-492c-a463-f7386b6d76e4"
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def frames_for(text: str, run_id: str, *, seq: bool = False) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = [
+        {"message_type": "ping", "run_id": run_id, "id": "ping-1"},
+        {
+            "message_type": "assistant_message",
+            "id": f"message-{run_id[4:]}",
+            "run_id": run_id,
+            "content": f"echo: {text}",
+        },
+        {"message_type": "stop_reason", "stop_reason": "end_turn"},
+        {"message_type": "usage_statistics", "total_tokens": 3, "step_count": 1},
+    ]
+    if seq:
+        for i, frame in enumerate(frames[:2], start=1):
+            frame["seq_id"] = i
+    return frames
+
+
+def status_error(status: int, body: Any) -> letta_client.APIStatusError:
+    request = httpx.Request("POST", "http://letta.test/v1/conversations/x/messages")
+    response = httpx.Response(status, request=request, json=body)
+    return letta_client.APIStatusError(str(body), response=response, body=body)
+
+
+class FakeGateway:
+    """Stores user messages like Letta does and replays scripted behaviour per send."""
+
+    base_url = "http://letta.test"
+
+    def __init__(self) -> None:
+        self.background_supported: bool | None = True
+        self.history: list[dict[str, Any]] = []
+        self.sends: list[str] = []
+        self.script: list[Callable[[str, str, str], AsyncIterator[dict[str, Any]]]] = []
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.cancelled = anyio.Event()
+        self.active = 0
+        self.max_active = 0
+        self.delay = 0.0
+
+    def _store(self, text: str, otid: str, run_id: str) -> None:
+        self.history.append({"message_type": "user_message", "content": text, "otid": otid, "run_id": run_id})
+
+    async def default_send(self, text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        self._store(text, otid, run_id)
+        for frame in frames_for(text, run_id):
+            if self.delay:
+                await anyio.sleep(self.delay)
+            yield frame
+        self.history.append(frames_for(text, run_id)[1])
+
+    async def stream_turn(self, conversation_id: str, *, agent_id: str | None, text: str, otid: str, background: bool):
+        self.sends.append(text)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            run_id = f"run-{len(self.sends):08d}-0000-4000-8000-000000000000"
+            self.runs[run_id] = {"id": run_id, "status": "completed", "stop_reason": "end_turn"}
+            behaviour = self.script.pop(0) if self.script else self.default_send
+            async for frame in behaviour(text, otid, run_id):
+                yield frame
+        finally:
+            self.active -= 1
+
+    async def list_messages(self, conversation_id: str, **_: Any) -> list[dict[str, Any]]:
+        return list(reversed(self.history))
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        return self.runs[run_id]
+
+    async def resume_turn(self, run_id: str, *, starting_after: int) -> AsyncIterator[dict[str, Any]]:
+        for frame in frames_for("resumed", run_id, seq=True):
+            if (frame.get("seq_id") or 99) > starting_after:
+                yield frame
+
+    async def cancel(self, conversation_id: str, *, agent_id: str | None) -> dict[str, Any]:
+        self.cancelled.set()
+        return {}
+
+    def translate(self, exc: BaseException, target: Any) -> LettaRequestError:
+        from letta_conversations_mcp.errors import describe
+
+        return describe(exc, target=target, base_url=self.base_url)
+
+
+async def run_manager(gateway: FakeGateway, body: Callable[[TurnManager], Any]) -> None:
+    async with anyio.create_task_group() as tg:
+        manager = TurnManager(gateway, tg, max_chars=10_000)  # type: ignore[arg-type]
+        await body(manager)
+        tg.cancel_scope.cancel()
+
+
+async def test_sends_to_one_conversation_run_one_at_a_time_in_order() -> None:
+    gateway = FakeGateway()
+    gateway.delay = 0.01
+
+    async def body(manager: TurnManager) -> None:
+        turns = [manager.submit(CID, None, f"m{i}") for i in range(10)]
+        for turn in turns:
+            assert await manager.wait(turn, 10)
+        assert [t.result().reply for t in turns] == [f"echo: m{i}" for i in range(10)]
+
+    await run_manager(gateway, body)
+    assert gateway.sends == [f"m{i}" for i in range(10)]
+    assert gateway.max_active == 1
+
+
+async def test_different_conversations_run_in_parallel() -> None:
+    gateway = FakeGateway()
+    gateway.delay = 0.05
+
+    async def body(manager: TurnManager) -> None:
+        turns = [manager.submit(f"conv-4a4114b7-8387-4164-9ce1-f433b19e2f{i:02d}", None, "x") for i in range(8)]
+        for turn in turns:
+            assert await manager.wait(turn, 10)
+
+    await run_manager(gateway, body)
+    assert gateway.max_active > 1
+
+
+async def test_budget_returns_unfinished_and_the_turn_finishes_later() -> None:
+    gateway = FakeGateway()
+    gateway.delay = 0.2
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "slow")
+        assert not await manager.wait(turn, 0.3)
+        assert turn.state in ("sending", "running")
+        assert manager.by_run(turn.run_id or "") is turn
+        assert await manager.wait(turn, 5)
+        assert turn.result().reply == "echo: slow"
+
+    await run_manager(gateway, body)
+    assert gateway.sends == ["slow"]
+
+
+async def test_progress_reports_keepalive_and_messages() -> None:
+    gateway = FakeGateway()
+    gateway.delay = 0.01
+    notes: list[str] = []
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "hi")
+
+        async def note(progress: Progress) -> None:
+            notes.append(progress.message)
+
+        assert await manager.wait(turn, 5, note)
+
+    await run_manager(gateway, body)
+    assert "agent is working (keep-alive)" in notes
+    assert "agent is replying" in notes
+
+
+async def test_cut_after_the_run_started_resumes_without_resending() -> None:
+    gateway = FakeGateway()
+
+    async def cut(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        gateway._store(text, otid, run_id)
+        yield frames_for(text, run_id, seq=True)[0]
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    gateway.script.append(cut)
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "hello")
+        assert await manager.wait(turn, 5)
+        assert turn.result().reply == "echo: resumed"
+        assert turn.error is None
+
+    await run_manager(gateway, body)
+    assert gateway.sends == ["hello"]
+    assert [m["content"] for m in gateway.history if m["message_type"] == "user_message"] == ["hello"]
+
+
+async def test_cut_before_anything_stored_is_sent_once_more() -> None:
+    gateway = FakeGateway()
+
+    async def lost(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        yield {}
+
+    gateway.script.append(lost)
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "hello")
+        assert await manager.wait(turn, 5)
+        assert turn.result().reply == "echo: hello"
+
+    await run_manager(gateway, body)
+    assert gateway.sends == ["hello", "hello"]
+    assert [m["content"] for m in gateway.history if m["message_type"] == "user_message"] == ["hello"]
+
+
+async def test_cut_after_storing_but_before_any_frame_is_not_resent() -> None:
+    gateway = FakeGateway()
+    gateway.background_supported = False
+
+    async def stored_then_lost(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        gateway._store(text, otid, run_id)
+        gateway.history.append(frames_for(text, run_id)[1])
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        yield {}
+
+    gateway.script.append(stored_then_lost)
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "only once")
+        assert await manager.wait(turn, 5)
+        assert turn.result().reply == "echo: only once"
+
+    await run_manager(gateway, body)
+    assert gateway.sends == ["only once"]
+
+
+async def test_connection_refused_is_reported_and_never_resent() -> None:
+    gateway = FakeGateway()
+
+    async def refused(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        request = httpx.Request("POST", "http://letta.test/")
+        raise letta_client.APIConnectionError(request=request) from httpx.ConnectError("refused")
+        yield {}
+
+    gateway.script.append(refused)
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "hi")
+        assert await manager.wait(turn, 5)
+        assert turn.state == "failed"
+        assert turn.error is not None and "is not reachable" in turn.error.message
+
+    await run_manager(gateway, body)
+    assert gateway.sends == ["hi"]
+
+
+async def test_409_from_a_turn_started_elsewhere_is_waited_out_then_sent() -> None:
+    gateway = FakeGateway()
+    other = "run-aaaaaaaa-0000-4000-8000-000000000000"
+    gateway.runs[other] = {"id": other, "status": "running"}
+    holder: dict[str, Any] = {}
+
+    async def conflict(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        async def finish_other() -> None:
+            await anyio.sleep(0.6)
+            gateway.runs[other]["status"] = "completed"
+
+        holder["tg"].start_soon(finish_other)
+        raise status_error(409, {"detail": f"CONFLICT: Another request (run_id={other})", "run_id": other})
+        yield {}
+
+    gateway.script.append(conflict)
+
+    async def body(manager: TurnManager) -> None:
+        holder["tg"] = manager.task_group
+        turn = manager.submit(CID, None, "after you")
+        notes: list[str] = []
+
+        async def note(progress: Progress) -> None:
+            notes.append(progress.message)
+
+        assert await manager.wait(turn, 10, note, tick=0.2)
+        assert turn.result().reply == "echo: after you"
+        assert any(other in n for n in notes)
+
+    await run_manager(gateway, body)
+    assert gateway.sends == ["after you", "after you"]
+    assert [m["content"] for m in gateway.history if m["message_type"] == "user_message"] == ["after you"]
+
+
+async def test_error_frame_fails_the_turn_with_the_reason() -> None:
+    gateway = FakeGateway()
+
+    async def llm_error(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        gateway._store(text, otid, run_id)
+        yield {"message_type": "ping", "run_id": run_id}
+        yield {"message_type": "stop_reason", "stop_reason": "llm_api_error"}
+        raise status_error(
+            200,
+            {
+                "message_type": "error_message",
+                "error_type": "llm_error",
+                "message": "An error occurred with the LLM request.",
+            },
+        )
+
+    gateway.script.append(llm_error)
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "FAIL")
+        assert await manager.wait(turn, 5)
+        assert turn.state == "failed"
+        result = turn.result()
+        assert result.stop_reason == "llm_api_error"
+        assert result.error and "LLM request" in result.error
+
+    await run_manager(gateway, body)
+    assert gateway.sends == ["FAIL"]
+
+
+async def test_cancelling_a_queued_turn_never_sends_it() -> None:
+    gateway = FakeGateway()
+    gateway.delay = 0.1
+
+    async def body(manager: TurnManager) -> None:
+        first = manager.submit(CID, None, "first")
+        second = manager.submit(CID, None, "second")
+        await anyio.sleep(0.05)
+        await manager.cancel(second)
+        assert await manager.wait(first, 5)
+        assert await manager.wait(second, 5)
+        assert second.state == "cancelled"
+
+    await run_manager(gateway, body)
+    assert gateway.sends == ["first"]
+
+
+async def test_cancelling_a_running_turn_asks_letta_to_cancel() -> None:
+    gateway = FakeGateway()
+
+    async def long(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        gateway._store(text, otid, run_id)
+        yield {"message_type": "ping", "run_id": run_id}
+        await gateway.cancelled.wait()
+        yield {"message_type": "stop_reason", "stop_reason": "cancelled"}
+
+    gateway.script.append(long)
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "long")
+        await anyio.sleep(0.05)
+        await manager.cancel(turn)
+        assert turn.state == "cancelled"
+
+    await run_manager(gateway, body)
+    assert gateway.cancelled.is_set()
+
+
+async def test_no_redis_falls_back_to_foreground_sends() -> None:
+    gateway = FakeGateway()
+    gateway.background_supported = None
+
+    async def no_redis(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        raise status_error(503, {"detail": "Background streaming requires Redis to be running."})
+        yield {}
+
+    gateway.script.append(no_redis)
+
+    async def body(manager: TurnManager) -> None:
+        turn = manager.submit(CID, None, "hi")
+        assert await manager.wait(turn, 5)
+        assert turn.result().reply == "echo: hi"
+
+    await run_manager(gateway, body)
+    assert gateway.background_supported is False
+    assert gateway.sends == ["hi", "hi"]
+    assert len([m for m in gateway.history if m["message_type"] == "user_message"]) == 1
