@@ -761,9 +761,16 @@ def build_server(settings: Settings) -> MCPServer:
                 raise ToolError("the 'default' conversation cannot be archived: pass a conversation id (conv-…)")
             await authorize(ctx, conversation=conversation_id)
             try:
-                return ConversationInfo.from_letta(await gateway.set_archived(conversation_id, archived))
+                info = ConversationInfo.from_letta(await gateway.set_archived(conversation_id, archived))
             except LettaRequestError as exc:
                 raise _fail(exc, settings) from None
+            if bool(info.archived) != archived:
+                raise ToolError(
+                    "this Letta server does not support archiving conversations (it ignored the request; "
+                    "Letta 0.16 and older have no archive flag). Use update_summary to mark it, or "
+                    "delete_conversation to remove it"
+                )
+            return info
 
         @server.tool(
             annotations=ToolAnnotations(
