@@ -329,7 +329,8 @@ class TurnManager:
                 else:
                     turn.error = self.gateway.translate(exc, target)
                     return
-            except (letta_client.APIConnectionError, httpx.TransportError) as exc:
+            except (letta_client.APIConnectionError, httpx.TransportError, ValueError) as exc:
+                # ValueError: a frame that is not valid JSON (malformed SSE); the turn may be fine.
                 if _never_sent(exc):
                     turn.error = self.gateway.translate(exc, target)
                     return
