@@ -107,7 +107,9 @@ async def test_transcript_resource(mcp: Client) -> None:
     assert text.startswith(f"# Conversation {cid}")
     assert "**User**" in text and "REMEMBER transcript fact" in text
     assert "memory_insert(" in text and "noted: transcript fact" in text
-    data = json.loads(getattr((await mcp.read_resource(f"letta://conversations/{cid}/transcript.json")).contents[0], "text", ""))
+    data = json.loads(
+        getattr((await mcp.read_resource(f"letta://conversations/{cid}/transcript.json")).contents[0], "text", "")
+    )
     assert data["conversation_id"] == cid
 
 

