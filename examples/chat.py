@@ -582,7 +582,10 @@ class ChatApp:
             updated = await self.backend.set_summary(rest)
             self.say(f"Summary set: {updated.get('summary') or rest}", "green")
         elif command == "/agents":
-            await self.choose_agent()
+            try:
+                await self.choose_agent()
+            except (EOFError, KeyboardInterrupt):
+                self.say("Kept the current agent.", "dim")
         elif command == "/cancel":
             self.say(await self.backend.cancel(), "yellow")
         elif command == "/wait":

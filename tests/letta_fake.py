@@ -460,7 +460,7 @@ class LettaDouble:
         cid = request.path_params["cid"]
         if cid == "default":
             return self._bad_conversation_id("x") or JSONResponse({})
-        key, error = self._conversation_key(cid, None)
+        _, error = self._conversation_key(cid, None)
         if error:
             return error
         conversation = self.conversations[cid]

@@ -86,6 +86,7 @@ async def test_409_from_an_outside_turn_is_waited_out(client: Client, letta_doub
     import httpx
 
     cid = await new_conversation(client)
+    sent: dict[str, Any] = {}
     async with httpx.AsyncClient(base_url=letta_double.base_url) as raw:
 
         async def outside() -> None:
@@ -192,6 +193,7 @@ async def test_host_cancel_mid_turn_cancels_the_run_in_letta(client: Client, let
 async def test_cancel_run_tool(client: Client, letta_double: LettaDouble) -> None:
     cid = await new_conversation(client)
     result: dict[str, Any] = {}
+    cancelled: dict[str, Any] = {}
 
     async def slow() -> None:
         result.update(await call(client, "send_message", conversation_id=cid, message="SLOW 30 stop me"))

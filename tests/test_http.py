@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
 
 from letta_conversations_mcp.http import Caller, build_http_app
 from letta_conversations_mcp.server import build_server
@@ -41,7 +42,7 @@ def free_port() -> int:
 @contextmanager
 def serve(base_url: str, agent_id: str, callers: list[Caller]) -> Iterator[str]:
     settings = Settings(
-        base_url=base_url, agent_id=agent_id, api_key=LETTA_KEY, transport="streamable-http", wait_seconds=10
+        base_url=base_url, agent_id=agent_id, api_key=SecretStr(LETTA_KEY), transport="streamable-http", wait_seconds=10
     )
     server = build_server(settings)
     server.state.callers = callers  # type: ignore[attr-defined]

@@ -124,7 +124,9 @@ def test_stdio_unreachable_letta_is_a_clear_error_not_a_crash() -> None:
     ],
 )
 def test_bad_configuration_fails_before_the_transport_opens(args: list[str], expected: str) -> None:
-    proc = subprocess.run([*_script(), *args], capture_output=True, text=True, env=_env(), timeout=30, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [*_script(), *args], capture_output=True, text=True, env=_env(), timeout=30, stdin=subprocess.DEVNULL
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert expected in proc.stderr
@@ -135,8 +137,17 @@ def test_bad_configuration_fails_before_the_transport_opens(args: list[str], exp
 def test_help_documents_every_setting() -> None:
     proc = subprocess.run([*_script(), "--help"], capture_output=True, text=True, env=_env(), timeout=30)
     assert proc.returncode == 0
-    for flag in ("--letta-base-url", "--letta-api-key", "--letta-agent-id", "--request-timeout", "--wait-seconds",
-                 "--max-result-chars", "--log-level", "--transport", "--auth-tokens"):
+    for flag in (
+        "--letta-base-url",
+        "--letta-api-key",
+        "--letta-agent-id",
+        "--request-timeout",
+        "--wait-seconds",
+        "--max-result-chars",
+        "--log-level",
+        "--transport",
+        "--auth-tokens",
+    ):
         assert flag in proc.stdout
 
 

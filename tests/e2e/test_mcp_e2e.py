@@ -132,6 +132,7 @@ async def test_concurrent_turn_started_elsewhere_is_waited_out(mcp: Client, lett
     cid = (await ok(mcp, "create_conversation"))["id"]
     client = AsyncLetta(base_url=letta_stack.base_url, max_retries=0)
     outside_done = anyio.Event()
+    sent: dict[str, Any] = {}
 
     async def outside_turn() -> None:
         stream = await client.conversations.messages.create(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -47,10 +48,8 @@ def stack_main(argv: list[str] | None = None) -> int:
             _out("Press Ctrl-C to stop.")
             stopped = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 stopped.wait()
-            except KeyboardInterrupt:
-                pass
         _out("Stopped.")
         return 0
     except StackError as exc:
