@@ -99,8 +99,8 @@ def demo_main(argv: list[str] | None = None) -> int:
 async def _first_agent(base_url: str, api_key: str | None) -> str:
     from letta_client import AsyncLetta
 
-    client = AsyncLetta(base_url=base_url, api_key=api_key)
-    page = await client.agents.list(limit=1)
+    async with AsyncLetta(base_url=base_url, api_key=api_key) as client:
+        page = await client.agents.list(limit=1)
     if not page.items:
         raise SystemExit("no agent on that Letta server: create one, or set LETTA_AGENT_ID")
     return page.items[0].id

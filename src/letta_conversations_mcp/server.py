@@ -184,7 +184,10 @@ def build_server(settings: Settings) -> MCPServer:
                     task_group.cancel_scope.cancel()
         finally:
             state.gateway = state.turns = None
-            await gateway.aclose()
+            # Shielded: the lifespan is often torn down by cancellation, and an unclosed client
+            # would be closed later by the garbage collector on a loop that no longer runs.
+            with anyio.CancelScope(shield=True):
+                await gateway.aclose()
 
     server = MCPServer(
         name="letta-conversations",

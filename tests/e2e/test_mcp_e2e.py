@@ -123,30 +123,30 @@ async def test_isolation_and_shared_memory(mcp: Client, letta_stack: Any) -> Non
     memory = getattr((await mcp.read_resource(f"letta://agents/{letta_stack.agent_id}/memory")).contents[0], "text", "")
     assert "shared across conversations" in memory
     # the agent sees the same block from conversation B: Letta compiles it into B's context
-    client = AsyncLetta(base_url=letta_stack.base_url, max_retries=0)
-    conversation_b = await client.conversations.retrieve(b)
+    async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as client:
+        conversation_b = await client.conversations.retrieve(b)
     assert conversation_b.agent_id == letta_stack.agent_id
 
 
 async def test_concurrent_turn_started_elsewhere_is_waited_out(mcp: Client, letta_stack: Any) -> None:
     cid = (await ok(mcp, "create_conversation"))["id"]
-    client = AsyncLetta(base_url=letta_stack.base_url, max_retries=0)
     outside_done = anyio.Event()
     sent: dict[str, Any] = {}
+    async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as client:
 
-    async def outside_turn() -> None:
-        stream = await client.conversations.messages.create(
-            cid, messages=[{"role": "user", "content": "SLOW 3 outside"}], background=True
-        )
-        async for _ in stream:
-            pass
-        outside_done.set()
+        async def outside_turn() -> None:
+            stream = await client.conversations.messages.create(
+                cid, messages=[{"role": "user", "content": "SLOW 3 outside"}], background=True
+            )
+            async for _ in stream:
+                pass
+            outside_done.set()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(outside_turn)
-        await anyio.sleep(1.0)
-        sent = await ok(mcp, "send_message", conversation_id=cid, message="after the outside turn")
-        assert outside_done.is_set()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outside_turn)
+            await anyio.sleep(1.0)
+            sent = await ok(mcp, "send_message", conversation_id=cid, message="after the outside turn")
+            assert outside_done.is_set()
     assert sent["reply"] == "echo: after the outside turn"
     page = await ok(mcp, "list_messages", conversation_id=cid, limit=50, order="asc", message_types=["user_message"])
     assert [m["text"] for m in page["messages"]] == ["SLOW 3 outside", "after the outside turn"]
