@@ -72,7 +72,7 @@ def record(base_url: str, agent_id: str) -> dict[str, Any]:
 def frame_shapes(frames: list[dict[str, Any]]) -> dict[str, Any]:
     shapes: dict[str, Any] = {}
     for frame in frames:
-        shapes.setdefault(frame.get("message_type"), wire_shape(frame))
+        shapes.setdefault(str(frame.get("message_type")), wire_shape(frame))
     return shapes
 
 
