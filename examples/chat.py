@@ -351,7 +351,7 @@ class ChatBackend:
 
     async def more(self) -> HistoryPage:
         if self._history_before is None:
-            raise ChatError("no older messages: use /history first")
+            raise ChatError("no older messages to show: /history starts again from the newest")
         return await self._history_page()
 
     async def _history_page(self) -> HistoryPage:
