@@ -119,6 +119,8 @@ def structured(model: Any, text: str, *, is_error: bool = False) -> CallToolResu
 
 # -- text renderings of results (what a model reads first) ------------------------------------
 def _clip(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters: results are read inside other models' contexts."""
+    text = " ⏎ ".join(text.splitlines())
     return text if len(text) <= limit else text[:limit] + "…"
 
 
