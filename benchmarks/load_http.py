@@ -119,7 +119,7 @@ async def bounded(seconds: float, work: Any) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Bounded load test over streamable HTTP")
     parser.add_argument("--callers", type=int, default=100)
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--letta-latency", type=float, default=0.05, help="seconds the double adds per request")
