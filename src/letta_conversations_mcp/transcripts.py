@@ -117,15 +117,15 @@ def _short_date(date: str | None) -> str:
 def render_markdown_message(view: MessageView) -> str:
     label = ROLE_LABELS.get(view.message_type, view.message_type)
     when = _short_date(view.date)
-    head = f"**{label}**" + (f" · {when}" if when else "")
+    status = f" ({view.status})" if view.message_type == "tool_return_message" and view.status else ""
+    head = f"**{label}**{status}" + (f" · {when}" if when else "")
     if view.message_type == "system_message":
         return f"{head}\n_(system prompt, {len(view.text)} characters, not shown)_"
     if view.message_type in ("tool_call_message", "approval_request_message"):
         return f"{head}\n`{view.text}`"
     if view.message_type == "tool_return_message":
-        status = f" ({view.status})" if view.status else ""
         body = view.text.replace("\n", "\n> ")
-        return f"{head}{status}\n> {body}"
+        return f"{head}\n> {body}"
     if view.message_type in ("reasoning_message", "hidden_reasoning_message"):
         return f"{head}\n_{view.text}_"
     return f"{head}\n{view.text}"
