@@ -340,3 +340,20 @@ async def test_progress_notifications_arrive_for_pings_and_messages(
     assert not result.is_error
     assert any("keep-alive" in n for n in notes), notes
     assert any("replying" in n for n in notes), notes
+
+
+@pytest.mark.anyio
+async def test_result_texts_are_short_readable_lines_not_json(client: Client) -> None:
+    cid = (await call(client, "create_conversation", summary="readable"))["id"]
+    for i in range(3):
+        await call(client, "send_message", conversation_id=cid, message=f"line {i}\nsecond line")
+    page = await client.call_tool("list_messages", {"conversation_id": cid, "limit": 2})
+    text = text_of(page)
+    assert text.startswith(f"2 message(s) of {cid}, newest first:")
+    assert "[assistant " in text and "echo: line 2 ⏎ second line" in text
+    assert f"More: call list_messages with before='{(page.structured_content or {})['next_before']}'." in text
+    assert not text.lstrip().startswith("{")
+    listed = text_of(await client.call_tool("list_conversations", {}))
+    assert f"- {cid}  readable" in listed
+    created = text_of(await client.call_tool("get_conversation", {"conversation_id": cid}))
+    assert created.startswith(f"Conversation {cid} “readable”")

@@ -34,6 +34,14 @@ class ConversationInfo(BaseModel):
     transcript_uri: str = Field(description="MCP resource with the conversation's transcript in Markdown")
     note: str | None = Field(default=None, description="Something the caller should know about this result")
 
+    def as_text(self) -> str:
+        summary = f" “{self.summary}”" if self.summary else ""
+        last = f", last message {self.last_message_at}" if self.last_message_at else ""
+        text = f"Conversation {self.id}{summary} on agent {self.agent_id} (created {self.created_at}{last})."
+        if self.note:
+            text += f"\nNote: {self.note}"
+        return text + f"\nTranscript: {self.transcript_uri}"
+
     @classmethod
     def from_letta(cls, raw: Mapping[str, Any]) -> ConversationInfo:
         in_context = raw.get("in_context_message_ids")
@@ -56,6 +64,17 @@ class ConversationList(BaseModel):
     agent_id: str
     conversations: list[ConversationInfo]
     next_after: str | None = Field(default=None, description="Pass as `after` to get the next page; null at the end")
+
+    def as_text(self) -> str:
+        if not self.conversations:
+            return f"No conversations on agent {self.agent_id}."
+        lines = [f"{len(self.conversations)} conversation(s) on agent {self.agent_id}, newest first:"]
+        for c in self.conversations:
+            summary = c.summary or "(no summary)"
+            lines.append(f"- {c.id}  {summary}  (last message: {c.last_message_at or 'none'})")
+        if self.next_after:
+            lines.append(f"More: call list_conversations with after='{self.next_after}'.")
+        return "\n".join(lines)
 
 
 class AgentInfo(BaseModel):
@@ -86,6 +105,15 @@ class AgentList(BaseModel):
     agents: list[AgentInfo]
     default_agent_id: str | None = Field(default=None, description="The agent used when agent_id is omitted")
 
+    def as_text(self) -> str:
+        if not self.agents:
+            return "No agents found."
+        lines = [f"{len(self.agents)} agent(s):"]
+        for a in self.agents:
+            default = "  [default]" if a.id == self.default_agent_id else ""
+            lines.append(f"- {a.id}  {a.name or '(unnamed)'}  model={a.model or '?'}{default}")
+        return "\n".join(lines)
+
 
 class MessagePage(BaseModel):
     """One page of a conversation's messages."""
@@ -98,6 +126,23 @@ class MessagePage(BaseModel):
     cut_for_size: bool = Field(
         default=False, description="True when fewer messages than asked were returned to respect the size cap"
     )
+
+    def as_text(self) -> str:
+        if not self.messages:
+            return f"No messages in {self.conversation_id} for this page."
+        direction = "newest first" if self.order == "desc" else "oldest first"
+        lines = [f"{len(self.messages)} message(s) of {self.conversation_id}, {direction}:"]
+        for m in self.messages:
+            label = m.message_type.removesuffix("_message")
+            text = " ⏎ ".join(m.text.splitlines())
+            lines.append(f"[{label} {m.date or ''} {m.id}] {text[:500]}")
+        if self.next_before:
+            lines.append(f"More: call list_messages with before='{self.next_before}'.")
+        if self.next_after:
+            lines.append(f"More: call list_messages with order='asc' and after='{self.next_after}'.")
+        if self.cut_for_size:
+            lines.append("(page cut to the size cap; the cursor continues exactly where it stopped)")
+        return "\n".join(lines)
 
 
 TurnStatus = Literal["completed", "failed", "cancelled", "running", "queued"]
@@ -120,6 +165,9 @@ class CancelResult(BaseModel):
     dropped_queued: int = Field(default=0, description="Queued sends of this server that were dropped unsent")
     message: str
 
+    def as_text(self) -> str:
+        return f"{self.conversation_id}: {self.message}."
+
 
 class CompactResult(BaseModel):
     conversation_id: str
@@ -127,7 +175,20 @@ class CompactResult(BaseModel):
     messages_after: int
     summary: str = Field(description="The summary that replaced the compacted messages in the agent's context")
 
+    def as_text(self) -> str:
+        return (
+            f"Compacted {self.conversation_id}: {self.messages_before} → {self.messages_after} in-context messages.\n"
+            f"Summary: {self.summary}"
+        )
+
 
 class DeleteResult(BaseModel):
     conversation_id: str
     deleted: bool
+
+    def as_text(self) -> str:
+        return (
+            f"Deleted {self.conversation_id} and its messages."
+            if self.deleted
+            else f"{self.conversation_id} was not deleted."
+        )

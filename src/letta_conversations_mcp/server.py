@@ -108,6 +108,11 @@ def _fail(exc: Exception, settings: Settings) -> ToolError:
     return ToolError(redact(message, settings.secrets()))
 
 
+def reply(model: Any) -> CallToolResult:
+    """A tool result whose text is the model's own short rendering (not a JSON dump)."""
+    return structured(model, model.as_text())
+
+
 def structured(model: Any, text: str, *, is_error: bool = False) -> CallToolResult:
     """A result with our own readable text and the model as structured content."""
     return CallToolResult(
@@ -265,7 +270,7 @@ def build_server(settings: Settings) -> MCPServer:
         ctx: Context,
         name: Annotated[str | None, Field(description="Only agents whose name matches, e.g. 'support-bot'")] = None,
         limit: Annotated[int, Field(ge=1, le=100, description="How many agents to return (1-100)")] = 20,
-    ) -> AgentList:
+    ) -> Annotated[CallToolResult, AgentList]:
         """List the Letta agents this server can talk to. Use it to find an agent_id."""
         gateway, _ = state.ready()
         try:
@@ -274,7 +279,7 @@ def build_server(settings: Settings) -> MCPServer:
             raise _fail(exc, settings) from None
         caller = caller_for(ctx)
         visible = [a for a in agents if caller is None or caller.may_use(str(a.get("id")))]
-        return AgentList(agents=[AgentInfo.from_letta(a) for a in visible], default_agent_id=settings.agent_id)
+        return reply(AgentList(agents=[AgentInfo.from_letta(a) for a in visible], default_agent_id=settings.agent_id))
 
     @server.tool(
         annotations=ToolAnnotations(title="List conversations", read_only_hint=True, open_world_hint=True),
@@ -289,7 +294,7 @@ def build_server(settings: Settings) -> MCPServer:
         summary_search: Annotated[
             str | None, Field(description="Only conversations whose summary contains this text", max_length=200)
         ] = None,
-    ) -> ConversationList:
+    ) -> Annotated[CallToolResult, ConversationList]:
         """List an agent's conversations, newest first, with their summaries."""
         gateway, _ = state.ready()
         agent = agent_for(agent_id, purpose="to list conversations")
@@ -304,12 +309,14 @@ def build_server(settings: Settings) -> MCPServer:
             raise _fail(exc, settings) from None
         conversations = [ConversationInfo.from_letta(c) for c in raw]
         next_after = conversations[-1].id if len(conversations) == limit else None
-        return ConversationList(agent_id=agent, conversations=conversations, next_after=next_after)
+        return reply(ConversationList(agent_id=agent, conversations=conversations, next_after=next_after))
 
     @server.tool(
         annotations=ToolAnnotations(title="Get conversation", read_only_hint=True, open_world_hint=True),
     )
-    async def get_conversation(conversation_id: ConversationIdArg, ctx: Context) -> ConversationInfo:
+    async def get_conversation(
+        conversation_id: ConversationIdArg, ctx: Context
+    ) -> Annotated[CallToolResult, ConversationInfo]:
         """Read one conversation: its agent, summary, model and when it was last used."""
         gateway, _ = state.ready()
         conversation_id = check(lambda: validation.conversation_id(conversation_id))
@@ -320,7 +327,7 @@ def build_server(settings: Settings) -> MCPServer:
             )
         await authorize(ctx, conversation=conversation_id)
         try:
-            return ConversationInfo.from_letta(await gateway.get_conversation(conversation_id))
+            return reply(ConversationInfo.from_letta(await gateway.get_conversation(conversation_id)))
         except LettaRequestError as exc:
             raise _fail(exc, settings) from None
 
@@ -359,7 +366,7 @@ def build_server(settings: Settings) -> MCPServer:
                 max_length=20,
             ),
         ] = None,
-    ) -> ConversationInfo:
+    ) -> Annotated[CallToolResult, ConversationInfo]:
         """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages."""
         gateway, _ = state.ready()
         agent = agent_for(agent_id, purpose="to create a conversation")
@@ -384,7 +391,7 @@ def build_server(settings: Settings) -> MCPServer:
                 "the others stay shared. Check the agent's block labels (the agent memory resource lists them); "
                 "older Letta servers ignore isolated_block_labels"
             )
-        return info
+        return reply(info)
 
     @server.tool(
         annotations=ToolAnnotations(
@@ -399,7 +406,7 @@ def build_server(settings: Settings) -> MCPServer:
         ctx: Context,
         conversation_id: ConversationIdArg,
         summary: Annotated[str, Field(description="The new summary, e.g. 'refund for order 1234'", max_length=1000)],
-    ) -> ConversationInfo:
+    ) -> Annotated[CallToolResult, ConversationInfo]:
         """Set a conversation's summary (its short description, searchable with list_conversations)."""
         gateway, _ = state.ready()
         conversation_id = check(lambda: validation.conversation_id(conversation_id))
@@ -410,7 +417,7 @@ def build_server(settings: Settings) -> MCPServer:
         try:
             stored = await gateway.get_conversation(conversation_id)
             summary = access.keep_tag(stored.get("summary"), summary)
-            return ConversationInfo.from_letta(await gateway.update_summary(conversation_id, summary))
+            return reply(ConversationInfo.from_letta(await gateway.update_summary(conversation_id, summary)))
         except LettaRequestError as exc:
             raise _fail(exc, settings) from None
 
@@ -435,7 +442,7 @@ def build_server(settings: Settings) -> MCPServer:
                 max_length=100,
             ),
         ] = "default",
-    ) -> ConversationInfo:
+    ) -> Annotated[CallToolResult, ConversationInfo]:
         """Get your own conversation with an agent for a key, creating it the first time.
 
         Use it instead of tracking conversation ids: each caller (HTTP token, or this local user over
@@ -457,7 +464,7 @@ def build_server(settings: Settings) -> MCPServer:
                 if mine:
                     info = ConversationInfo.from_letta(mine[0])
                     info.note = "existing conversation"
-                    return info
+                    return reply(info)
                 created = await gateway.create_conversation(
                     agent_id=agent,
                     summary=access.tagged_summary(tag, key.strip()),
@@ -468,7 +475,7 @@ def build_server(settings: Settings) -> MCPServer:
                 raise _fail(exc, settings) from None
         info = ConversationInfo.from_letta(created)
         info.note = "created a new conversation"
-        return info
+        return reply(info)
 
     # -- messages ----------------------------------------------------------------------------
     @server.tool(
@@ -491,7 +498,7 @@ def build_server(settings: Settings) -> MCPServer:
         message_types: Annotated[
             list[MessageType] | None, Field(description="Only these types, e.g. ['user_message', 'assistant_message']")
         ] = None,
-    ) -> MessagePage:
+    ) -> Annotated[CallToolResult, MessagePage]:
         """Read one page of a conversation's messages with a cursor for the next page.
 
         Large pages are cut to the server's size cap; next_before/next_after then point at the rest,
@@ -521,13 +528,15 @@ def build_server(settings: Settings) -> MCPServer:
         kept, cut = fit(views, settings.max_result_chars)
         has_next = (more or cut) and bool(kept)
         cursor = kept[-1].id if has_next else None
-        return MessagePage(
-            conversation_id=conversation_id,
-            order=order,
-            messages=kept,
-            next_before=cursor if order == "desc" else None,
-            next_after=cursor if order == "asc" else None,
-            cut_for_size=cut,
+        return reply(
+            MessagePage(
+                conversation_id=conversation_id,
+                order=order,
+                messages=kept,
+                next_before=cursor if order == "desc" else None,
+                next_after=cursor if order == "asc" else None,
+                cut_for_size=cut,
+            )
         )
 
     # -- turns -------------------------------------------------------------------------------
@@ -665,7 +674,7 @@ def build_server(settings: Settings) -> MCPServer:
     )
     async def cancel_run(
         ctx: Context, conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None
-    ) -> CancelResult:
+    ) -> Annotated[CallToolResult, CancelResult]:
         """Stop the agent's running turn in a conversation, and drop this server's queued sends to it."""
         gateway, turns = state.ready()
         conversation_id, agent = conversation_scope(conversation_id, agent_id)
@@ -683,8 +692,10 @@ def build_server(settings: Settings) -> MCPServer:
         message = (f"cancelled {len(cancelled)} run(s)" if cancelled else "no turn was running in Letta") + (
             f"; dropped {dropped} queued send(s)" if dropped else ""
         )
-        return CancelResult(
-            conversation_id=conversation_id, cancelled_run_ids=cancelled, dropped_queued=dropped, message=message
+        return reply(
+            CancelResult(
+                conversation_id=conversation_id, cancelled_run_ids=cancelled, dropped_queued=dropped, message=message
+            )
         )
 
     # -- lifecycle (optional: --tools all) -------------------------------------------------------
@@ -703,7 +714,7 @@ def build_server(settings: Settings) -> MCPServer:
                 str | None,
                 Field(description="Fork from this message (history up to it is copied); omit to copy everything"),
             ] = None,
-        ) -> ConversationInfo:
+        ) -> Annotated[CallToolResult, ConversationInfo]:
             """Copy a conversation into a new one (optionally only up to a message) to explore a different path."""
             gateway, _ = state.ready()
             conversation_id, agent = conversation_scope(conversation_id, agent_id)
@@ -711,8 +722,10 @@ def build_server(settings: Settings) -> MCPServer:
             if message_id:
                 check(lambda: validation.message_id(message_id, argument="message_id"))
             try:
-                return ConversationInfo.from_letta(
-                    await gateway.fork(conversation_id, agent_id=agent, message_id=message_id)
+                return reply(
+                    ConversationInfo.from_letta(
+                        await gateway.fork(conversation_id, agent_id=agent, message_id=message_id)
+                    )
                 )
             except LettaRequestError as exc:
                 raise _fail(exc, settings) from None
@@ -724,7 +737,7 @@ def build_server(settings: Settings) -> MCPServer:
         )
         async def compact_conversation(
             ctx: Context, conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None
-        ) -> CompactResult:
+        ) -> Annotated[CallToolResult, CompactResult]:
             """Summarise a conversation's in-context messages to free the agent's context window.
 
             The full history stays readable with list_messages; only what the model sees is shortened.
@@ -736,11 +749,13 @@ def build_server(settings: Settings) -> MCPServer:
                 raw = await gateway.compact(conversation_id, agent_id=agent)
             except LettaRequestError as exc:
                 raise _fail(exc, settings) from None
-            return CompactResult(
-                conversation_id=conversation_id,
-                messages_before=int(raw.get("num_messages_before") or 0),
-                messages_after=int(raw.get("num_messages_after") or 0),
-                summary=str(raw.get("summary") or ""),
+            return reply(
+                CompactResult(
+                    conversation_id=conversation_id,
+                    messages_before=int(raw.get("num_messages_before") or 0),
+                    messages_after=int(raw.get("num_messages_after") or 0),
+                    summary=str(raw.get("summary") or ""),
+                )
             )
 
         @server.tool(
@@ -758,7 +773,7 @@ def build_server(settings: Settings) -> MCPServer:
             archived: Annotated[
                 bool, Field(description="true to archive (hide from lists), false to unarchive")
             ] = True,
-        ) -> ConversationInfo:
+        ) -> Annotated[CallToolResult, ConversationInfo]:
             """Archive a conversation (hidden from list_conversations, kept in Letta) or unarchive it."""
             gateway, _ = state.ready()
             conversation_id = check(lambda: validation.conversation_id(conversation_id))
@@ -775,7 +790,7 @@ def build_server(settings: Settings) -> MCPServer:
                     "Letta 0.16 and older have no archive flag). Use update_summary to mark it, or "
                     "delete_conversation to remove it"
                 )
-            return info
+            return reply(info)
 
         @server.tool(
             annotations=ToolAnnotations(
@@ -792,7 +807,7 @@ def build_server(settings: Settings) -> MCPServer:
             confirm_conversation_id: Annotated[
                 str, Field(description="Repeat the conversation id exactly, to confirm the permanent deletion")
             ],
-        ) -> DeleteResult:
+        ) -> Annotated[CallToolResult, DeleteResult]:
             """Permanently delete a conversation and its messages. Prefer archive_conversation when unsure."""
             gateway, turns = state.ready()
             conversation_id = check(lambda: validation.conversation_id(conversation_id))
@@ -809,7 +824,7 @@ def build_server(settings: Settings) -> MCPServer:
                 await gateway.delete_conversation(conversation_id)
             except LettaRequestError as exc:
                 raise _fail(exc, settings) from None
-            return DeleteResult(conversation_id=conversation_id, deleted=True)
+            return reply(DeleteResult(conversation_id=conversation_id, deleted=True))
 
     @server.resource(
         "letta://agents/{agent_id}/memory",
