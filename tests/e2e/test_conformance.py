@@ -7,14 +7,12 @@ the reference server's fixed test tools) are not run.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
+
+from tests.e2e.conftest import http_server
 
 SCENARIOS = [
     "server-initialize",
@@ -29,28 +27,8 @@ SCENARIOS = [
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, LETTA_BASE_URL="http://127.0.0.1:9", LETTA_MCP_LOG_LEVEL="WARNING")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "letta_conversations_mcp", "--transport", "streamable-http", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with http_server(LETTA_BASE_URL="http://127.0.0.1:9") as (url, _):
+        yield url
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.e2e.conftest import http_server
 
 TOKEN = "inspector-token-0123456789"
 
@@ -74,41 +74,16 @@ def test_inspector_over_stdio_lists_and_calls(inspector: list[str], letta_stack:
 
 
 @pytest.fixture
-def http_server(letta_stack: Any) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(
-        os.environ,
-        LETTA_BASE_URL=letta_stack.base_url,
-        LETTA_AGENT_ID=letta_stack.agent_id,
-        LETTA_MCP_AUTH_TOKENS=f"inspector:{TOKEN}",
-        LETTA_MCP_LOG_LEVEL="WARNING",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "letta_conversations_mcp", "--transport", "streamable-http", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline and proc.poll() is None, "HTTP server did not start"
-            time.sleep(0.2)
-    try:
+def http_url(letta_stack: Any) -> Iterator[str]:
+    env = {"LETTA_BASE_URL": letta_stack.base_url, "LETTA_AGENT_ID": letta_stack.agent_id}
+    with http_server(**env, LETTA_MCP_AUTH_TOKENS=f"inspector:{TOKEN}") as (url, proc):
         yield url
-    finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=15)
         assert TOKEN.encode() not in stderr
 
 
-def test_inspector_over_http_with_a_bearer_token(inspector: list[str], http_server: str) -> None:
+def test_inspector_over_http_with_a_bearer_token(inspector: list[str], http_url: str) -> None:
     listed = run_cli(
         inspector,
         "--transport",
@@ -117,12 +92,12 @@ def test_inspector_over_http_with_a_bearer_token(inspector: list[str], http_serv
         f"Authorization: Bearer {TOKEN}",
         "--method",
         "tools/list",
-        http_server,
+        http_url,
     )
     assert "send_message" in {t["name"] for t in listed["tools"]}
     opened = run_cli(
         inspector,
-        http_server,
+        http_url,
         "--transport",
         "http",
         "--header",
@@ -135,5 +110,5 @@ def test_inspector_over_http_with_a_bearer_token(inspector: list[str], http_serv
         "key=inspector",
     )
     assert opened["structuredContent"]["id"].startswith("conv-")
-    response = httpx.post(http_server, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    response = httpx.post(http_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert response.status_code == 401
