@@ -16,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,19 +25,10 @@ from letta_client import AsyncLetta
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.path.dirname(__file__))
+from _double import letta_double
+
 TOKEN = "load-test-token-0123456789"
-DOUBLE = """
-import sys, time
-sys.path.insert(0, {root!r})
-from tests.letta_fake import LettaDouble
-double = LettaDouble(ping_interval=0.5)
-double.response_delay = {delay}
-double.start()
-print(double.base_url, double.default_agent_id, flush=True)
-while True:
-    time.sleep(3600)
-"""
 
 
 def free_port() -> int:
@@ -126,13 +116,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=240)
     args = parser.parse_args()
 
-    double = subprocess.Popen(
-        [sys.executable, "-c", DOUBLE.format(root=str(ROOT), delay=args.letta_latency)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert double.stdout is not None
-    base_url, agent_id = double.stdout.readline().split()
+    with letta_double(delay=args.letta_latency, ping=0.5) as (base_url, agent_id):
+        run_load(args, base_url, agent_id)
+
+
+def run_load(args: argparse.Namespace, base_url: str, agent_id: str) -> None:
     port = free_port()
     env = dict(
         os.environ,
@@ -143,7 +131,6 @@ def main() -> None:
     )
     command = [sys.executable, "-m", "letta_conversations_mcp", "--transport", "streamable-http", "--port", str(port)]
     server = subprocess.Popen(command, env=env)
-    print(f"our server pid {server.pid}", file=sys.stderr, flush=True)
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         deadline = time.monotonic() + 30
@@ -164,9 +151,7 @@ def main() -> None:
         rss = peak_rss_mib(server.pid)
     finally:
         server.terminate()
-        double.terminate()
         server.wait(timeout=10)
-        double.wait(timeout=10)
 
     total = args.callers * args.messages
     print(

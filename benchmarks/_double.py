@@ -1,0 +1,40 @@
+"""Start the Letta double (tests/letta_fake.py) in its own process, so it does not share our GIL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.letta_fake import LettaDouble
+double = LettaDouble(ping_interval={ping})
+double.response_delay = {delay}
+double.start()
+print(double.base_url, double.default_agent_id, flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def letta_double(*, delay: float = 0.0, ping: float = 0.2) -> Iterator[tuple[str, str]]:
+    """(base URL, agent id) of a double in a subprocess; it exits when we close its stdin."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT.format(root=str(ROOT), delay=delay, ping=ping)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        base_url, agent_id = proc.stdout.readline().split()
+        yield base_url, agent_id
+    finally:
+        proc.stdin.close()
+        proc.terminate()
+        proc.wait(timeout=10)
