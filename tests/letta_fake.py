@@ -56,6 +56,22 @@ def wire_shape(obj: Any) -> Any:
     return type(obj).__name__
 
 
+def parse_sse(body: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(data frames, `event: error` frames) of an SSE body, without the closing [DONE]."""
+    frames: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    event = None
+    for line in body.splitlines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            data = line[5:].strip()
+            if data != "[DONE]":
+                (errors if event == "error" else frames).append(json.loads(data))
+            event = None
+    return frames, errors
+
+
 def _frame_envelope(message_type: str, run_id: str, *, seq_id: int | None, step_id: str | None) -> dict[str, Any]:
     message_id = f"message-{uuid.uuid4()}"
     return {

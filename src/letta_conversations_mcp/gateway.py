@@ -22,9 +22,6 @@ log = logging.getLogger(__name__)
 
 Frame = dict[str, Any]
 
-#: How many recent messages are searched for a send's otid after an ambiguous failure.
-OTID_LOOKBACK = 50
-
 
 def as_dict(item: Any) -> dict[str, Any]:
     """An SDK model (or plain mapping) as a JSON-ready dict with only the fields Letta sent."""
@@ -80,10 +77,6 @@ class LettaGateway:
                 kwargs["name"] = name
             page = await self._client.agents.list(**kwargs)
             return [as_dict(a) for a in page.items]
-
-    async def get_agent(self, agent_id: str) -> Frame:
-        async with self._translate(Target("agent", agent_id, "read the agent")):
-            return as_dict(await self._client.agents.retrieve(agent_id))
 
     # -- conversations -----------------------------------------------------------------------
     async def create_conversation(
@@ -189,13 +182,6 @@ class LettaGateway:
         async with self._translate(Target("conversation", conversation_id, "list messages")):
             page = await self._client.conversations.messages.list(conversation_id, **kwargs)
             return [as_dict(m) for m in page.items]
-
-    async def find_otid(self, conversation_id: str, *, agent_id: str | None, otid: str) -> bool:
-        """Whether a message with this otid is among the recent messages (Letta does not de-duplicate)."""
-        recent = await self.list_messages(
-            conversation_id, agent_id=agent_id, limit=OTID_LOOKBACK, order="desc", message_types=["user_message"]
-        )
-        return any(m.get("otid") == otid for m in recent)
 
     # -- turns -------------------------------------------------------------------------------
     async def stream_turn(

@@ -13,24 +13,10 @@ from typing import Any
 
 import httpx
 
-from tests.letta_fake import LettaDouble, wire_shape
+from tests.letta_fake import LettaDouble, parse_sse, wire_shape
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".e2e-artifacts"
 MISSING = "conv-00000000-0000-4000-8000-000000000000"
-
-
-def sse_frames(body: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    frames, errors = [], []
-    event = None
-    for line in body.splitlines():
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            data = line[5:].strip()
-            if data != "[DONE]":
-                (errors if event == "error" else frames).append(json.loads(data))
-            event = None
-    return frames, errors
 
 
 def record(base_url: str, agent_id: str) -> dict[str, Any]:
@@ -45,9 +31,9 @@ def record(base_url: str, agent_id: str) -> dict[str, Any]:
         for name, text in (("plain", "hello shape"), ("tool", "REMEMBER shape fact"), ("fail", "FAIL shape")):
             body = {"messages": [{"role": "user", "content": text, "otid": f"otid-{name}"}], "include_pings": True}
             response = http.post(f"/v1/conversations/{cid}/messages", json=body)
-            out[f"send_{name}"] = sse_frames(response.text)
+            out[f"send_{name}"] = parse_sse(response.text)
         body = {"messages": [{"role": "user", "content": "hi tokens"}], "stream_tokens": True}
-        out["send_tokens"] = sse_frames(http.post(f"/v1/conversations/{cid}/messages", json=body).text)
+        out["send_tokens"] = parse_sse(http.post(f"/v1/conversations/{cid}/messages", json=body).text)
         out["messages"] = http.get(f"/v1/conversations/{cid}/messages").json()
         response = http.get(f"/v1/conversations/{MISSING}")
         out["notfound"] = {"status": response.status_code, "body": response.json()}
@@ -65,7 +51,7 @@ def record(base_url: str, agent_id: str) -> dict[str, Any]:
             for _ in lines:
                 pass
         out["run"] = http.get(f"/v1/runs/{run_id}").json()
-        out["resume"] = sse_frames(http.post(f"/v1/runs/{run_id}/stream", json={"starting_after": 0}).text)
+        out["resume"] = parse_sse(http.post(f"/v1/runs/{run_id}/stream", json={"starting_after": 0}).text)
     return out
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.letta_fake import parse_sse
+
 CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "letta-captures"
 
 
@@ -16,17 +18,7 @@ def read_sse(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     path = CAPTURES / name
     if not path.exists():
         pytest.fail(f"capture {path} is missing: the repository expects ../shared/letta-captures beside it")
-    frames, errors = [], []
-    event = None
-    for line in path.read_text().splitlines():
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            data = line[5:].strip()
-            if data != "[DONE]":
-                (errors if event == "error" else frames).append(json.loads(data))
-            event = None
-    return frames, errors
+    return parse_sse(path.read_text())
 
 
 def read_json(name: str) -> Any:
