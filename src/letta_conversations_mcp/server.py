@@ -659,6 +659,7 @@ def build_server(settings: Settings) -> MCPServer:
                     run_info = await gateway.get_run(run)
                 except LettaRequestError as exc:
                     raise _fail(exc, settings) from None
+                await authorize(ctx, agent=run_info.get("agent_id"), conversation=run_info.get("conversation_id"))
                 turn = turns.follow(run_info)
         await authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id)
         return await wait_and_report(turn, turns, ctx, budget, cancel_on_abort=False)
