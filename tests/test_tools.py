@@ -357,3 +357,16 @@ async def test_result_texts_are_short_readable_lines_not_json(client: Client) ->
     assert f"- {cid}  readable" in listed
     created = text_of(await client.call_tool("get_conversation", {"conversation_id": cid}))
     assert created.startswith(f"Conversation {cid} “readable”")
+
+
+@pytest.mark.anyio
+async def test_isolated_block_labels_are_sent_and_reported(client: Client, letta_double: Any) -> None:
+    isolated = await call(client, "create_conversation", isolated_block_labels=["human"])
+    assert len(isolated["isolated_block_ids"]) == 1 and isolated["note"] is None
+    body = [r for r in letta_double.requests if r["method"] == "POST" and r["path"] == "/v1/conversations/"][-1]["json"]
+    assert body["isolated_block_labels"] == ["human"]
+    partial = await call(client, "create_conversation", isolated_block_labels=["human", "no_such_block"])
+    assert len(partial["isolated_block_ids"]) == 1
+    assert "isolated 1 of the 2 requested block(s)" in partial["note"]
+    text = await call_error(client, "create_conversation", isolated_block_labels=["bad label!"])
+    assert "memory block labels" in text

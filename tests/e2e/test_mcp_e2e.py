@@ -192,3 +192,12 @@ async def test_cancel_run_stops_a_turn_and_the_conversation_stays_usable(mcp: Cl
     assert result["status"] == "cancelled" and result["stop_reason"] == "cancelled"
     after = await ok(mcp, "send_message", conversation_id=cid, message="still usable")
     assert after["reply"] == "echo: still usable"
+
+
+async def test_isolated_block_keeps_memory_edits_in_its_conversation(mcp: Client, letta_stack: Any) -> None:
+    isolated = await ok(mcp, "create_conversation", isolated_block_labels=["human"])
+    assert len(isolated["isolated_block_ids"]) == 1
+    await ok(mcp, "send_message", conversation_id=isolated["id"], message="REMEMBER only in the isolated copy")
+    memory = getattr((await mcp.read_resource(f"letta://agents/{letta_stack.agent_id}/memory")).contents[0], "text", "")
+    assert "only in the isolated copy" not in memory  # the agent's shared block is untouched
+    assert f"Isolated copies in: {isolated['id']}" in memory
