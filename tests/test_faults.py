@@ -6,7 +6,8 @@ Each case here has a row in the README's fault table.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -19,6 +20,14 @@ from tests.test_tools import SECRET, call, call_error, make_settings, text_of
 
 pytestmark = pytest.mark.anyio
 SEND = r"/v1/conversations/[^/]+/messages$"
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every fault case: the API key appears in no log record (the SDK logs tool failures too)."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert SECRET not in caplog.text
 
 
 @pytest.fixture
