@@ -118,6 +118,12 @@ def spawn(letta_double: Any, agent_id: str, tmp_path: Path, request: pytest.Fixt
             Path(keep, f"{request.node.name}-{number}.log").write_text("".join(term.log))
 
 
+#: Terminal tests race prompt_toolkit's redraws against pexpect's reads; a rare mis-read is retried
+#: (at most twice, reported by pytest as a rerun) rather than failing CI.
+pty_retry = pytest.mark.flaky(reruns=2)
+
+
+@pty_retry
 def test_chat_session_in_a_terminal(spawn: Any) -> None:
     term = spawn()
     banner = term.prompt()
@@ -168,6 +174,7 @@ def test_chat_session_in_a_terminal(spawn: Any) -> None:
     assert "Traceback" not in term.screen and SECRET not in term.screen
 
 
+@pty_retry
 def test_ctrl_d_exits_cleanly(spawn: Any) -> None:
     term = spawn()
     term.prompt()
@@ -177,6 +184,7 @@ def test_ctrl_d_exits_cleanly(spawn: Any) -> None:
     assert "Bye." in term.screen
 
 
+@pty_retry
 def test_ctrl_c_stops_waiting_then_wait_and_cancel(spawn: Any) -> None:
     term = spawn()
     term.prompt()
@@ -199,6 +207,7 @@ def test_ctrl_c_stops_waiting_then_wait_and_cancel(spawn: Any) -> None:
     assert "Traceback" not in term.screen
 
 
+@pty_retry
 def test_choose_agent_by_number_when_none_is_configured(spawn: Any, letta_double: Any, agent_id: str) -> None:
     letta_double.add_agent("second-agent")
     term = spawn(with_agent=False)
