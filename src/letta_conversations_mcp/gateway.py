@@ -7,13 +7,16 @@ retries would deliver a message twice after a 409, 5xx or timeout.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import letta_client
 from letta_client import AsyncLetta
+from letta_client._response import AsyncAPIResponse
 
 from .errors import LettaRequestError, Target, describe
 from .settings import Settings
@@ -28,6 +31,35 @@ def as_dict(item: Any) -> dict[str, Any]:
     if isinstance(item, Mapping):
         return dict(item)
     return item.to_dict(mode="json")
+
+
+async def sse_frames(response: AsyncAPIResponse[Any]) -> AsyncIterator[Frame]:
+    """The JSON frames of a Letta SSE response, read to the very end.
+
+    letta-client's own stream stops reading at ``[DONE]`` and closes the response, which discards
+    the HTTP connection; draining the body instead returns it to the pool, so a send costs no new
+    TCP (or TLS) connection. An ``event: error`` frame raises ``APIStatusError`` (status 200) as the
+    SDK does; a frame that is not JSON raises ``ValueError``.
+    """
+    event: str | None = None
+    data: list[str] = []
+    async for line in response.iter_lines():
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif not line and data:
+            payload = "\n".join(data)
+            data = []
+            if payload.startswith("[DONE]"):
+                event = None
+                continue
+            if event == "error":
+                body = json.loads(payload)
+                raise letta_client.APIStatusError(str(body), response=response.http_response, body=body)
+            if event is None:
+                yield json.loads(payload)
+            event = None
 
 
 def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
@@ -208,19 +240,19 @@ class LettaGateway:
             kwargs["agent_id"] = scope
         if background:
             kwargs["background"] = True
-        stream = await self._send_client.conversations.messages.create(conversation_id, **kwargs)
-        async with stream:
-            async for item in stream:
-                yield as_dict(item)
+        request = self._send_client.conversations.messages.with_streaming_response.create(conversation_id, **kwargs)
+        async with request as response:
+            async for frame in sse_frames(response):
+                yield frame
 
     async def resume_turn(self, run_id: str, *, starting_after: int) -> AsyncIterator[Frame]:
         """Replay a background run's frames after ``starting_after`` and follow it to the end."""
-        stream = await self._send_client.runs.messages.stream(
+        request = self._send_client.runs.messages.with_streaming_response.stream(
             run_id, starting_after=starting_after, include_pings=True, timeout=self._stream_timeout
         )
-        async with stream:
-            async for item in stream:
-                yield as_dict(item)
+        async with request as response:
+            async for frame in sse_frames(response):
+                yield frame
 
     async def get_run(self, run_id: str) -> Frame:
         async with self._translate(Target("run", run_id, "read the run")):
