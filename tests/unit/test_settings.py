@@ -2,63 +2,132 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from letta_conversations_mcp.settings import Settings
 
 AGENT = "agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795"
+OTHER_AGENT = "agent-00000000-0000-4000-8000-000000000000"
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     for key in list(os.environ):
         if key.startswith("LETTA_"):
             monkeypatch.delenv(key)
 
 
+def cli(*args: str) -> Settings:
+    return Settings(_cli_parse_args=list(args))  # type: ignore[call-arg]
+
+
 def test_defaults() -> None:
     settings = Settings()
     assert settings.base_url is None and settings.effective_base_url == "https://api.letta.com"
-    assert settings.wait_seconds == 45 and settings.transport == "stdio" and settings.tools == "all"
+    assert settings.api_key is None and settings.agent_id is None
+    assert settings.wait_seconds == 45 and settings.request_timeout == 60
+    assert settings.max_result_chars == 20_000 and settings.background == "auto"
+    assert settings.transport == "stdio" and settings.tools == "all" and settings.log_level == "INFO"
+    assert (settings.host, settings.port) == ("127.0.0.1", 8765)
+    assert settings.token_list() == [] and settings.secrets() == [] and settings.auth_file is None
+
+
+def test_no_flags_is_the_defaults() -> None:
+    assert cli() == Settings()
 
 
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LETTA_BASE_URL", "http://localhost:8283/")
-    monkeypatch.setenv("LETTA_API_KEY", "sk-let-abc123")
+    monkeypatch.setenv("LETTA_BASE_URL", " http://localhost:8283/ ")
+    monkeypatch.setenv("LETTA_API_KEY", " sk-let-abc123 ")
     monkeypatch.setenv("LETTA_AGENT_ID", AGENT)
-    monkeypatch.setenv("LETTA_MCP_WAIT_SECONDS", "12")
+    monkeypatch.setenv("LETTA_MCP_WAIT_SECONDS", "12.5")
+    monkeypatch.setenv("LETTA_MCP_REQUEST_TIMEOUT", "7")
+    monkeypatch.setenv("LETTA_MCP_MAX_RESULT_CHARS", "5000")
+    monkeypatch.setenv("LETTA_MCP_BACKGROUND", "off")
     monkeypatch.setenv("LETTA_MCP_TOOLS", "core")
+    monkeypatch.setenv("LETTA_MCP_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("LETTA_MCP_TRANSPORT", "streamable-http")
+    monkeypatch.setenv("LETTA_MCP_PORT", "9000")
+    monkeypatch.setenv("LETTA_MCP_AUTH_TOKENS", "alice:tok-1234567890")
     settings = Settings()
-    assert settings.base_url == "http://localhost:8283"
+    assert settings.base_url == "http://localhost:8283" and settings.effective_base_url == "http://localhost:8283"
     assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-let-abc123"
-    assert settings.agent_id == AGENT and settings.wait_seconds == 12 and settings.tools == "core"
+    assert settings.agent_id == AGENT
+    assert settings.wait_seconds == 12.5 and settings.request_timeout == 7 and settings.max_result_chars == 5000
+    assert settings.background == "off" and settings.tools == "core" and settings.log_level == "DEBUG"
+    assert settings.transport == "streamable-http" and settings.port == 9000
+    assert settings.token_list() == ["alice:tok-1234567890"]
 
 
 def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LETTA_BASE_URL", "http://env:1")
+    monkeypatch.setenv("LETTA_API_KEY", "sk-from-env")
+    monkeypatch.setenv("LETTA_AGENT_ID", AGENT)
     monkeypatch.setenv("LETTA_MCP_WAIT_SECONDS", "12")
-    settings = Settings(_cli_parse_args=["--letta-base-url", "http://flag:2", "--wait-seconds", "3"])  # type: ignore[call-arg]
-    assert settings.base_url == "http://flag:2" and settings.wait_seconds == 3
+    monkeypatch.setenv("LETTA_MCP_TOOLS", "core")
+    settings = cli(
+        "--letta-base-url",
+        "http://flag:2",
+        "--api-key",
+        "sk-from-flag",
+        "--agent-id",
+        OTHER_AGENT,
+        "--wait-seconds",
+        "3",
+        "--tools",
+        "all",
+    )
+    assert settings.base_url == "http://flag:2"
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-from-flag"
+    assert settings.agent_id == OTHER_AGENT and settings.wait_seconds == 3 and settings.tools == "all"
+
+
+def test_environment_fills_what_flags_leave_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_AGENT_ID", AGENT)
+    monkeypatch.setenv("LETTA_MCP_WAIT_SECONDS", "12")
+    settings = cli("--base-url", "https://letta.example.com", "--letta-agent-id", AGENT)
+    assert settings.base_url == "https://letta.example.com" and settings.agent_id == AGENT
+    assert settings.wait_seconds == 12
+
+
+def test_http_flags() -> None:
+    settings = cli("--transport", "streamable-http", "--host", "0.0.0.0", "--port", "0", "--auth-tokens", "a:t0k3n-xyz")
+    assert (settings.transport, settings.host, settings.port) == ("streamable-http", "0.0.0.0", 0)
+    assert settings.token_list() == ["a:t0k3n-xyz"]
 
 
 def test_generic_env_names_are_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BASE_URL", "http://wrong:1")
     monkeypatch.setenv("AGENT_ID", AGENT)
+    monkeypatch.setenv("WAIT_SECONDS", "1")
     settings = Settings()
-    assert settings.base_url is None and settings.agent_id is None
+    assert settings.base_url is None and settings.agent_id is None and settings.wait_seconds == 45
+
+
+# -- rejected values ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("values", "field"),
     [
         ({"base_url": "localhost:8283"}, "base_url"),
+        ({"base_url": "ftp://letta.example.com"}, "must start with http:// or https://"),
         ({"agent_id": "bob"}, "agent_id"),
+        ({"agent_id": "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"}, "must be an agent id"),
         ({"wait_seconds": 0}, "wait_seconds"),
+        ({"wait_seconds": 3601}, "wait_seconds"),
+        ({"request_timeout": -1}, "request_timeout"),
         ({"max_result_chars": 10}, "max_result_chars"),
+        ({"port": 70000}, "port"),
+        ({"tools": "some"}, "tools"),
+        ({"background": "maybe"}, "background"),
+        ({"transport": "sse"}, "transport"),
         ({"transport": "streamable-http", "host": "0.0.0.0"}, "without auth"),
+        ({"transport": "streamable-http", "host": "192.168.1.10", "auth_tokens": " , "}, "without auth"),
     ],
 )
 def test_invalid_values(values: dict[str, object], field: str) -> None:
@@ -67,19 +136,80 @@ def test_invalid_values(values: dict[str, object], field: str) -> None:
     assert field in str(info.value)
 
 
-def test_non_loopback_bind_is_allowed_with_tokens() -> None:
+@pytest.mark.parametrize(
+    ("env", "value", "field"),
+    [
+        ("LETTA_BASE_URL", "letta.example.com", "must start with http"),
+        ("LETTA_AGENT_ID", "agent-x", "must be an agent id"),
+        ("LETTA_MCP_WAIT_SECONDS", "soon", "wait_seconds"),
+    ],
+)
+def test_invalid_environment(monkeypatch: pytest.MonkeyPatch, env: str, value: str, field: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert field in str(info.value)
+
+
+def test_invalid_flag_values_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="must be an agent id"):
+        cli("--agent-id", "nope")
+    with pytest.raises(ValidationError, match="must start with http"):
+        cli("--base-url", "localhost:8283")
+
+
+def test_non_loopback_bind_message_names_the_fix() -> None:
+    with pytest.raises(ValidationError) as info:
+        cli("--transport", "streamable-http", "--host", "0.0.0.0")
+    message = str(info.value)
+    assert "refusing to serve HTTP on non-loopback address 0.0.0.0" in message
+    assert "LETTA_MCP_AUTH_TOKENS" in message and "127.0.0.1" in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_loopback_http_needs_no_tokens(host: str) -> None:
+    assert Settings(transport="streamable-http", host=host).host == host  # type: ignore[call-arg]
+
+
+def test_non_loopback_host_is_fine_for_stdio() -> None:
+    assert Settings(transport="stdio", host="0.0.0.0").host == "0.0.0.0"  # type: ignore[call-arg]
+
+
+def test_non_loopback_bind_is_allowed_with_tokens_or_an_auth_file(tmp_path: Path) -> None:
     settings = Settings(transport="streamable-http", host="0.0.0.0", auth_tokens="alice:0123456789abcdef0123")  # type: ignore[arg-type]
     assert settings.token_list() == ["alice:0123456789abcdef0123"]
+    auth_file = tmp_path / "callers.json"
+    with_file = Settings(transport="streamable-http", host="0.0.0.0", auth_file=auth_file)  # type: ignore[call-arg]
+    assert with_file.auth_file == auth_file
+
+
+# -- secrets ------------------------------------------------------------------------------------------------
+
+
+def test_token_list_splits_and_trims() -> None:
+    settings = Settings(auth_tokens=" a:tok-1234567890 ,, b:tok-0987654321 , ")  # type: ignore[arg-type]
+    assert settings.token_list() == ["a:tok-1234567890", "b:tok-0987654321"]
 
 
 def test_secrets_are_collected_and_never_shown() -> None:
     settings = Settings(api_key="sk-let-abc123", auth_tokens="a:tok-1234567890, b:tok-0987654321")  # type: ignore[arg-type]
-    assert set(settings.secrets()) == {"sk-let-abc123", "a:tok-1234567890", "b:tok-0987654321"}
-    assert "sk-let-abc123" not in repr(settings) and "tok-1234567890" not in str(settings)
+    assert settings.secrets() == ["a:tok-1234567890", "b:tok-0987654321", "sk-let-abc123"]
+    for shown in (repr(settings), str(settings), settings.model_dump_json()):
+        assert "sk-let-abc123" not in shown and "tok-1234567890" not in shown
 
 
-def test_blank_secrets_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LETTA_API_KEY", "")
-    monkeypatch.setenv("LETTA_AGENT_ID", "")
+def test_api_key_from_environment_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_API_KEY", "sk-let-very-secret")
     settings = Settings()
-    assert settings.api_key is None and settings.agent_id is None
+    assert settings.secrets() == ["sk-let-very-secret"]
+    assert "sk-let-very-secret" not in repr(settings) and "sk-let-very-secret" not in repr(settings.api_key)
+
+
+def test_blank_values_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_API_KEY", "  ")
+    monkeypatch.setenv("LETTA_AGENT_ID", "")
+    monkeypatch.setenv("LETTA_BASE_URL", " ")
+    monkeypatch.setenv("LETTA_MCP_AUTH_TOKENS", "")
+    settings = Settings()
+    assert settings.api_key is None and settings.agent_id is None and settings.base_url is None
+    assert settings.auth_tokens is None and settings.secrets() == []
