@@ -76,7 +76,7 @@ async def test_404_names_the_conversation(client: Client) -> None:
     missing = "conv-00000000-0000-4000-8000-000000000000"
     text = await call_error(client, "send_message", conversation_id=missing, message="hi")
     assert text.endswith(
-        f"conversation {missing} not found (404). List_conversations shows the conversations of an agent"
+        f"conversation {missing} not found (404). Call list_conversations to see an agent's conversations"
     )
 
 

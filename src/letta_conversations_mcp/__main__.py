@@ -32,7 +32,7 @@ def configure_logging(level: str, secrets: list[str]) -> None:
 class _RedactingFilter(logging.Filter):
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 4]
+        self.secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:

@@ -155,11 +155,11 @@ def _describe_status(exc: letta_client.APIStatusError, *, target: Target, where:
         )
     elif status == 404:
         hint = {
-            "conversation": "list_conversations shows the conversations of an agent",
-            "agent": "list_agents shows the agents you can use",
-            "run": "the run may be too old; list_messages shows the conversation's history",
-        }.get(target.kind, "check the id")
-        text = f"{target} not found (404). {hint[0].upper()}{hint[1:]}"
+            "conversation": "Call list_conversations to see an agent's conversations",
+            "agent": "Call list_agents to see the agents you can use",
+            "run": "The run may be too old; call list_messages to read the conversation's history",
+        }.get(target.kind, "Check the id")
+        text = f"{target} not found (404). {hint}"
     elif status == 409:
         run_id = _run_id_of(exc)
         running = f" (run {run_id})" if run_id else ""
@@ -191,7 +191,8 @@ def _describe_status(exc: letta_client.APIStatusError, *, target: Target, where:
 
 def redact(text: str, secrets: list[str]) -> str:
     """Defence in depth: remove any secret that somehow reached a message."""
-    for secret in secrets:
+    # Longest first: a secret that is a prefix of another must not leave the other's tail behind.
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text

@@ -19,6 +19,8 @@ StepKind = Literal["reasoning", "tool_call", "tool_return", "approval_request", 
 FrameKind = Literal["ping", "message", "fragment", "stop", "usage", "error", "other"]
 
 TRUNCATION_MARKER = " […truncated]"
+#: Budget charged for each new step after the first (its ids and fields), on top of its text.
+STEP_COST = 100
 
 STOP_REASON_ADVICE: dict[str, str] = {
     "end_turn": "",
@@ -187,7 +189,11 @@ class TurnAggregator:
         self._by_id: dict[tuple[str, str], _Building] = {}
         self._message_ids: list[str] = []
         self._seen_ids: set[str] = set()
-        self._chars = 0
+        # Two budgets of max_chars each: the reply, and everything else (steps), so large tool
+        # output can never crowd out the reply. A new step also costs STEP_COST of its budget,
+        # so a stream of many tiny distinct messages stays bounded too.
+        self._chars = {"reply": 0, "steps": 0}
+        self._started = {"reply": False, "steps": False}
         self._truncated = False
 
     # -- feeding -------------------------------------------------------------------------------
@@ -235,6 +241,13 @@ class TurnAggregator:
         step = self._by_id.get(key) if key else None
         is_new = step is None
         if step is None:
+            budget = "reply" if kind == "assistant" else "steps"
+            if self._started[budget]:
+                if self._chars[budget] + STEP_COST > self.max_chars:
+                    self._truncated = True  # no room for another step: drop it, and say so
+                    return FrameEvent("message", message_type)
+                self._chars[budget] += STEP_COST
+            self._started[budget] = True
             step = _Building(kind=kind, message_id=message_id)
             self._steps.append(step)
             if key:
@@ -272,9 +285,10 @@ class TurnAggregator:
         parts = step.fields.setdefault(name, [])
         if not fragment or name in step.cut:
             return
+        budget = "reply" if step.kind == "assistant" else "steps"
         size = step.sizes.get(name, 0)
         limit = cap if cap is not None else self.max_field_chars
-        room = min(limit - size, self.max_chars - self._chars)
+        room = min(limit - size, self.max_chars - self._chars[budget])
         if len(fragment) > room:
             fragment = fragment[: max(room, 0)]
             step.cut.add(name)
@@ -282,7 +296,7 @@ class TurnAggregator:
         if fragment:
             parts.append(fragment)
             step.sizes[name] = size + len(fragment)
-            self._chars += len(fragment)
+            self._chars[budget] += len(fragment)
 
     # -- reading -------------------------------------------------------------------------------
     def result(self) -> TurnResult:

@@ -38,6 +38,7 @@ class MessageView(BaseModel):
     run_id: str | None = None
     otid: str | None = None
     truncated: bool = False
+    length: int = Field(default=0, description="Characters of the full text before clipping")
 
 
 def _clip(text: str, limit: int) -> tuple[str, bool]:
@@ -87,6 +88,7 @@ def message_view(raw: Mapping[str, Any], *, max_chars: int = 2_000) -> MessageVi
         run_id=raw.get("run_id"),
         otid=raw.get("otid"),
         truncated=truncated,
+        length=len(text),
     )
 
 
@@ -120,7 +122,7 @@ def render_markdown_message(view: MessageView) -> str:
     status = f" ({view.status})" if view.message_type == "tool_return_message" and view.status else ""
     head = f"**{label}**{status}" + (f" · {when}" if when else "")
     if view.message_type == "system_message":
-        return f"{head}\n_(system prompt, {len(view.text)} characters, not shown)_"
+        return f"{head}\n_(system prompt, {view.length or len(view.text)} characters, not shown)_"
     if view.message_type in ("tool_call_message", "approval_request_message"):
         return f"{head}\n`{view.text}`"
     if view.message_type == "tool_return_message":
