@@ -23,10 +23,14 @@ from _double import letta_double
 ROUNDS = 40
 
 
-async def measure(base_url: str, agent_id: str) -> dict[str, list[float]]:
+def stdio_params(base_url: str, agent_id: str) -> StdioServerParameters:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env.update({"LETTA_BASE_URL": base_url, "LETTA_AGENT_ID": agent_id, "LETTA_MCP_LOG_LEVEL": "WARNING"})
-    params = StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
+    return StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
+
+
+async def measure(base_url: str, agent_id: str) -> dict[str, list[float]]:
+    params = stdio_params(base_url, agent_id)
     samples: dict[str, list[float]] = {"send_direct": [], "send_mcp": [], "list_direct": [], "list_mcp": []}
     async with Client(params) as client, AsyncLetta(base_url=base_url, max_retries=0) as direct:
         ours = (await client.call_tool("create_conversation", {})).structured_content or {}
@@ -58,9 +62,7 @@ async def measure(base_url: str, agent_id: str) -> dict[str, list[float]]:
 
 async def first_progress(base_url: str, agent_id: str, rounds: int = 10) -> list[float]:
     """Seconds from sending a SLOW turn to the first progress note, minus the same to the first SSE frame."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    env.update({"LETTA_BASE_URL": base_url, "LETTA_AGENT_ID": agent_id, "LETTA_MCP_LOG_LEVEL": "WARNING"})
-    params = StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
+    params = stdio_params(base_url, agent_id)
     deltas: list[float] = []
     async with Client(params) as client, AsyncLetta(base_url=base_url, max_retries=0) as direct:
         ours = (await client.call_tool("create_conversation", {})).structured_content or {}

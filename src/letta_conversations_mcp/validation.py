@@ -36,44 +36,47 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= 60 else value[:57] + "...")
 
 
-def conversation_id(value: str, *, argument: str = "conversation_id") -> str:
+def _require(pattern: re.Pattern[str], value: str, problem: str) -> str:
+    """The stripped value if it matches; else InvalidArgument with ``problem`` (which names the fix)."""
     value = value.strip()
-    if not _CONVERSATION_RE.match(value):
-        raise InvalidArgument(
-            f"{argument} {_shown(value)} is not a conversation id: pass 'default' (the agent's own history) "
-            f"or an id like {CONVERSATION_ID_EXAMPLE} (from create_conversation or list_conversations)"
-        )
+    if not pattern.match(value):
+        raise InvalidArgument(problem.format(shown=_shown(value)))
     return value
+
+
+def conversation_id(value: str, *, argument: str = "conversation_id") -> str:
+    return _require(
+        _CONVERSATION_RE,
+        value,
+        f"{argument} {{shown}} is not a conversation id: pass 'default' (the agent's own history) "
+        f"or an id like {CONVERSATION_ID_EXAMPLE} (from create_conversation or list_conversations)",
+    )
 
 
 def agent_id(value: str, *, argument: str = "agent_id") -> str:
-    value = value.strip()
-    if not _AGENT_RE.match(value):
-        raise InvalidArgument(
-            f"{argument} {_shown(value)} is not an agent id: pass an id like {AGENT_ID_EXAMPLE} "
-            "(list_agents shows the agents you can use)"
-        )
-    return value
+    return _require(
+        _AGENT_RE,
+        value,
+        f"{argument} {{shown}} is not an agent id: pass an id like {AGENT_ID_EXAMPLE} "
+        "(list_agents shows the agents you can use)",
+    )
 
 
 def run_id(value: str, *, argument: str = "run_id") -> str:
-    value = value.strip()
-    if not _RUN_RE.match(value):
-        raise InvalidArgument(
-            f"{argument} {_shown(value)} is not a run id: pass the run_id returned by send_message, "
-            f"like {RUN_ID_EXAMPLE}"
-        )
-    return value
+    return _require(
+        _RUN_RE,
+        value,
+        f"{argument} {{shown}} is not a run id: pass the run_id returned by send_message, like {RUN_ID_EXAMPLE}",
+    )
 
 
 def message_id(value: str, *, argument: str) -> str:
-    value = value.strip()
-    if not _MESSAGE_RE.match(value):
-        raise InvalidArgument(
-            f"{argument} {_shown(value)} is not a message id: pass an id like {MESSAGE_ID_EXAMPLE} "
-            "(list_messages returns them, and next_before/next_after cursors)"
-        )
-    return value
+    return _require(
+        _MESSAGE_RE,
+        value,
+        f"{argument} {{shown}} is not a message id: pass an id like {MESSAGE_ID_EXAMPLE} "
+        "(list_messages returns them, and next_before/next_after cursors)",
+    )
 
 
 def message_text(value: str) -> str:
