@@ -5,6 +5,7 @@ Invalid configuration is rejected before any transport opens, as one line naming
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from pathlib import Path
 from typing import Literal
@@ -112,6 +113,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Valkey/Redis URL, e.g. redis://127.0.0.1:6379/0, shared by several server processes behind a load "
+            "balancer: turn order, turn handles, locks and notifications then live there (env LETTA_MCP_REDIS_URL). "
+            "Unset: one process keeps them in memory"
+        ),
+    )
+
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -128,6 +138,21 @@ class Settings(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value().strip()
+        if not url.startswith(("redis://", "rediss://", "unix://", "valkey://", "valkeys://")):
+            raise ValueError("must start with redis://, rediss:// or unix://, e.g. redis://127.0.0.1:6379/0")
+        if url.startswith("valkey"):
+            url = "redis" + url.removeprefix("valkey")
+        return SecretStr(url)
+
+    def redis_url_value(self) -> str | None:
+        return self.redis_url.get_secret_value() if self.redis_url is not None else None
 
     @field_validator("agent_id")
     @classmethod
@@ -165,6 +190,13 @@ class Settings(BaseSettings):
         values = self.token_list()
         if self.api_key is not None:
             values.append(self.api_key.get_secret_value())
+        if self.redis_url is not None:
+            from urllib.parse import urlsplit
+
+            with contextlib.suppress(ValueError):
+                password = urlsplit(self.redis_url.get_secret_value()).password
+                if password:
+                    values.append(password)
         return values
 
     @property

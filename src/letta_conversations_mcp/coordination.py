@@ -1,0 +1,435 @@
+"""Cross-request state that several server processes share: one interface, two implementations.
+
+``InProcessCoordinator`` keeps everything in this process's memory (anyio events, dicts): one
+process, today's behaviour. ``ValkeyCoordinator`` (``LETTA_MCP_REDIS_URL``) keeps it in Valkey or
+Redis, so any process behind a load balancer can serve any request. What is shared:
+
+- **A per-conversation FIFO slot.** A send takes a ticket (``INCR``) and joins the conversation's
+  queue (a sorted set scored by ticket); the head of the queue holds the slot. Every ticket has a
+  lease key that its process renews by heartbeat; a head whose lease expired (its process died) is
+  removed by the next waiter, so nothing waits forever. The ticket number is the fencing token.
+  Letta's own 409 stays the last guard against two sends at once.
+- **Turn records** (turn id → conversation, agent, caller, message hash, run id, state, owner
+  process, result), so ``wait_for_reply`` and cancellation work from any process.
+- **Re-send de-duplication** (shared store only; see ``attachable`` for the rule).
+- **A named lock** (``open_conversation``), **the conversation → agent cache**, and **events**
+  (pub/sub; each process relays resource updates to its own subscribers).
+
+Valkey unreachable: every call raises ``CoordinationUnavailable`` (one sentence) within a couple
+of seconds; the connection pool reconnects by itself when Valkey returns. Valkey restarted: each
+process notices at its next heartbeat (its own process key is gone) and writes back its tickets,
+leases and the records of its unfinished turns; turns in Letta keep running meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import anyio
+import anyio.abc
+
+log = logging.getLogger(__name__)
+
+#: Seconds a ticket's (or a process's) lease lives without a heartbeat.
+LEASE_SECONDS = 10.0
+#: Seconds between heartbeats (well inside the lease).
+HEARTBEAT_SECONDS = 2.0
+#: How often a queued send re-checks its place even without a wake-up event.
+POLL_SECONDS = 1.0
+#: How long turn records and the run → turn index are kept.
+RECORD_TTL_SECONDS = 24 * 3600
+#: How long a finished, undelivered reply can still be claimed by an identical re-send.
+RESEND_WINDOW_SECONDS = 600.0
+#: Lifetime of a named lock whose holder died (it is released explicitly otherwise).
+LOCK_SECONDS = 30.0
+#: Socket timeouts towards Valkey: a dead store fails a request fast instead of hanging it.
+CONNECT_TIMEOUT = 1.0
+SOCKET_TIMEOUT = 2.0
+
+FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
+
+Listener = Callable[["Event"], Awaitable[None] | None]
+
+
+class CoordinationUnavailable(Exception):
+    """The shared coordination store cannot be reached; ``message`` is one sentence for the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class LockTimeout(Exception):
+    """A named lock stayed taken longer than the caller was willing to wait."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class TurnRecord:
+    """What every process may know about a turn; ``owner`` is the process that runs it."""
+
+    turn_id: str
+    conversation_id: str
+    agent_id: str | None
+    key: str
+    caller: str
+    text_hash: str
+    owner: str
+    state: str = "queued"
+    run_id: str | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    delivered: bool = False
+    result: str | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    def to_fields(self) -> dict[str, str]:
+        """Flat string fields for a Valkey hash (None is stored as an empty string)."""
+        out: dict[str, str] = {}
+        for name, value in asdict(self).items():
+            if isinstance(value, bool):
+                out[name] = "1" if value else "0"
+            else:
+                out[name] = "" if value is None else str(value)
+        return out
+
+    @classmethod
+    def from_fields(cls, data: Mapping[Any, Any]) -> TurnRecord | None:
+        """The record from a hash's fields (decoded strings); None for an empty or foreign hash."""
+        if not data.get("turn_id"):
+            return None
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            raw = str(data.get(item.name) or "")
+            if item.name == "delivered":
+                values[item.name] = raw == "1"
+            elif item.name in ("created_at", "finished_at"):
+                values[item.name] = float(raw) if raw else (None if item.name == "finished_at" else time.time())
+            elif item.name in ("agent_id", "run_id", "result", "error", "finished_at"):
+                values[item.name] = raw or None
+            else:
+                values[item.name] = raw
+        return cls(**values)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def attachable(record: TurnRecord, now: float, *, window: float = RESEND_WINDOW_SECONDS) -> bool:
+    """The re-send rule: does an identical message (same caller, conversation and text) join ``record``?
+
+    - The earlier turn is still queued or running: yes. The earlier send is still being carried
+      out (possibly by a process that has since died; another process adopts it), so sending the
+      text again would store it twice.
+    - It completed but its reply never reached the caller (the process answering died first), and
+      it finished at most ``window`` seconds ago: yes, the re-send gets that reply.
+    - Otherwise (reply delivered, failed, cancelled, or older): no, it is a new message. A caller
+      that really means to say the same thing twice does so after reading the first reply.
+    """
+    if not record.finished:
+        return True
+    if record.state != "completed" or record.delivered or record.finished_at is None:
+        return False
+    return now - record.finished_at <= window
+
+
+@dataclass
+class Ticket:
+    """A place in a conversation's FIFO queue. ``fence`` grows with every ticket of the conversation."""
+
+    key: str
+    member: str
+    fence: int
+    holding: bool = False
+
+
+@dataclass
+class Event:
+    """A message to every other process: ``kind`` is e.g. resource_updated, turn, cancel, released."""
+
+    kind: str
+    data: dict[str, str]
+    origin: str = ""
+
+    def dumps(self) -> str:
+        return json.dumps({"kind": self.kind, "data": self.data, "origin": self.origin})
+
+    @classmethod
+    def loads(cls, raw: str) -> Event | None:
+        try:
+            parsed = json.loads(raw)
+            return cls(kind=str(parsed["kind"]), data=dict(parsed["data"]), origin=str(parsed.get("origin", "")))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def new_process_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Coordinator(ABC):
+    """The interface the server codes against. Use as ``async with coordinator:`` (starts heartbeats)."""
+
+    #: Whether state is shared with other processes (and re-sends are de-duplicated).
+    shared: bool = False
+
+    def __init__(self) -> None:
+        self.process_id = new_process_id()
+        self._listeners: list[Listener] = []
+
+    async def __aenter__(self) -> Coordinator:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    # -- FIFO slot -------------------------------------------------------------------------------
+    @abstractmethod
+    async def enqueue(self, key: str, member: str) -> Ticket:
+        """Take a place at the end of ``key``'s queue, in arrival order."""
+
+    @abstractmethod
+    async def wait_turn(self, ticket: Ticket, on_ahead: Callable[[int], Awaitable[None]] | None = None) -> None:
+        """Return once ``ticket`` heads its queue; ``on_ahead`` hears how many are ahead when it changes."""
+
+    @abstractmethod
+    async def ahead(self, ticket: Ticket) -> int:
+        """How many tickets are ahead of this one now."""
+
+    @abstractmethod
+    async def release(self, ticket: Ticket) -> None:
+        """Leave the queue (whether holding the slot or still waiting); the next ticket may go."""
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str, member: str) -> AsyncIterator[Ticket]:
+        """Enqueue, wait for the head, hold it for the block, release (also on cancellation)."""
+        ticket = await self.enqueue(key, member)
+        try:
+            await self.wait_turn(ticket)
+            yield ticket
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.release(ticket)
+
+    # -- turn records ----------------------------------------------------------------------------
+    @abstractmethod
+    async def save_turn(self, record: TurnRecord) -> None:
+        """Write the whole record (creating or replacing it) and index it by run id when known."""
+
+    @abstractmethod
+    async def load_turn(self, turn_id: str) -> TurnRecord | None: ...
+
+    @abstractmethod
+    async def turn_for_run(self, run_id: str) -> str | None:
+        """The turn id that started ``run_id``, if any process recorded it."""
+
+    @abstractmethod
+    async def active_turns(self, key: str) -> list[TurnRecord]:
+        """Unfinished turns of a conversation, in every process."""
+
+    @abstractmethod
+    async def claim_send(self, record: TurnRecord) -> TurnRecord | None:
+        """Register a new send, unless an identical one is ``attachable``: then return that one instead.
+
+        Atomic across processes: of several identical sends racing, one registers, the rest attach.
+        """
+
+    @abstractmethod
+    async def mark_delivered(self, turn_id: str) -> None:
+        """The turn's final result reached a caller: identical re-sends are new messages from now on."""
+
+    @abstractmethod
+    async def owner_alive(self, process_id: str) -> bool:
+        """Whether the process is still heartbeating."""
+
+    @abstractmethod
+    async def adopt(self, turn_id: str, dead_owner: str) -> bool:
+        """Take over a turn whose owner died; True for exactly one of the processes that try."""
+
+    # -- named lock ------------------------------------------------------------------------------
+    @abstractmethod
+    def lock(self, name: str, *, wait: float = LOCK_SECONDS + 5) -> contextlib.AbstractAsyncContextManager[None]:
+        """Mutual exclusion by name across processes (``LockTimeout`` after ``wait`` seconds)."""
+
+    # -- conversation → agent --------------------------------------------------------------------
+    @abstractmethod
+    async def conversation_agent(self, conversation_id: str) -> str | None: ...
+
+    @abstractmethod
+    async def remember_conversation_agent(self, conversation_id: str, agent_id: str) -> None: ...
+
+    # -- events ----------------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` for every event another process publishes."""
+        self._listeners.append(listener)
+
+    @abstractmethod
+    async def publish(self, kind: str, **data: str) -> None:
+        """Send an event to every other process (this process handles its own directly)."""
+
+    async def _dispatch(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                outcome = listener(event)
+                if outcome is not None:
+                    await outcome
+            except Exception:
+                log.exception("coordination listener failed on %s", event.kind)
+
+
+class InProcessCoordinator(Coordinator):
+    """Everything in this process's memory: a single server process, exactly today's behaviour.
+
+    Re-sends are not de-duplicated here (``claim_send`` always registers): one process never loses
+    a turn it is running, so an identical message is always meant as a new one.
+    """
+
+    shared = False
+
+    def __init__(self, *, keep_records: int = 1024) -> None:
+        super().__init__()
+        self._queues: dict[str, deque[Ticket]] = {}
+        self._wakeups: dict[str, anyio.Event] = {}
+        self._fences: dict[str, int] = {}
+        self._records: OrderedDict[str, TurnRecord] = OrderedDict()
+        self._by_run: dict[str, str] = {}
+        self._keep = keep_records
+        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
+        self._agents: dict[str, str] = {}
+
+    async def enqueue(self, key: str, member: str) -> Ticket:
+        fence = self._fences.get(key, 0) + 1
+        self._fences[key] = fence
+        ticket = Ticket(key, member, fence)
+        self._queues.setdefault(key, deque()).append(ticket)
+        return ticket
+
+    async def wait_turn(self, ticket: Ticket, on_ahead: Callable[[int], Awaitable[None]] | None = None) -> None:
+        reported = -1
+        while True:
+            queue = self._queues.get(ticket.key, deque())
+            if ticket not in queue:
+                raise RuntimeError("wait_turn on a released ticket")
+            ahead = queue.index(ticket)
+            if ahead == 0:
+                ticket.holding = True
+                return
+            if on_ahead is not None and ahead != reported:
+                reported = ahead
+                await on_ahead(ahead)
+            await self._wakeups.setdefault(ticket.key, anyio.Event()).wait()
+
+    async def ahead(self, ticket: Ticket) -> int:
+        queue = self._queues.get(ticket.key, deque())
+        return queue.index(ticket) if ticket in queue else 0
+
+    async def release(self, ticket: Ticket) -> None:
+        queue = self._queues.get(ticket.key)
+        if queue is not None and ticket in queue:
+            queue.remove(ticket)
+            if not queue:
+                self._queues.pop(ticket.key, None)
+                self._fences.pop(ticket.key, None)
+        ticket.holding = False
+        wakeup = self._wakeups.pop(ticket.key, None)
+        if wakeup is not None:
+            wakeup.set()
+
+    async def save_turn(self, record: TurnRecord) -> None:
+        self._records[record.turn_id] = record
+        self._records.move_to_end(record.turn_id)
+        if record.run_id:
+            self._by_run[record.run_id] = record.turn_id
+        while len(self._records) > self._keep:
+            _, dropped = self._records.popitem(last=False)
+            if dropped.run_id:
+                self._by_run.pop(dropped.run_id, None)
+
+    async def load_turn(self, turn_id: str) -> TurnRecord | None:
+        return self._records.get(turn_id)
+
+    async def turn_for_run(self, run_id: str) -> str | None:
+        return self._by_run.get(run_id)
+
+    async def active_turns(self, key: str) -> list[TurnRecord]:
+        return [r for r in self._records.values() if r.key == key and not r.finished]
+
+    async def claim_send(self, record: TurnRecord) -> TurnRecord | None:
+        await self.save_turn(record)
+        return None
+
+    async def mark_delivered(self, turn_id: str) -> None:
+        record = self._records.get(turn_id)
+        if record is not None:
+            record.delivered = True
+
+    async def owner_alive(self, process_id: str) -> bool:
+        return process_id == self.process_id
+
+    async def adopt(self, turn_id: str, dead_owner: str) -> bool:
+        record = self._records.get(turn_id)
+        if record is None or record.owner != dead_owner:
+            return False
+        record.owner = self.process_id
+        return True
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str, *, wait: float = LOCK_SECONDS + 5) -> AsyncIterator[None]:
+        lock, users = self._locks.get(name) or (anyio.Lock(), 0)
+        self._locks[name] = (lock, users + 1)
+        try:
+            with anyio.fail_after(wait):
+                await lock.acquire()
+        except TimeoutError:
+            self._release_lock_entry(name)
+            raise LockTimeout(f"another request held the lock {name!r} for over {wait:.0f}s") from None
+        try:
+            yield
+        finally:
+            lock.release()
+            self._release_lock_entry(name)
+
+    def _release_lock_entry(self, name: str) -> None:
+        lock, users = self._locks[name]
+        if users <= 1:
+            self._locks.pop(name, None)
+        else:
+            self._locks[name] = (lock, users - 1)
+
+    async def conversation_agent(self, conversation_id: str) -> str | None:
+        return self._agents.get(conversation_id)
+
+    async def remember_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
+        self._agents[conversation_id] = agent_id
+
+    async def publish(self, kind: str, **data: str) -> None:
+        return None  # no other process to tell
+
+
+def create_coordinator(redis_url: str | None) -> Coordinator:
+    """The Valkey coordinator when a URL is configured, else the in-process one."""
+    if not redis_url:
+        return InProcessCoordinator()
+    from .coordination_valkey import ValkeyCoordinator
+
+    return ValkeyCoordinator(redis_url)

@@ -1,0 +1,435 @@
+"""The Valkey/Redis coordinator: the shared implementation of ``coordination.Coordinator``.
+
+Keys (all under the hash tag ``{lcm}``, so a cluster keeps them in one slot and the scripts may
+touch several of them):
+
+- ``{lcm}:q:<conversation>``            sorted set: the FIFO queue, member = turn id, score = ticket
+- ``{lcm}:seq:<conversation>``          ticket counter (the fencing token)
+- ``{lcm}:live:<conversation>:<turn>``  the ticket's lease, renewed by its process's heartbeat
+- ``{lcm}:turn:<turn>``                 hash: the turn record
+- ``{lcm}:run:<run>``                   run id → turn id
+- ``{lcm}:active:<conversation>``       set: unfinished turn ids of the conversation
+- ``{lcm}:sent:<conversation>:<caller>:<sha256>``  last send of this text (re-send de-duplication)
+- ``{lcm}:proc:<process>``              a process's own lease (is the owner of a turn alive?)
+- ``{lcm}:lock:<name>``, ``{lcm}:agent:<conversation>``, channel ``{lcm}:events``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio
+import anyio.abc
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .coordination import (
+    CONNECT_TIMEOUT,
+    HEARTBEAT_SECONDS,
+    LEASE_SECONDS,
+    LOCK_SECONDS,
+    POLL_SECONDS,
+    RECORD_TTL_SECONDS,
+    SOCKET_TIMEOUT,
+    CoordinationUnavailable,
+    Coordinator,
+    Event,
+    LockTimeout,
+    Ticket,
+    TurnRecord,
+    attachable,
+)
+
+log = logging.getLogger(__name__)
+
+P = "{lcm}:"
+CHANNEL = P + "events"
+
+# KEYS: seq, queue, live. ARGV: member, lease ms, ttl s. Returns the ticket number.
+_ENQUEUE = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], n, ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
+return n
+"""
+
+# KEYS: queue. ARGV: member, lease key prefix. Drops heads whose lease expired; returns how many
+# tickets are ahead of ARGV[1] (0: it holds the slot) or -1 when the ticket is gone (store restarted).
+_CHECK = """
+while true do
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  if not head then return -1 end
+  if head == ARGV[1] then return 0 end
+  if redis.call('EXISTS', ARGV[2] .. head) == 1 then
+    local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+    if not rank then return -1 end
+    return rank
+  end
+  redis.call('ZREM', KEYS[1], head)
+end
+"""
+
+# KEYS: record, owner's process key. ARGV: dead owner, new owner.
+_ADOPT = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+return 1
+"""
+
+# KEYS: lock. ARGV: token.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _where(url: str) -> str:
+    """host:port of the URL, without credentials, for messages."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path or "the configured socket"
+    except ValueError:
+        return "the configured address"
+
+
+class ValkeyCoordinator(Coordinator):
+    """Coordination through Valkey or Redis; see the module docstring for the keys."""
+
+    shared = True
+
+    def __init__(self, url: str, *, lease: float = LEASE_SECONDS, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+        super().__init__()
+        self.url = url
+        self.where = _where(url)
+        self.lease = lease
+        self.heartbeat_seconds = heartbeat
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=64,
+            timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=SOCKET_TIMEOUT,
+            health_check_interval=15,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.client = aioredis.Redis.from_pool(pool)
+        self._enqueue = self.client.register_script(_ENQUEUE)
+        self._check = self.client.register_script(_CHECK)
+        self._adopt = self.client.register_script(_ADOPT)
+        self._unlock = self.client.register_script(_UNLOCK)
+        self._tickets: dict[tuple[str, str], Ticket] = {}
+        self._own: dict[str, TurnRecord] = {}
+        self._wakeups: dict[str, anyio.Event] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._reachable = True
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def __aenter__(self) -> ValkeyCoordinator:
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._heartbeat_loop, name="coordination heartbeat")
+        self._task_group.start_soon(self._listen_loop, name="coordination events")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._task_group = None
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await self.client.delete(P + f"proc:{self.process_id}")
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn the store's connection failures into one sentence for the caller."""
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            if self._reachable:
+                log.warning("Valkey at %s is unreachable: %s", self.where, type(exc).__name__)
+            self._reachable = False
+            raise CoordinationUnavailable(
+                f"the coordination store (Valkey/Redis at {self.where}) is unreachable, so this request was not "
+                "carried out; try again in a moment (the server reconnects by itself when it is back)"
+            ) from None
+        except redis.exceptions.RedisError as exc:
+            raise CoordinationUnavailable(
+                f"the coordination store (Valkey/Redis at {self.where}) refused a command ({type(exc).__name__}); "
+                "check that it is a writable primary, then try again"
+            ) from None
+        if not self._reachable:
+            log.info("Valkey at %s is reachable again", self.where)
+            self._reachable = True
+
+    # -- FIFO slot -------------------------------------------------------------------------------
+    def _live(self, key: str, member: str) -> str:
+        return P + f"live:{key}:{member}"
+
+    async def enqueue(self, key: str, member: str) -> Ticket:
+        with self._guard():
+            fence = await self._enqueue(
+                keys=[P + f"seq:{key}", P + f"q:{key}", self._live(key, member)],
+                args=[member, int(self.lease * 1000), RECORD_TTL_SECONDS],
+            )
+        ticket = Ticket(key, member, int(fence))
+        self._tickets[(key, member)] = ticket
+        return ticket
+
+    async def _position(self, ticket: Ticket) -> int:
+        with self._guard():
+            ahead = int(
+                await self._check(keys=[P + f"q:{ticket.key}"], args=[ticket.member, P + f"live:{ticket.key}:"])
+            )
+            if ahead < 0:  # the store lost the queue (restart): queue again, at the end
+                log.info("ticket %s of %s vanished from Valkey; queueing again", ticket.member, ticket.key)
+                fence = await self._enqueue(
+                    keys=[P + f"seq:{ticket.key}", P + f"q:{ticket.key}", self._live(ticket.key, ticket.member)],
+                    args=[ticket.member, int(self.lease * 1000), RECORD_TTL_SECONDS],
+                )
+                ticket.fence = int(fence)
+                ahead = int(
+                    await self._check(keys=[P + f"q:{ticket.key}"], args=[ticket.member, P + f"live:{ticket.key}:"])
+                )
+        return max(ahead, 0)
+
+    async def wait_turn(self, ticket: Ticket, on_ahead: Callable[[int], Awaitable[None]] | None = None) -> None:
+        reported = -1
+        while True:
+            wakeup = self._wakeups.setdefault(ticket.key, anyio.Event())
+            ahead = await self._position(ticket)
+            if ahead == 0:
+                ticket.holding = True
+                return
+            if on_ahead is not None and ahead != reported:
+                reported = ahead
+                await on_ahead(ahead)
+            with anyio.move_on_after(POLL_SECONDS):
+                await wakeup.wait()
+
+    async def ahead(self, ticket: Ticket) -> int:
+        if ticket.holding:
+            return 0
+        return await self._position(ticket)
+
+    async def release(self, ticket: Ticket) -> None:
+        self._tickets.pop((ticket.key, ticket.member), None)
+        ticket.holding = False
+        self._wake(ticket.key)
+        with self._guard():
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zrem(P + f"q:{ticket.key}", ticket.member)
+                pipe.delete(self._live(ticket.key, ticket.member))
+                pipe.publish(CHANNEL, Event("released", {"key": ticket.key}, self.process_id).dumps())
+                await pipe.execute()
+
+    def _wake(self, key: str) -> None:
+        wakeup = self._wakeups.pop(key, None)
+        if wakeup is not None:
+            wakeup.set()
+
+    # -- turn records ----------------------------------------------------------------------------
+    def _queue_record(self, pipe: Any, record: TurnRecord) -> None:
+        name = P + f"turn:{record.turn_id}"
+        pipe.hset(name, mapping=record.to_fields())
+        pipe.expire(name, RECORD_TTL_SECONDS)
+        if record.run_id:
+            pipe.set(P + f"run:{record.run_id}", record.turn_id, ex=RECORD_TTL_SECONDS)
+        active = P + f"active:{record.key}"
+        if record.finished:
+            pipe.srem(active, record.turn_id)
+        else:
+            pipe.sadd(active, record.turn_id)
+            pipe.expire(active, RECORD_TTL_SECONDS)
+
+    async def save_turn(self, record: TurnRecord) -> None:
+        if record.owner == self.process_id and not record.finished:
+            self._own[record.turn_id] = record
+        else:
+            self._own.pop(record.turn_id, None)
+        with self._guard():
+            async with self.client.pipeline(transaction=True) as pipe:
+                self._queue_record(pipe, record)
+                await pipe.execute()
+
+    async def load_turn(self, turn_id: str) -> TurnRecord | None:
+        with self._guard():
+            data = await self.client.hgetall(P + f"turn:{turn_id}")
+        return TurnRecord.from_fields(data) if data else None
+
+    async def turn_for_run(self, run_id: str) -> str | None:
+        with self._guard():
+            found = await self.client.get(P + f"run:{run_id}")
+        return str(found) if found else None
+
+    async def active_turns(self, key: str) -> list[TurnRecord]:
+        with self._guard():
+            ids = sorted(await self.client.smembers(P + f"active:{key}"))
+            if not ids:
+                return []
+            async with self.client.pipeline(transaction=False) as pipe:
+                for turn_id in ids:
+                    pipe.hgetall(P + f"turn:{turn_id}")
+                rows = await pipe.execute()
+        records = [r for row in rows if row and (r := TurnRecord.from_fields(row)) is not None and not r.finished]
+        return sorted(records, key=lambda r: r.created_at)
+
+    @staticmethod
+    def _sent_key(record: TurnRecord) -> str:
+        return P + f"sent:{record.key}:{record.caller}:{record.text_hash}"
+
+    async def claim_send(self, record: TurnRecord) -> TurnRecord | None:
+        sent = self._sent_key(record)
+        with self._guard():
+            for _ in range(20):
+                async with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        await pipe.watch(sent)
+                        existing = await pipe.get(sent)
+                        if existing:
+                            await pipe.watch(P + f"turn:{existing}")
+                            data = await pipe.hgetall(P + f"turn:{existing}")
+                            earlier = TurnRecord.from_fields(data) if data else None
+                            if earlier is not None and attachable(earlier, time.time()):
+                                await pipe.unwatch()
+                                return earlier
+                        pipe.multi()
+                        pipe.set(sent, record.turn_id, ex=RECORD_TTL_SECONDS)
+                        self._queue_record(pipe, record)
+                        await pipe.execute()
+                        break
+                    except redis.exceptions.WatchError:
+                        continue
+            else:
+                raise CoordinationUnavailable(
+                    "the same message is being sent to this conversation by many requests at once; try again"
+                )
+        if record.owner == self.process_id and not record.finished:
+            self._own[record.turn_id] = record
+        return None
+
+    async def mark_delivered(self, turn_id: str) -> None:
+        own = self._own.get(turn_id)
+        if own is not None:
+            own.delivered = True
+        with self._guard():
+            if await self.client.exists(P + f"turn:{turn_id}"):
+                await self.client.hset(P + f"turn:{turn_id}", "delivered", "1")
+
+    async def owner_alive(self, process_id: str) -> bool:
+        if process_id == self.process_id:
+            return True
+        with self._guard():
+            return bool(await self.client.exists(P + f"proc:{process_id}"))
+
+    async def adopt(self, turn_id: str, dead_owner: str) -> bool:
+        with self._guard():
+            won = await self._adopt(
+                keys=[P + f"turn:{turn_id}", P + f"proc:{dead_owner}"], args=[dead_owner, self.process_id]
+            )
+        return bool(won)
+
+    # -- named lock ------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str, *, wait: float = LOCK_SECONDS + 5) -> AsyncIterator[None]:
+        key, token = P + f"lock:{name}", uuid.uuid4().hex
+        deadline = anyio.current_time() + wait
+        pause = 0.02
+        while True:
+            with self._guard():
+                if await self.client.set(key, token, nx=True, px=int(LOCK_SECONDS * 1000)):
+                    break
+            if anyio.current_time() >= deadline:
+                raise LockTimeout(f"another request held the lock {name!r} for over {wait:.0f}s")
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True), contextlib.suppress(CoordinationUnavailable), self._guard():
+                await self._unlock(keys=[key], args=[token])
+
+    # -- conversation → agent --------------------------------------------------------------------
+    async def conversation_agent(self, conversation_id: str) -> str | None:
+        with self._guard():
+            found = await self.client.get(P + f"agent:{conversation_id}")
+        return str(found) if found else None
+
+    async def remember_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
+        with self._guard():
+            await self.client.set(P + f"agent:{conversation_id}", agent_id, ex=RECORD_TTL_SECONDS)
+
+    # -- events ----------------------------------------------------------------------------------
+    async def publish(self, kind: str, **data: str) -> None:
+        with self._guard():
+            await self.client.publish(CHANNEL, Event(kind, dict(data), self.process_id).dumps())
+
+    async def _listen_loop(self) -> None:
+        pause = 0.2
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    pause = 0.2
+                    while True:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message is not None and message.get("type") == "message":
+                            await self._on_message(str(message.get("data")))
+            except (redis.exceptions.RedisError, OSError) as exc:
+                log.debug("event subscription broke (%s); resubscribing", type(exc).__name__)
+                await anyio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    async def _on_message(self, raw: str) -> None:
+        event = Event.loads(raw)
+        if event is None:
+            return
+        if event.kind == "released":
+            self._wake(event.data.get("key", ""))
+            return
+        if event.origin != self.process_id:
+            await self._dispatch(event)
+
+    # -- heartbeat -------------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.heartbeat()
+            except CoordinationUnavailable:
+                pass  # logged once by _guard; the next beat retries
+            except Exception:
+                log.exception("coordination heartbeat failed")
+            await anyio.sleep(self.heartbeat_seconds)
+
+    async def heartbeat(self) -> None:
+        """Renew this process's leases; after a store restart, write back what this process holds."""
+        lease_ms = int(self.lease * 1000)
+        with self._guard():
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(P + f"proc:{self.process_id}", "1", px=lease_ms, get=True)
+                for ticket in list(self._tickets.values()):
+                    pipe.set(self._live(ticket.key, ticket.member), "1", px=lease_ms)
+                    if ticket.holding:  # a holder keeps its place at the head, even after a restart
+                        pipe.zadd(P + f"q:{ticket.key}", {ticket.member: 0}, nx=True)
+                results = await pipe.execute()
+            if results[0] is None and self._own:
+                log.info("Valkey lost this process's state (restart?); restoring %d turn record(s)", len(self._own))
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for record in list(self._own.values()):
+                        self._queue_record(pipe, record)
+                        pipe.set(self._sent_key(record), record.turn_id, ex=RECORD_TTL_SECONDS, nx=True)
+                    await pipe.execute()
