@@ -63,14 +63,14 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def through_cluster(url: str, callers: int, messages: int) -> tuple[list[float], int, float]:
+async def through_cluster(url: str, callers: int, messages: int) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=callers + 10, max_keepalive_connections=callers + 10)
@@ -193,8 +193,7 @@ def main() -> None:
         print(
             f"{row.label:<26} {row.throughput:>8.1f} {row.throughput / base.throughput:>6.2f}x "
             f"{(row.p50 - floor50) * 1000:>6.0f}ms {(row.p95 - floor95) * 1000:>6.0f}ms {row.errors:>6} "
-            f"{row.cpu_ms_per_send:>11.1f}  "
-            + ", ".join(f"{r:.0f}" for r in row.rss_mib)
+            f"{row.cpu_ms_per_send:>11.1f}  " + ", ".join(f"{r:.0f}" for r in row.rss_mib)
         )
     two = next((r for r in rows if r.processes == 2), None)
     if two is not None:
