@@ -148,11 +148,13 @@ def measure(label: str, processes: int, coordinate: bool, args: argparse.Namespa
             with anyio.fail_after(args.timeout):
                 return await through_cluster(cluster.url, args.callers, args.messages)
 
+        pids = [p.pid for p in cluster.servers if p is not None]
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
         latencies, errors, wall = anyio.run(bounded)
-        rss = [rss_mib(p.pid) for p in cluster.servers if p is not None]
-    return Row(
-        label, processes, len(latencies), errors, wall, percentile(latencies, 0.5), percentile(latencies, 0.95), rss
-    )
+        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        rss = [rss_mib(pid) for pid in pids]
+    p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    return Row(label, processes, len(latencies), errors, wall, p50, p95, rss, cpu)
 
 
 def main() -> None:
