@@ -23,8 +23,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
+from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import Caller, build_http_app
-from letta_conversations_mcp.server import build_server
 from letta_conversations_mcp.settings import Settings
 
 TOKEN_ALL = "token-all-0123456789abcdef"
@@ -45,7 +45,6 @@ def serve(base_url: str, agent_id: str, callers: list[Caller]) -> Iterator[str]:
         base_url=base_url, agent_id=agent_id, api_key=SecretStr(LETTA_KEY), transport="streamable-http", wait_seconds=10
     )
     server = build_server(settings)
-    server.state.callers = callers  # type: ignore[attr-defined]
     app = build_http_app(server, settings, callers)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

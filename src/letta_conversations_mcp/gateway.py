@@ -137,6 +137,15 @@ class LettaGateway:
         async with self._translate(Target("conversation", conversation_id, "read the conversation")):
             return as_dict(await self._client.conversations.retrieve(conversation_id))
 
+    async def confirm_conversation(self, conversation_id: str) -> None:
+        """Raise NotFound unless the conversation exists ('default' always does).
+
+        Letta lists an unknown conversation's messages as an empty page (200 []), so an empty page
+        needs this check before it can be shown as an empty conversation.
+        """
+        if conversation_id != "default":
+            await self.get_conversation(conversation_id)
+
     async def list_conversations(
         self, *, agent_id: str, limit: int, after: str | None, summary_search: str | None
     ) -> list[Frame]:

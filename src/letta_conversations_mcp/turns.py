@@ -118,7 +118,7 @@ class TurnManager:
         self._waiting: dict[str, int] = {}
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._by_run: dict[str, str] = {}
-        self.on_finished: list[Callable[[Turn], None]] = []
+        self.on_finished: list[Callable[[Turn], object]] = []
 
     # -- lookup ------------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn | None:
