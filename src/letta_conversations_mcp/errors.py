@@ -83,6 +83,10 @@ class StreamBroken(LettaRequestError):
         super().__init__(message, status=status)
         self.may_be_stored = may_be_stored
 
+    @property
+    def what_happened(self) -> str:
+        return "the connection to Letta broke"
+
 
 class ServerFailed(LettaRequestError):
     """Letta answered with a server error (5xx)."""
@@ -90,6 +94,10 @@ class ServerFailed(LettaRequestError):
     def __init__(self, message: str, *, status: int, may_be_stored: bool = False) -> None:
         super().__init__(message, status=status)
         self.may_be_stored = may_be_stored
+
+    @property
+    def what_happened(self) -> str:
+        return f"Letta failed with a server error ({self.status})"
 
 
 class BackgroundUnavailable(ServerFailed):
