@@ -183,7 +183,7 @@ async def test_a_500_after_storing_is_reported_as_a_server_error_not_a_broken_co
     turns: list[Turn] = []
     async with anyio.create_task_group() as task_group:
         manager = TurnManager(gateway, task_group, max_chars=10_000)
-        turns.append(manager.submit(CID, None, "store me"))
+        turns.append(await manager.submit(CID, None, "store me"))
         assert await manager.wait(turns[0], 5)
         task_group.cancel_scope.cancel()
     await gateway.aclose()

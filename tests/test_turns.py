@@ -132,7 +132,7 @@ async def send_one(gateway: FakeGateway, text: str, behaviour: Behaviour) -> Tur
     turns: list[Turn] = []
 
     async def body(manager: TurnManager) -> None:
-        turns.append(manager.submit(CID, None, text))
+        turns.append(await manager.submit(CID, None, text))
         assert await manager.wait(turns[0], 5)
 
     await run_manager(gateway, body)
@@ -144,7 +144,7 @@ async def test_sends_to_one_conversation_run_one_at_a_time_in_order() -> None:
     gateway.delay = 0.01
 
     async def body(manager: TurnManager) -> None:
-        turns = [manager.submit(CID, None, f"m{i}") for i in range(10)]
+        turns = [await manager.submit(CID, None, f"m{i}") for i in range(10)]
         for turn in turns:
             assert await manager.wait(turn, 10)
         assert [t.result().reply for t in turns] == [f"echo: m{i}" for i in range(10)]
@@ -159,7 +159,7 @@ async def test_different_conversations_run_in_parallel() -> None:
     gateway.delay = 0.05
 
     async def body(manager: TurnManager) -> None:
-        turns = [manager.submit(f"conv-4a4114b7-8387-4164-9ce1-f433b19e2f{i:02d}", None, "x") for i in range(8)]
+        turns = [await manager.submit(f"conv-4a4114b7-8387-4164-9ce1-f433b19e2f{i:02d}", None, "x") for i in range(8)]
         for turn in turns:
             assert await manager.wait(turn, 10)
 
@@ -172,7 +172,7 @@ async def test_budget_returns_unfinished_and_the_turn_finishes_later() -> None:
     gateway.delay = 0.2
 
     async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "slow")
+        turn = await manager.submit(CID, None, "slow")
         assert not await manager.wait(turn, 0.3)
         assert turn.state in ("sending", "running")
         assert manager.by_run(turn.run_id or "") is turn
@@ -189,7 +189,7 @@ async def test_progress_reports_keepalive_and_messages() -> None:
     notes: list[str] = []
 
     async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "hi")
+        turn = await manager.submit(CID, None, "hi")
 
         async def note(progress: Progress) -> None:
             notes.append(progress.message)
@@ -273,7 +273,7 @@ async def test_409_from_a_turn_started_elsewhere_is_waited_out_then_sent() -> No
 
     async def body(manager: TurnManager) -> None:
         holder["tg"] = manager.task_group
-        turn = manager.submit(CID, None, "after you")
+        turn = await manager.submit(CID, None, "after you")
         notes: list[str] = []
 
         async def note(progress: Progress) -> None:
@@ -315,8 +315,8 @@ async def test_cancelling_a_queued_turn_never_sends_it() -> None:
     gateway.delay = 0.1
 
     async def body(manager: TurnManager) -> None:
-        first = manager.submit(CID, None, "first")
-        second = manager.submit(CID, None, "second")
+        first = await manager.submit(CID, None, "first")
+        second = await manager.submit(CID, None, "second")
         await anyio.sleep(0.05)
         await manager.cancel(second)
         assert await manager.wait(first, 5)
@@ -339,7 +339,7 @@ async def test_cancelling_a_running_turn_asks_letta_to_cancel() -> None:
     gateway.script.append(long)
 
     async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "long")
+        turn = await manager.submit(CID, None, "long")
         await anyio.sleep(0.05)
         await manager.cancel(turn)
         assert turn.state == "cancelled"

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import Context
 from starlette.authentication import BaseUser
 
+from .coordination import Coordinator, InProcessCoordinator
+
 if TYPE_CHECKING:
     from .gateway import LettaGateway
 
@@ -80,9 +82,10 @@ def caller(ctx: Context) -> Caller:
 class Access:
     """Agent limits of callers, with the conversation → agent lookups they need (cached)."""
 
-    def __init__(self, gateway: LettaGateway) -> None:
+    def __init__(self, gateway: LettaGateway, coordinator: Coordinator | None = None) -> None:
         self._gateway = gateway
-        self._conversation_agents: dict[str, str] = {}
+        #: Conversation → agent cache (a conversation never changes agent): memory, or shared Valkey.
+        self._cache = coordinator or InProcessCoordinator()
 
     async def authorize(self, ctx: Context, *, agent: str | None = None, conversation: str | None = None) -> Caller:
         """The caller, after checking it may use ``agent`` and the agent of ``conversation``."""
@@ -106,10 +109,10 @@ class Access:
         return [a for a in agents if who.may_use(str(a.get("id")))]
 
     async def _agent_of(self, conversation_id: str) -> str:
-        owner = self._conversation_agents.get(conversation_id)
+        owner = await self._cache.conversation_agent(conversation_id)
         if owner is None:
             owner = str((await self._gateway.get_conversation(conversation_id)).get("agent_id"))
-            self._conversation_agents[conversation_id] = owner
+            await self._cache.remember_conversation_agent(conversation_id, owner)
         return owner
 
 

@@ -1,4 +1,4 @@
-"""The MCP server: its lifespan (one gateway and turn manager per process) and what it exposes.
+"""The MCP server: its lifespan (one gateway, coordinator and turn manager per process) and what it exposes.
 
 ``build_server`` registers the tools and resources listed below, each wrapped once in the error
 path of ``failures.py``. ``--tools core`` exposes ``CORE_TOOLS``; ``--tools all`` (the default)
@@ -16,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 
 from . import resources
 from .access import Access
+from .coordination import create_coordinator
 from .failures import guard_resource, guard_tool
 from .gateway import LettaGateway
 from .resources import ResourceSpec
@@ -95,14 +96,22 @@ def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyn
     @asynccontextmanager
     async def run(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
         gateway = LettaGateway(settings)
+        coordinator = create_coordinator(settings.redis_url_value())
         try:
-            async with anyio.create_task_group() as task_group:
-                manager = TurnManager(gateway, task_group, max_chars=settings.max_result_chars)
-                state = AppState(settings=settings, gateway=gateway, turns=manager, access=Access(gateway))
+            async with coordinator, anyio.create_task_group() as task_group:
+                manager = TurnManager(gateway, task_group, max_chars=settings.max_result_chars, coordinator=coordinator)
+                state = AppState(
+                    settings=settings,
+                    gateway=gateway,
+                    turns=manager,
+                    access=Access(gateway, coordinator),
+                    coordinator=coordinator,
+                )
                 manager.on_finished.append(
                     lambda turn: task_group.start_soon(resources.notify_transcript, server, state, turn)
                 )
-                log.info("ready: Letta at %s", gateway.base_url)
+                coordinator.subscribe(lambda event: resources.relay(server, state, event))
+                log.info("ready: Letta at %s; cross-request state: %s", gateway.base_url, coordinator.describe())
                 try:
                     yield state
                 finally:

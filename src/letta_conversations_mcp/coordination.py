@@ -40,6 +40,8 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .errors import LettaRequestError
+
 log = logging.getLogger(__name__)
 
 #: Seconds a ticket's (or a process's) lease lives without a heartbeat.
@@ -63,20 +65,16 @@ FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
 Listener = Callable[["Event"], Awaitable[None] | None]
 
 
-class CoordinationUnavailable(Exception):
-    """The shared coordination store cannot be reached; ``message`` is one sentence for the caller."""
+class CoordinationUnavailable(LettaRequestError):
+    """The shared coordination store cannot be reached; ``message`` is one sentence for the caller.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    A ``LettaRequestError`` so that it takes the one error path (``failures.py``) like every
+    failure that is already phrased for the caller.
+    """
 
 
-class LockTimeout(Exception):
+class LockTimeout(LettaRequestError):
     """A named lock stayed taken longer than the caller was willing to wait."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass
@@ -129,6 +127,11 @@ class TurnRecord:
             else:
                 values[item.name] = raw
         return cls(**values)
+
+
+def conversation_key(conversation_id: str, agent_id: str | None) -> str:
+    """What orders sends: the conversation id, or the agent's id for its 'default' conversation."""
+    return f"default/{agent_id}" if conversation_id == "default" else conversation_id
 
 
 def text_hash(text: str) -> str:
@@ -196,6 +199,10 @@ class Coordinator(ABC):
     def __init__(self) -> None:
         self.process_id = new_process_id()
         self._listeners: list[Listener] = []
+
+    def describe(self) -> str:
+        """Where the shared state lives, for the startup log line (never with credentials)."""
+        return "this process's memory"
 
     async def __aenter__(self) -> Coordinator:
         return self

@@ -137,6 +137,9 @@ class ValkeyCoordinator(Coordinator):
         self._reachable = True
 
     # -- lifecycle -------------------------------------------------------------------------------
+    def describe(self) -> str:
+        return f"Valkey/Redis at {self.where}, shared with the other server processes"
+
     async def __aenter__(self) -> ValkeyCoordinator:
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()

@@ -18,6 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.subscriptions import ResourceUpdated
 
 from . import validation
+from .coordination import CoordinationUnavailable, Event
 from .models import transcript_uri
 from .state import AppState, app_state
 from .transcripts import MessageView, message_view, render_json, render_markdown, render_memory, view_size
@@ -149,22 +150,41 @@ async def _transcript_page(
 
 # -- change notifications --------------------------------------------------------------------
 async def notify_transcript(server: MCPServer[Any], state: AppState, turn: Turn) -> None:
-    """Tell subscribers that the transcripts of the turn's conversation changed."""
-    uris = {
-        transcript_uri(turn.conversation_id, turn.agent_id, fmt="md"),
-        transcript_uri(turn.conversation_id, turn.agent_id, fmt="json"),
-    }
-    bus = server._subscriptions  # pyright: ignore[reportPrivateUsage]
+    """Tell subscribers, on this process and (through the coordinator) every other, that the
+    transcripts of the turn's conversation changed."""
+    uris = sorted(
+        {
+            transcript_uri(turn.conversation_id, turn.agent_id, fmt="md"),
+            transcript_uri(turn.conversation_id, turn.agent_id, fmt="json"),
+        }
+    )
     for uri in uris:
+        await _notify_here(server, state, uri)
         try:
-            await bus.publish(ResourceUpdated(uri=uri))
+            await state.coordinator.publish("resource_updated", uri=uri)
+        except CoordinationUnavailable as exc:
+            log.warning("transcript update not relayed to other processes: %s", exc.message)
+
+
+async def relay(server: MCPServer[Any], state: AppState, event: Event) -> None:
+    """An update another process published: tell this process's subscribers."""
+    uri = event.data.get("uri")
+    if event.kind == "resource_updated" and uri:
+        await _notify_here(server, state, uri)
+
+
+async def _notify_here(server: MCPServer[Any], state: AppState, uri: str) -> None:
+    """This process's subscribers: 2026 listen streams and legacy resources/subscribe sessions."""
+    bus = server._subscriptions  # pyright: ignore[reportPrivateUsage]
+    try:
+        await bus.publish(ResourceUpdated(uri=uri))
+    except Exception:
+        log.debug("listen publish failed", exc_info=True)
+    for session in list(state.subscribers.get(uri, ())):
+        try:
+            await session.send_resource_updated(uri)
         except Exception:
-            log.debug("listen publish failed", exc_info=True)
-        for session in list(state.subscribers.get(uri, ())):
-            try:
-                await session.send_resource_updated(uri)
-            except Exception:
-                state.subscribers[uri].discard(session)
+            state.subscribers[uri].discard(session)
 
 
 def enable_subscriptions(server: MCPServer[Any]) -> None:

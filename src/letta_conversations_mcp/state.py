@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 from mcp.server.mcpserver import Context
 
 from .access import Access
+from .coordination import Coordinator, InProcessCoordinator
 from .gateway import LettaGateway
 from .settings import Settings
 from .turns import TurnManager
@@ -28,8 +28,8 @@ class AppState:
     access: Access
     #: Legacy ``resources/subscribe`` sessions per transcript URI (without ``?after=``).
     subscribers: dict[str, set[Any]] = field(default_factory=dict)
-    #: One lock per owner tag, so two concurrent open_conversation calls create one conversation.
-    open_locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    #: Cross-request state: queues, turn records, locks, events (memory, or Valkey shared by processes).
+    coordinator: Coordinator = field(default_factory=InProcessCoordinator)
 
 
 def app_state(ctx: Context) -> AppState:

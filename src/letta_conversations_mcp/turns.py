@@ -13,6 +13,10 @@ and ``wait_for_reply`` picks the same turn up later. Delivery rules, in order of
    is sent once more; absent after a server error means Letta refused it, which is reported.
 
 The gateway raises typed failures (``errors.py``); this module decides on their types only.
+
+Order and turn records go through a ``coordination.Coordinator``: in one process (the default)
+that is memory; with ``LETTA_MCP_REDIS_URL`` it is Valkey, shared by every server process, and
+``shared_turns.TurnSharing`` (inherited here) handles turns that another process runs or ran.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .coordination import (
+    CoordinationUnavailable,
+    Coordinator,
+    InProcessCoordinator,
+    Ticket,
+    TurnRecord,
+    conversation_key,
+)
 from .errors import (
     BackgroundUnavailable,
     Busy,
@@ -42,6 +54,7 @@ from .errors import (
     unexpected,
 )
 from .gateway import Frame, LettaGateway
+from .shared_turns import TurnSharing
 from .streaming import TurnAggregator, TurnResult
 
 log = logging.getLogger(__name__)
@@ -80,6 +93,19 @@ class Turn:
     cancel_requested: bool = False
     scope: anyio.CancelScope | None = None
     listeners: set[MemoryObjectSendStream[Progress]] = field(default_factory=set)
+    #: Who sent it (``Caller.key``): identical re-sends are matched per caller.
+    caller: str = "local"
+    created_at: float = field(default_factory=time.time)
+    #: Its place in the conversation's queue while queued or running.
+    ticket: Ticket | None = None
+    #: How many turns are ahead of it in the conversation's queue.
+    ahead: int = 0
+    #: A handle on a turn another process runs: it follows the shared record.
+    watching: bool = False
+    #: The final result read from the shared record (a turn that finished elsewhere).
+    final: TurnResult | None = None
+    #: Its final result reached a caller.
+    delivered: bool = False
 
     @property
     def otid(self) -> str:
@@ -95,11 +121,7 @@ class Turn:
                 listener.send_nowait(note)
 
     def result(self) -> TurnResult:
-        return self.aggregator.result()
-
-
-def conversation_key(conversation_id: str, agent_id: str | None) -> str:
-    return f"default/{agent_id}" if conversation_id == "default" else conversation_id
+        return self.final if self.final is not None else self.aggregator.result()
 
 
 def _describe_frame(frame: Frame) -> str:
@@ -118,18 +140,26 @@ def _describe_frame(frame: Frame) -> str:
     return str(kind or "frame").replace("_", " ")
 
 
-class TurnManager:
+class TurnManager(TurnSharing):
     """Owns every turn of this process. Create in the server's lifespan with its task group."""
 
-    def __init__(self, gateway: LettaGateway, task_group: anyio.abc.TaskGroup, *, max_chars: int) -> None:
+    def __init__(
+        self,
+        gateway: LettaGateway,
+        task_group: anyio.abc.TaskGroup,
+        *,
+        max_chars: int,
+        coordinator: Coordinator | None = None,
+    ) -> None:
         self.gateway = gateway
         self.task_group = task_group
         self.max_chars = max_chars
-        self._locks: dict[str, anyio.Lock] = {}
-        self._waiting: dict[str, int] = {}
+        self.coordinator = coordinator or InProcessCoordinator()
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._by_run: dict[str, str] = {}
+        self._changed: dict[str, anyio.Event] = {}
         self.on_finished: list[Callable[[Turn], object]] = []
+        self.coordinator.subscribe(self.on_event)
 
     # -- lookup ------------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn | None:
@@ -140,6 +170,7 @@ class TurnManager:
         return self._turns.get(turn_id) if turn_id else None
 
     def active_for(self, conversation_id: str, agent_id: str | None) -> list[Turn]:
+        """This process's unfinished turns of a conversation (``active_everywhere``: all processes')."""
         key = conversation_key(conversation_id, agent_id)
         return [
             t
@@ -147,25 +178,53 @@ class TurnManager:
             if conversation_key(t.conversation_id, t.agent_id) == key and t.state not in FINISHED
         ]
 
-    def queued_ahead(self, turn: Turn) -> int:
-        return sum(
-            1
-            for t in self.active_for(turn.conversation_id, turn.agent_id)
-            if t is not turn and t.started <= turn.started
-        )
-
     # -- starting ----------------------------------------------------------------------------
-    def submit(self, conversation_id: str, agent_id: str | None, text: str) -> Turn:
+    async def submit(self, conversation_id: str, agent_id: str | None, text: str, *, caller: str = "local") -> Turn:
+        """Queue a send in arrival order and start it; with a shared coordinator, an identical
+        re-send of an unfinished (or undelivered) turn returns that turn instead (``attachable``)."""
         turn = Turn(
             turn_id=str(uuid.uuid4()),
             conversation_id=conversation_id,
             agent_id=agent_id,
             text=text,
             aggregator=TurnAggregator(max_chars=self.max_chars),
+            caller=caller,
         )
+        earlier = await self.coordinator.claim_send(self.record_of(turn))
+        if earlier is not None:
+            log.info("identical re-send joins turn %s instead of sending again", earlier.turn_id)
+            return self.attach(earlier, text=text)
+        try:
+            await self._enqueue(turn)
+        except CoordinationUnavailable:
+            turn.state = "failed"
+            with contextlib.suppress(CoordinationUnavailable):
+                await self.coordinator.save_turn(self.record_of(turn))
+            raise
         self._turns[turn.turn_id] = turn
         self._prune()
         self.task_group.start_soon(self._run, turn, name=f"turn {turn.turn_id}")
+        return turn
+
+    async def _enqueue(self, turn: Turn) -> None:
+        turn.ticket = await self.coordinator.enqueue(
+            conversation_key(turn.conversation_id, turn.agent_id), turn.turn_id
+        )
+
+    def _new_turn(self, record: TurnRecord, text: str) -> Turn:
+        turn = Turn(
+            turn_id=record.turn_id,
+            conversation_id=record.conversation_id,
+            agent_id=record.agent_id,
+            text=text,
+            aggregator=TurnAggregator(max_chars=self.max_chars),
+            caller=record.caller,
+            created_at=record.created_at,
+        )
+        self._turns[turn.turn_id] = turn
+        if record.run_id:
+            self._remember_run(turn, record.run_id)
+        self._prune()
         return turn
 
     def follow(self, run: Frame) -> Turn:
@@ -207,10 +266,8 @@ class TurnManager:
         turn.listeners.add(send)
         try:
             deadline = anyio.current_time() + budget
-            if on_progress and turn.state == "queued":
-                ahead = self.queued_ahead(turn)
-                if ahead:
-                    await _call(on_progress, Progress(f"queued behind {ahead} turn(s) in this conversation"))
+            if on_progress and turn.state == "queued" and turn.ahead:
+                await _call(on_progress, Progress(f"queued behind {turn.ahead} turn(s) in this conversation"))
             while not turn.done.is_set():
                 remaining = deadline - anyio.current_time()
                 if remaining <= 0:
@@ -229,8 +286,10 @@ class TurnManager:
             receive.close()
 
     def _heartbeat(self, turn: Turn, waited: int) -> str:
+        if turn.state == "queued" and turn.watching:
+            return f"queued in another server process, {waited}s so far"
         if turn.state == "queued":
-            return f"queued behind {self.queued_ahead(turn)} turn(s), {waited}s so far"
+            return f"queued behind {turn.ahead} turn(s), {waited}s so far"
         return f"agent still working ({waited}s)"
 
     # -- cancelling --------------------------------------------------------------------------
@@ -239,6 +298,11 @@ class TurnManager:
         if turn.state in FINISHED:
             return
         turn.cancel_requested = True
+        if turn.watching and turn.state == "queued":  # queued in another process: its owner drops it
+            await self.coordinator.publish("cancel", turn_id=turn.turn_id)
+            with anyio.move_on_after(10):
+                await turn.done.wait()
+            return
         if turn.state == "queued" and turn.scope is not None:
             turn.scope.cancel()
             return
@@ -253,18 +317,22 @@ class TurnManager:
 
     # -- the turn task -----------------------------------------------------------------------
     async def _run(self, turn: Turn) -> None:
-        key = conversation_key(turn.conversation_id, turn.agent_id)
-        lock = self._locks.setdefault(key, anyio.Lock())
-        self._waiting[key] = self._waiting.get(key, 0) + 1
+        """Wait for the turn's place at the head of its conversation's queue, deliver, let the next go."""
+        assert turn.ticket is not None
+        ticket = turn.ticket
+
+        async def ahead(count: int) -> None:
+            turn.ahead = count
+
         try:
             with anyio.CancelScope() as scope:
                 turn.scope = scope
-                async with lock:
-                    turn.scope = None
-                    if turn.cancel_requested:
-                        turn.state = "cancelled"
-                        return
-                    await self._deliver(turn)
+                await self.coordinator.wait_turn(ticket, ahead)
+                turn.scope, turn.ahead = None, 0
+                if turn.cancel_requested:
+                    turn.state = "cancelled"
+                    return
+                await self._deliver(turn)
             if scope.cancelled_caught and turn.state not in FINISHED:
                 turn.state = "cancelled"
                 turn.aggregator.stop_reason = turn.aggregator.stop_reason or "cancelled"
@@ -276,17 +344,22 @@ class TurnManager:
             turn.state = "failed"
             turn.error = unexpected(exc, Target("conversation", turn.conversation_id, "send the message"))
         finally:
-            self._waiting[key] -= 1
-            if not self._waiting[key]:
-                self._waiting.pop(key, None)
-                self._locks.pop(key, None)
-            self._finish(turn)
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.coordinator.release(ticket)
+                except CoordinationUnavailable as exc:  # its lease expires by itself
+                    log.warning("could not release the queue place of turn %s: %s", turn.turn_id, exc.message)
+                turn.ticket = None
+                await self._finish(turn)
 
-    def _finish(self, turn: Turn) -> None:
+    async def _finish(self, turn: Turn) -> None:
+        """Settle the final state, record it (shared), then wake waiters and tell the listeners."""
         if turn.state not in FINISHED:
             turn.state = "failed" if turn.error or turn.aggregator.error else "completed"
         if turn.aggregator.stop_reason == "cancelled":
             turn.state = "cancelled"
+        with anyio.CancelScope(shield=True):
+            await self._save(turn)
         turn.emit(Progress("turn finished"))
         turn.done.set()
         for callback in self.on_finished:
@@ -410,6 +483,7 @@ class TurnManager:
             if not had_run and turn.aggregator.run_id:
                 self._remember_run(turn, turn.aggregator.run_id)
                 turn.state = "running"
+                await self._save(turn)
             if event.kind == "ping":
                 turn.emit(Progress("agent is working (keep-alive)"))
             elif event.kind == "message":
@@ -446,7 +520,7 @@ class TurnManager:
             log.exception("following run %s failed", turn.run_id)
             turn.error = unexpected(exc, Target("run", turn.run_id, "follow the run"))
         finally:
-            self._finish(turn)
+            await self._finish(turn)
 
     async def _poll_and_collect(self, turn: Turn, run_id: str, cause: StreamBroken | ServerFailed | None) -> None:
         """Wait for the run to end, then rebuild the turn from the messages stored under its run id."""

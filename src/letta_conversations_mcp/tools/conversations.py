@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
@@ -151,7 +150,7 @@ async def open_conversation(
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to open a conversation")
     caller = await state.access.authorize(ctx, agent=agent)
     tag = access.owner_tag(caller.key, agent, key.strip())
-    async with state.open_locks.setdefault(tag, anyio.Lock()):
+    async with state.coordinator.lock(f"open:{tag}"):  # across processes with a shared coordinator
         found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=tag)
         mine = sorted(
             (c for c in found if str(c.get("summary") or "").startswith(tag)),

@@ -96,7 +96,7 @@ async def delete_conversation(
     if confirm_conversation_id.strip() != conversation_id:
         raise ToolError("confirm_conversation_id must repeat conversation_id exactly; nothing was deleted")
     await state.access.authorize(ctx, conversation=conversation_id)
-    if state.turns.active_for(conversation_id, None):
+    if await state.turns.active_everywhere(conversation_id, None):
         raise ToolError(
             f"conversation {conversation_id} has a turn in progress; cancel_run it first. Nothing was deleted"
         )

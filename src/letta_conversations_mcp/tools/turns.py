@@ -45,9 +45,9 @@ async def send_message(
     """
     state = app_state(ctx)
     conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
-    await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
+    caller = await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
     message = validation.message_text(message)
-    turn = state.turns.submit(conversation_id, agent, message)
+    turn = await state.turns.submit(conversation_id, agent, message, caller=caller.key)
     return await _wait_and_report(state, ctx, turn, wait_seconds, cancel_on_abort=True)
 
 
@@ -64,7 +64,7 @@ async def wait_for_reply(
 ) -> Annotated[CallToolResult, SendResult]:
     """Wait for a turn that send_message reported as 'running' (or 'queued') and return its reply."""
     state = app_state(ctx)
-    turn = state.turns.get(turn_id.strip()) if turn_id else None
+    turn = await state.turns.lookup(turn_id.strip()) if turn_id else None
     if turn is None and turn_id and not run_id:
         raise ToolError(
             f"turn_id {turn_id!r} is unknown to this server (it may have restarted): pass the run_id instead"
@@ -81,15 +81,11 @@ async def wait_for_reply(
 async def cancel_run(
     ctx: Context, conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None
 ) -> Annotated[CallToolResult, CancelResult]:
-    """Stop the agent's running turn in a conversation, and drop this server's queued sends to it."""
+    """Stop the agent's running turn in a conversation, and drop the queued sends to it."""
     state = app_state(ctx)
     conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
     await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
-    dropped = 0
-    for turn in state.turns.active_for(conversation_id, agent):
-        if turn.state == "queued":
-            dropped += 1
-            await state.turns.cancel(turn)
+    dropped = await state.turns.drop_queued(conversation_id, agent)
     raw = await state.gateway.cancel(conversation_id, agent_id=agent)
     cancelled = [k for k, v in raw.items() if str(k).startswith("run-") and v == "cancelled"]
     message = (f"cancelled {len(cancelled)} run(s)" if cancelled else "no turn was running in Letta") + (
@@ -103,8 +99,8 @@ async def cancel_run(
 
 
 async def _turn_of_run(state: AppState, ctx: Context, run_id: str) -> Turn:
-    """This server's turn for a run, or a new one that follows a run it never saw (or forgot)."""
-    turn = state.turns.by_run(run_id)
+    """The turn that started a run (in any server process), or a new one that follows a run never seen."""
+    turn = await state.turns.lookup_run(run_id)
     if turn is None:
         run = await state.gateway.get_run(run_id)
         await state.access.authorize(ctx, agent=run.get("agent_id"), conversation=run.get("conversation_id"))
@@ -136,6 +132,8 @@ async def _wait_and_report(
             with anyio.CancelScope(shield=True):
                 await state.turns.cancel(turn)
         raise
+    if finished:
+        await state.turns.delivered(turn)
     return turn_result(
         turn,
         finished=finished,

@@ -1,0 +1,271 @@
+"""Turns across server processes: handles on turns another process runs, and taking over orphans.
+
+``TurnManager`` inherits this. A turn is owned by the process that runs it; its record in the
+coordinator (``coordination.TurnRecord``) says where it stands. Another process asked about it
+(``wait_for_reply``, or an identical re-send attached by ``claim_send``) gets a *watching* handle:
+a local ``Turn`` that follows the record until the turn finishes. When the owner stops
+heartbeating (it crashed), exactly one process adopts the turn and finishes it from what Letta
+holds: it follows the run when one is known, looks the message up by its ``otid`` otherwise, and
+sends it itself only when Letta never stored it and the re-send brought the text along.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.abc
+
+from .coordination import CoordinationUnavailable, Coordinator, Event, TurnRecord, conversation_key, text_hash
+from .errors import DeliveryUnknown, LettaRequestError, StreamBroken
+from .streaming import TurnResult
+
+if TYPE_CHECKING:
+    from .gateway import LettaGateway
+    from .turns import Turn
+
+log = logging.getLogger(__name__)
+
+#: How often a watching handle re-reads the record when no event woke it.
+WATCH_POLL_SECONDS = 0.5
+
+
+class TurnSharing:
+    """The cross-process half of ``TurnManager`` (see the module docstring)."""
+
+    coordinator: Coordinator
+    gateway: LettaGateway
+    task_group: anyio.abc.TaskGroup
+    max_chars: int
+    _turns: OrderedDict[str, Turn]
+    _by_run: dict[str, str]
+    _changed: dict[str, anyio.Event]
+
+    # provided by TurnManager
+    def _new_turn(self, record: TurnRecord, text: str) -> Turn:
+        raise NotImplementedError
+
+    async def _finish(self, turn: Turn) -> None:
+        raise NotImplementedError
+
+    async def _follow_run(self, turn: Turn, background: bool) -> None:
+        raise NotImplementedError
+
+    async def _was_delivered(self, turn: Turn, failure: StreamBroken) -> bool:
+        raise NotImplementedError
+
+    async def _run(self, turn: Turn) -> None:
+        raise NotImplementedError
+
+    async def _enqueue(self, turn: Turn) -> None:
+        raise NotImplementedError
+
+    # -- records -------------------------------------------------------------------------------
+    def record_of(self, turn: Turn) -> TurnRecord:
+        result = turn.result() if turn.state in ("completed", "failed", "cancelled") else None
+        return TurnRecord(
+            turn_id=turn.turn_id,
+            conversation_id=turn.conversation_id,
+            agent_id=turn.agent_id,
+            key=conversation_key(turn.conversation_id, turn.agent_id),
+            caller=turn.caller,
+            text_hash=text_hash(turn.text),
+            owner=self.coordinator.process_id,
+            state=turn.state,
+            run_id=turn.run_id,
+            created_at=turn.created_at,
+            finished_at=time.time() if result is not None else None,
+            delivered=turn.delivered,
+            result=result.model_dump_json() if result is not None else None,
+            error=turn.error.message if turn.error is not None else None,
+        )
+
+    async def _save(self, turn: Turn) -> None:
+        """Publish the turn's state; a store hiccup must not fail a turn Letta is running."""
+        if turn.watching:
+            return
+        try:
+            await self.coordinator.save_turn(self.record_of(turn))
+            if turn.state in ("completed", "failed", "cancelled"):
+                await self.coordinator.publish("turn", turn_id=turn.turn_id, state=turn.state)
+        except CoordinationUnavailable as exc:
+            log.warning("could not record turn %s: %s", turn.turn_id, exc.message)
+
+    async def delivered(self, turn: Turn) -> None:
+        """The turn's final result went to a caller: identical re-sends are new messages from now on."""
+        turn.delivered = True
+        try:
+            await self.coordinator.mark_delivered(turn.turn_id)
+        except CoordinationUnavailable as exc:
+            log.warning("could not mark turn %s delivered: %s", turn.turn_id, exc.message)
+
+    # -- lookup --------------------------------------------------------------------------------
+    async def lookup(self, turn_id: str) -> Turn | None:
+        """This process's turn, or a watching handle on another process's (None: unknown everywhere)."""
+        turn = self._turns.get(turn_id)
+        if turn is not None or not self.coordinator.shared:
+            return turn
+        record = await self.coordinator.load_turn(turn_id)
+        return self.attach(record) if record is not None else None
+
+    async def lookup_run(self, run_id: str) -> Turn | None:
+        turn_id = self._by_run.get(run_id)
+        if turn_id is None and self.coordinator.shared:
+            turn_id = await self.coordinator.turn_for_run(run_id)
+        return await self.lookup(turn_id) if turn_id else None
+
+    async def active_everywhere(self, conversation_id: str, agent_id: str | None) -> list[TurnRecord]:
+        """Unfinished turns of the conversation in every process (this one's from memory)."""
+        key = conversation_key(conversation_id, agent_id)
+        local = [
+            self.record_of(t)
+            for t in self._turns.values()
+            if not t.watching
+            and conversation_key(t.conversation_id, t.agent_id) == key
+            and t.state not in ("completed", "failed", "cancelled")
+        ]
+        if not self.coordinator.shared:
+            return local
+        seen = {r.turn_id for r in local}
+        return local + [r for r in await self.coordinator.active_turns(key) if r.turn_id not in seen]
+
+    async def drop_queued(self, conversation_id: str, agent_id: str | None) -> int:
+        """Cancel the conversation's queued (not yet sent) turns in every process; how many there were."""
+        dropped = 0
+        for record in await self.active_everywhere(conversation_id, agent_id):
+            if record.state != "queued":
+                continue
+            turn = self._turns.get(record.turn_id) or self.attach(record)
+            dropped += 1
+            await self.cancel(turn)
+        return dropped
+
+    # -- watching another process's turn -------------------------------------------------------
+    def attach(self, record: TurnRecord, *, text: str = "") -> Turn:
+        """A local handle that follows ``record`` to its end (and takes it over if its owner dies)."""
+        existing = self._turns.get(record.turn_id)
+        if existing is not None:
+            if text and not existing.text:
+                existing.text = text
+            return existing
+        turn = self._new_turn(record, text)
+        turn.watching = True
+        self.task_group.start_soon(self._watch, turn, record, name=f"watch turn {record.turn_id}")
+        return turn
+
+    async def _watch(self, turn: Turn, record: TurnRecord | None) -> None:
+        try:
+            while True:
+                if record is None:
+                    record = await self._record_lost(turn)
+                    if record is None:
+                        return
+                self._apply(turn, record)
+                if record.finished:
+                    return
+                if await self._orphaned(record) and await self.coordinator.adopt(record.turn_id, record.owner):
+                    turn.watching = False
+                    await self._take_over(turn, record)
+                    return
+                changed = self._changed.setdefault(turn.turn_id, anyio.Event())
+                with anyio.move_on_after(WATCH_POLL_SECONDS):
+                    await changed.wait()
+                self._changed.pop(turn.turn_id, None)
+                record = await self.coordinator.load_turn(turn.turn_id)
+        except CoordinationUnavailable as exc:
+            turn.error = LettaRequestError(
+                f"{exc.message}. The turn itself goes on in Letta: call wait_for_reply again later"
+            )
+            turn.state = "failed"
+        finally:
+            if turn.watching:
+                self._close_watch(turn)
+
+    async def _orphaned(self, record: TurnRecord) -> bool:
+        if record.owner == self.coordinator.process_id:
+            local = self._turns.get(record.turn_id)
+            return local is None or local.watching  # this process restarted and lost it
+        return not await self.coordinator.owner_alive(record.owner)
+
+    async def _record_lost(self, turn: Turn) -> TurnRecord | None:
+        """The record vanished (store flushed): finish from Letta if the run is known, else say so."""
+        if turn.run_id is not None:
+            turn.watching = False
+            await self._follow(turn)
+            await self._finish(turn)
+            return None
+        turn.error = LettaRequestError(
+            "this server lost track of the turn (its record expired); read the conversation with list_messages"
+        )
+        turn.state = "failed"
+        return None
+
+    def _apply(self, turn: Turn, record: TurnRecord) -> None:
+        if record.run_id and turn.aggregator.run_id is None:
+            turn.aggregator.run_id = record.run_id
+            self._by_run[record.run_id] = turn.turn_id
+        if not record.finished:
+            if record.state in ("queued", "sending", "running"):
+                turn.state = record.state  # type: ignore[assignment]
+            return
+        if record.result:
+            turn.final = TurnResult.model_validate_json(record.result)
+        if record.error:
+            turn.error = LettaRequestError(record.error)
+        turn.state = record.state  # type: ignore[assignment]
+
+    def _close_watch(self, turn: Turn) -> None:
+        """End a watching handle without the owner's side effects (notifications, record writes)."""
+        if turn.state not in ("completed", "failed", "cancelled"):
+            turn.state = "failed"
+        turn.done.set()
+
+    # -- taking over an orphan -----------------------------------------------------------------
+    async def _take_over(self, turn: Turn, record: TurnRecord) -> None:
+        """Finish a turn whose process died, from what Letta holds; never store the message twice."""
+        log.info("adopting turn %s of stopped process %s", turn.turn_id, record.owner)
+        try:
+            if turn.run_id is None:
+                stopped = StreamBroken("the server process running this turn stopped", may_be_stored=True)
+                delivered = await self._was_delivered(turn, stopped)
+                if not delivered:
+                    if not turn.text:
+                        turn.error = DeliveryUnknown(
+                            "the server process that was sending this message stopped before Letta stored it, so "
+                            "it was not delivered; send it again"
+                        )
+                        return
+                    # Letta never stored it and the re-send brought the text: send it, in turn order.
+                    await self._enqueue(turn)
+                    turn.state = "queued"
+                    await self._run(turn)
+                    return
+            await self._follow(turn)
+        except LettaRequestError as exc:
+            turn.error = exc
+        finally:
+            if not turn.done.is_set():
+                await self._finish(turn)
+
+    async def _follow(self, turn: Turn) -> None:
+        turn.state = "running"
+        await self._save(turn)
+        await self._follow_run(turn, self.gateway.background_supported is not False)
+
+    # -- events from other processes -----------------------------------------------------------
+    async def on_event(self, event: Event) -> None:
+        turn_id = event.data.get("turn_id", "")
+        if event.kind == "turn":
+            changed = self._changed.pop(turn_id, None)
+            if changed is not None:
+                changed.set()
+        elif event.kind == "cancel":
+            turn = self._turns.get(turn_id)
+            if turn is not None and not turn.watching:
+                await self.cancel(turn)
+
+    async def cancel(self, turn: Turn) -> None:
+        raise NotImplementedError
