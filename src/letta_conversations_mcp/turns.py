@@ -324,6 +324,7 @@ class TurnManager(TurnSharing):
         async def ahead(count: int) -> None:
             turn.ahead = count
 
+        stopping = False
         try:
             with anyio.CancelScope() as scope:
                 turn.scope = scope
@@ -343,6 +344,11 @@ class TurnManager(TurnSharing):
             log.exception("turn %s failed unexpectedly", turn.turn_id)
             turn.state = "failed"
             turn.error = unexpected(exc, Target("conversation", turn.conversation_id, "send the message"))
+        except anyio.get_cancelled_exc_class():
+            # This process is stopping mid-turn: the shared record stays queued/running, so another
+            # process adopts the turn from what Letta holds. Only local waiters are woken.
+            stopping = True
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 try:
@@ -350,7 +356,10 @@ class TurnManager(TurnSharing):
                 except CoordinationUnavailable as exc:  # its lease expires by itself
                     log.warning("could not release the queue place of turn %s: %s", turn.turn_id, exc.message)
                 turn.ticket = None
-                await self._finish(turn)
+                if stopping and turn.state not in FINISHED:
+                    turn.done.set()
+                else:
+                    await self._finish(turn)
 
     async def _finish(self, turn: Turn) -> None:
         """Settle the final state, record it (shared), then wake waiters and tell the listeners."""
