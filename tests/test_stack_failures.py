@@ -56,6 +56,10 @@ def test_probe_runs_the_candidate_and_reports_its_base_interpreter(tmp_path: Pat
     assert probe(str(broken_shim(tmp_path / "python3.12"))) is None
     assert probe(str(tmp_path / "missing")) is None
     assert probe(str(script(tmp_path / "python3.13", "echo not json"))) is None
+    assert probe(str(script(tmp_path / "python3.11", """echo '{"implementation": "cpython"}'"""))) is None
+    assert (
+        probe(str(script(tmp_path / "pypy3", """echo '{"version": [3, 11, 0], "implementation": "pypy"}'"""))) is None
+    )
 
 
 def test_broken_shims_on_path_are_skipped_for_a_real_python(tmp_path: Path) -> None:

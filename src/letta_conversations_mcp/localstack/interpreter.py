@@ -98,9 +98,12 @@ def probe(path: str) -> Interpreter | None:
         return None
     if not isinstance(info, dict) or info.get("implementation") != "cpython":
         return None
+    try:
+        major, minor, micro = (int(part) for part in info["version"])
+    except (KeyError, TypeError, ValueError):
+        return None
     base = str(info.get("base") or path)
-    version = tuple(int(part) for part in info["version"])
-    return Interpreter(path=base if os.path.exists(base) else path, version=(version[0], version[1], version[2]))
+    return Interpreter(path=base if os.path.exists(base) else path, version=(major, minor, micro))
 
 
 def uv_known_interpreters(uv: list[str] | None, environ: Mapping[str, str]) -> list[str]:
