@@ -40,6 +40,7 @@ class Row:
     p95: float
     rss_mib: list[float]
     server_cpu: float
+    machine_busy: float
 
     @property
     def cpu_ms_per_send(self) -> float:
@@ -61,6 +62,14 @@ def rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU jiffies of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return float(sum(values) - idle), float(sum(values))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -150,11 +159,14 @@ def measure(label: str, processes: int, coordinate: bool, args: argparse.Namespa
 
         pids = [p.pid for p in cluster.servers if p is not None]
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        busy_before, total_before = machine_cpu()
         latencies, errors, wall = anyio.run(bounded)
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        busy_after, total_after = machine_cpu()
+        busy = (busy_after - busy_before) / max(1.0, total_after - total_before)
         rss = [rss_mib(pid) for pid in pids]
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
-    return Row(label, processes, len(latencies), errors, wall, p50, p95, rss, cpu)
+    return Row(label, processes, len(latencies), errors, wall, p50, p95, rss, cpu, busy)
 
 
 def main() -> None:
@@ -187,7 +199,7 @@ def main() -> None:
     print(f"Letta double alone: p50 {floor50 * 1000:.0f} ms, p95 {floor95 * 1000:.0f} ms\n")
     header = (
         f"{'setup':<26} {'sends/s':>8} {'vs 1+V':>7} {'p50 add':>8} {'p95 add':>8} {'errors':>6} "
-        f"{'CPU ms/send':>11}  RSS MiB/process"
+        f"{'CPU ms/send':>11} {'machine busy':>12}  RSS MiB/process"
     )
     print(header)
     print("-" * len(header))
@@ -195,7 +207,8 @@ def main() -> None:
         print(
             f"{row.label:<26} {row.throughput:>8.1f} {row.throughput / base.throughput:>6.2f}x "
             f"{(row.p50 - floor50) * 1000:>6.0f}ms {(row.p95 - floor95) * 1000:>6.0f}ms {row.errors:>6} "
-            f"{row.cpu_ms_per_send:>11.1f}  " + ", ".join(f"{r:.0f}" for r in row.rss_mib)
+            f"{row.cpu_ms_per_send:>11.1f} {row.machine_busy * 100:>11.0f}%  "
+            + ", ".join(f"{r:.0f}" for r in row.rss_mib)
         )
     two = next((r for r in rows if r.processes == 2), None)
     if two is not None:

@@ -241,7 +241,10 @@ class Coordinator(ABC):
     # -- turn records ----------------------------------------------------------------------------
     @abstractmethod
     async def save_turn(self, record: TurnRecord) -> None:
-        """Write the whole record (creating or replacing it) and index it by run id when known."""
+        """Write the whole record (creating or replacing it) and index it by run id when known.
+
+        A finished record also tells the other processes (event ``turn``), so their handles wake.
+        """
 
     @abstractmethod
     async def load_turn(self, turn_id: str) -> TurnRecord | None: ...

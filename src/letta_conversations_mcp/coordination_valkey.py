@@ -52,30 +52,58 @@ log = logging.getLogger(__name__)
 P = "{lcm}:"
 CHANNEL = P + "events"
 
-# KEYS: seq, queue, live. ARGV: member, lease ms, ttl s. Returns the ticket number.
-_ENQUEUE = """
-local n = redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[2], n, ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
-return n
-"""
-
-# KEYS: queue. ARGV: member, lease key prefix. Drops heads whose lease expired; returns how many
-# tickets are ahead of ARGV[1] (0: it holds the slot) or -1 when the ticket is gone (store restarted).
-_CHECK = """
+# The head check shared by both scripts. KEYS[1]: queue. ARGV[1]: member, ARGV[2]: lease key prefix.
+# Drops heads whose lease expired; leaves how many tickets are ahead of ARGV[1] (0: it holds the
+# slot) in `ahead`, or -1 when the ticket is gone (the store restarted).
+_HEAD = """
+local ahead = -1
 while true do
   local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-  if not head then return -1 end
-  if head == ARGV[1] then return 0 end
+  if not head then break end
+  if head == ARGV[1] then ahead = 0 break end
   if redis.call('EXISTS', ARGV[2] .. head) == 1 then
-    local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
-    if not rank then return -1 end
-    return rank
+    ahead = redis.call('ZRANK', KEYS[1], ARGV[1]) or -1
+    break
   end
   redis.call('ZREM', KEYS[1], head)
 end
+"""
+
+# KEYS: queue, seq, live. ARGV: member, lease key prefix, lease ms, ttl s. Takes a ticket (the
+# fencing token) at the end of the queue; returns {ticket, tickets ahead}.
+_ENQUEUE = (
+    """
+local n = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[1], n, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+"""
+    + _HEAD
+    + "return {n, ahead}"
+)
+
+# KEYS: queue. ARGV: member, lease key prefix. Returns the tickets ahead, -1 if the ticket is gone.
+_CHECK = _HEAD + "return ahead"
+
+# KEYS: sent, record, active. ARGV: turn id, ttl s, then the record's fields and values. Registers
+# a send unless the same text was sent before: then returns that turn's id (the caller applies the
+# re-send rule to it).
+_CLAIM = """
+local earlier = redis.call('GET', KEYS[1])
+if earlier then return earlier end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return false
+"""
+
+# KEYS: record. Marks it delivered if it still exists.
+_DELIVERED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'delivered', '1') end
+return 0
 """
 
 # KEYS: record, owner's process key. ARGV: dead owner, new owner.
@@ -129,8 +157,12 @@ class ValkeyCoordinator(Coordinator):
         self._enqueue = self.client.register_script(_ENQUEUE)
         self._check = self.client.register_script(_CHECK)
         self._adopt = self.client.register_script(_ADOPT)
+        self._claim = self.client.register_script(_CLAIM)
+        self._delivered = self.client.register_script(_DELIVERED)
         self._unlock = self.client.register_script(_UNLOCK)
         self._tickets: dict[tuple[str, str], Ticket] = {}
+        #: The position each new ticket saw when it joined (spares wait_turn its first round trip).
+        self._first_look: dict[tuple[str, str], int] = {}
         self._own: dict[str, TurnRecord] = {}
         self._wakeups: dict[str, anyio.Event] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -183,31 +215,33 @@ class ValkeyCoordinator(Coordinator):
     def _live(self, key: str, member: str) -> str:
         return P + f"live:{key}:{member}"
 
-    async def enqueue(self, key: str, member: str) -> Ticket:
+    async def _join(self, key: str, member: str) -> tuple[int, int]:
+        """(ticket, tickets ahead) after joining the end of ``key``'s queue: one round trip."""
         with self._guard():
-            fence = await self._enqueue(
-                keys=[P + f"seq:{key}", P + f"q:{key}", self._live(key, member)],
-                args=[member, int(self.lease * 1000), RECORD_TTL_SECONDS],
+            fence, ahead = await self._enqueue(
+                keys=[P + f"q:{key}", P + f"seq:{key}", self._live(key, member)],
+                args=[member, P + f"live:{key}:", int(self.lease * 1000), RECORD_TTL_SECONDS],
             )
-        ticket = Ticket(key, member, int(fence))
+        return int(fence), int(ahead)
+
+    async def enqueue(self, key: str, member: str) -> Ticket:
+        fence, ahead = await self._join(key, member)
+        ticket = Ticket(key, member, fence)
+        self._first_look[(key, member)] = ahead
         self._tickets[(key, member)] = ticket
         return ticket
 
     async def _position(self, ticket: Ticket) -> int:
+        known = self._first_look.pop((ticket.key, ticket.member), None)
+        if known is not None and known >= 0:
+            return known
         with self._guard():
             ahead = int(
                 await self._check(keys=[P + f"q:{ticket.key}"], args=[ticket.member, P + f"live:{ticket.key}:"])
             )
-            if ahead < 0:  # the store lost the queue (restart): queue again, at the end
-                log.info("ticket %s of %s vanished from Valkey; queueing again", ticket.member, ticket.key)
-                fence = await self._enqueue(
-                    keys=[P + f"seq:{ticket.key}", P + f"q:{ticket.key}", self._live(ticket.key, ticket.member)],
-                    args=[ticket.member, int(self.lease * 1000), RECORD_TTL_SECONDS],
-                )
-                ticket.fence = int(fence)
-                ahead = int(
-                    await self._check(keys=[P + f"q:{ticket.key}"], args=[ticket.member, P + f"live:{ticket.key}:"])
-                )
+        if ahead < 0:  # the store lost the queue (restart): queue again, at the end
+            log.info("ticket %s of %s vanished from Valkey; queueing again", ticket.member, ticket.key)
+            ticket.fence, ahead = await self._join(ticket.key, ticket.member)
         return max(ahead, 0)
 
     async def wait_turn(self, ticket: Ticket, on_ahead: Callable[[int], Awaitable[None]] | None = None) -> None:
@@ -231,6 +265,7 @@ class ValkeyCoordinator(Coordinator):
 
     async def release(self, ticket: Ticket) -> None:
         self._tickets.pop((ticket.key, ticket.member), None)
+        self._first_look.pop((ticket.key, ticket.member), None)
         ticket.holding = False
         self._wake(ticket.key)
         with self._guard():
@@ -255,6 +290,8 @@ class ValkeyCoordinator(Coordinator):
         active = P + f"active:{record.key}"
         if record.finished:
             pipe.srem(active, record.turn_id)
+            event = Event("turn", {"turn_id": record.turn_id, "state": record.state}, self.process_id)
+            pipe.publish(CHANNEL, event.dumps())
         else:
             pipe.sadd(active, record.turn_id)
             pipe.expire(active, RECORD_TTL_SECONDS)
@@ -297,6 +334,20 @@ class ValkeyCoordinator(Coordinator):
 
     async def claim_send(self, record: TurnRecord) -> TurnRecord | None:
         sent = self._sent_key(record)
+        fields = [part for pair in record.to_fields().items() for part in pair]
+        with self._guard():
+            earlier_id = await self._claim(
+                keys=[sent, P + f"turn:{record.turn_id}", P + f"active:{record.key}"],
+                args=[record.turn_id, RECORD_TTL_SECONDS, *fields],
+            )
+        if earlier_id:  # the same text was sent before: attach, or replace it under the re-send rule
+            return await self._claim_over(record, sent)
+        if record.owner == self.process_id and not record.finished:
+            self._own[record.turn_id] = record
+        return None
+
+    async def _claim_over(self, record: TurnRecord, sent: str) -> TurnRecord | None:
+        """The slow path of ``claim_send``: an earlier send of the same text exists."""
         with self._guard():
             for _ in range(20):
                 async with self.client.pipeline(transaction=True) as pipe:
@@ -330,8 +381,7 @@ class ValkeyCoordinator(Coordinator):
         if own is not None:
             own.delivered = True
         with self._guard():
-            if await self.client.exists(P + f"turn:{turn_id}"):
-                await self.client.hset(P + f"turn:{turn_id}", "delivered", "1")
+            await self._delivered(keys=[P + f"turn:{turn_id}"])
 
     async def owner_alive(self, process_id: str) -> bool:
         if process_id == self.process_id:

@@ -24,6 +24,8 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 REALM = "letta-conversations-mcp"
+#: Seconds an idle HTTP connection stays open (see run_http).
+KEEP_ALIVE_SECONDS = 75
 
 
 class AuthConfigError(ValueError):
@@ -149,4 +151,14 @@ def run_http(server: Any, settings: Settings) -> None:
         settings.port,
         f"{len(callers)} bearer token(s)" if callers else "no auth: loopback only",
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # Longer than a load balancer keeps idle connections to us (HAProxy 5 s, nginx 60 s, cloud
+        # balancers 60 s): a balancer must never reuse a connection at the moment we close it, or
+        # its client gets a dropped request instead of an answer.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )

@@ -160,17 +160,17 @@ async def notify_transcript(server: MCPServer[Any], state: AppState, turn: Turn)
     )
     for uri in uris:
         await _notify_here(server, state, uri)
-        try:
-            await state.coordinator.publish("resource_updated", uri=uri)
-        except CoordinationUnavailable as exc:
-            log.warning("transcript update not relayed to other processes: %s", exc.message)
+    try:
+        await state.coordinator.publish("resource_updated", uris=" ".join(uris))
+    except CoordinationUnavailable as exc:
+        log.warning("transcript update not relayed to other processes: %s", exc.message)
 
 
 async def relay(server: MCPServer[Any], state: AppState, event: Event) -> None:
-    """An update another process published: tell this process's subscribers."""
-    uri = event.data.get("uri")
-    if event.kind == "resource_updated" and uri:
-        await _notify_here(server, state, uri)
+    """Updates another process published: tell this process's subscribers."""
+    if event.kind == "resource_updated":
+        for uri in event.data.get("uris", "").split():
+            await _notify_here(server, state, uri)
 
 
 async def _notify_here(server: MCPServer[Any], state: AppState, uri: str) -> None:

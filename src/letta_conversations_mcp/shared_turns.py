@@ -89,8 +89,6 @@ class TurnSharing:
             return
         try:
             await self.coordinator.save_turn(self.record_of(turn))
-            if turn.state in ("completed", "failed", "cancelled"):
-                await self.coordinator.publish("turn", turn_id=turn.turn_id, state=turn.state)
         except CoordinationUnavailable as exc:
             log.warning("could not record turn %s: %s", turn.turn_id, exc.message)
 
