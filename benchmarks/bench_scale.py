@@ -41,6 +41,8 @@ class Row:
     rss_mib: list[float]
     server_cpu: float
     machine_busy: float
+    client_cpu: float
+    helpers_cpu: float
 
     @property
     def cpu_ms_per_send(self) -> float:
@@ -70,6 +72,15 @@ def machine_cpu() -> tuple[float, float]:
         values = [int(v) for v in stat.readline().split()[1:]]
     idle = values[3] + values[4]
     return float(sum(values) - idle), float(sum(values))
+
+
+def children() -> list[int]:
+    """Our direct child processes (the Letta double, HAProxy, Valkey, the servers)."""
+    found: list[int] = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as listing:
+            found.extend(int(pid) for pid in listing.read().split())
+    return found
 
 
 def cpu_seconds(pid: int) -> float:
@@ -158,15 +169,20 @@ def measure(label: str, processes: int, coordinate: bool, args: argparse.Namespa
                 return await through_cluster(cluster.url, args.callers, args.messages)
 
         pids = [p.pid for p in cluster.servers if p is not None]
+        helpers = [pid for pid in children() if pid not in pids]
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        helpers_before = sum(cpu_seconds(pid) for pid in helpers)
+        client_before = time.process_time()
         busy_before, total_before = machine_cpu()
         latencies, errors, wall = anyio.run(bounded)
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        client = time.process_time() - client_before
+        helpers_cpu = sum(cpu_seconds(pid) for pid in helpers) - helpers_before
         busy_after, total_after = machine_cpu()
         busy = (busy_after - busy_before) / max(1.0, total_after - total_before)
         rss = [rss_mib(pid) for pid in pids]
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
-    return Row(label, processes, len(latencies), errors, wall, p50, p95, rss, cpu, busy)
+    return Row(label, processes, len(latencies), errors, wall, p50, p95, rss, cpu, busy, client, helpers_cpu)
 
 
 def main() -> None:
@@ -215,6 +231,14 @@ def main() -> None:
         ratio = two.throughput / base.throughput
         verdict = "met" if ratio >= 1.5 else "NOT met"
         print(f"\nGoal 2 processes >= 1.5x the throughput of 1: {ratio:.2f}x ({verdict})")
+    print("\nWhere the CPU went during each row (core-seconds; the machine offers 2 per second of wall time):")
+    for row in rows:
+        ours = row.server_cpu + row.client_cpu + row.helpers_cpu
+        total = row.machine_busy * row.wall * (os.cpu_count() or 1)
+        print(
+            f"  {row.label:<26} servers {row.server_cpu:5.1f}  load generator {row.client_cpu:5.1f}  "
+            f"double+HAProxy+Valkey {row.helpers_cpu:5.1f}  rest of the machine {max(0.0, total - ours):5.1f}"
+        )
     load = os.getloadavg()[0]
     print(f"load average during the run: {load:.1f} on {os.cpu_count()} cores (other work on the machine skews rows)")
     print(f"median server CPU per send: {statistics.median([r.cpu_ms_per_send for r in rows]):.1f} ms")

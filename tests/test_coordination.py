@@ -383,3 +383,14 @@ async def test_valkey_restart_mid_turn_restores_the_holder_and_its_record(valkey
         await one.release(held)
         with anyio.fail_after(3):
             await two.wait_turn(waiting)
+
+
+async def test_messages_name_the_store_without_its_password() -> None:
+    coordinator = ValkeyCoordinator("redis://:s3cret-valkey-pass@127.0.0.1:1/0")
+    try:
+        with pytest.raises(CoordinationUnavailable) as caught:
+            await coordinator.enqueue(KEY, "turn-1")
+    finally:
+        await coordinator.client.aclose()
+    assert "127.0.0.1:1" in caught.value.message and "s3cret" not in caught.value.message
+    assert "s3cret" not in coordinator.describe()

@@ -213,3 +213,24 @@ def test_blank_values_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.api_key is None and settings.agent_id is None and settings.base_url is None
     assert settings.auth_tokens is None and settings.secrets() == []
+
+
+def test_redis_url_from_environment_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().redis_url_value() is None
+    monkeypatch.setenv("LETTA_MCP_REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert Settings().redis_url_value() == "redis://127.0.0.1:6379/0"
+    assert cli("--redis-url", "redis://valkey:6380/1").redis_url_value() == "redis://valkey:6380/1"
+    assert cli("--redis-url", "valkey://valkey:6380/1").redis_url_value() == "redis://valkey:6380/1"
+    monkeypatch.setenv("LETTA_MCP_REDIS_URL", "  ")
+    assert Settings().redis_url_value() is None
+
+
+def test_a_redis_url_must_name_its_scheme() -> None:
+    with pytest.raises(ValidationError, match=r"must start with redis://, rediss:// or unix://"):
+        cli("--redis-url", "valkey-host:6379")
+
+
+def test_the_redis_password_is_a_secret_and_never_shown() -> None:
+    settings = cli("--redis-url", "redis://:s3cret-valkey-pass@valkey:6379/0")
+    assert "s3cret-valkey-pass" in settings.secrets()
+    assert "s3cret-valkey-pass" not in repr(settings) and "s3cret-valkey-pass" not in str(settings.model_dump())
