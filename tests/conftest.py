@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.letta_fake import LettaDouble
+from letta_conversations_mcp.localstack.double import LettaDouble
 
 
 @pytest.fixture

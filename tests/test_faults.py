@@ -14,8 +14,8 @@ import anyio
 import pytest
 from mcp import Client
 
+from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.server import build_server
-from tests.letta_fake import LettaDouble
 from tests.test_tools import SECRET, call, call_error, make_settings, text_of
 
 pytestmark = pytest.mark.anyio
