@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -18,42 +17,23 @@ from .streams import TurnRoutes
 
 
 class LettaDouble(Store):
-    """In-memory Letta 0.16.8 over HTTP, with faults injected on demand and every request logged."""
+    """In-memory Letta 0.16.8 over HTTP, with faults injected on demand and every request logged.
+
+    ``fail_next``, ``cut_next``, ``malformed_next`` and ``delay_next`` are those of ``Faults``.
+    """
 
     def __init__(self, *, ping_interval: float = 0.2, conflicts: bool = True) -> None:
         super().__init__(ping_interval=ping_interval, conflicts=conflicts)
         self.faults = Faults()
+        self.fail_next = self.faults.fail_next
+        self.cut_next = self.faults.cut_next
+        self.malformed_next = self.faults.malformed_next
+        self.delay_next = self.faults.delay_next
         routes = [*AgentRoutes(self, self.faults).routes(), *TurnRoutes(self, self.faults).routes()]
         self.app = Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-
-    # -- faults ----------------------------------------------------------------------------------
-    def fail_next(
-        self,
-        method: str,
-        path: str,
-        status: int,
-        body: Any = None,
-        *,
-        headers: dict[str, str] | None = None,
-        times: int = 1,
-    ) -> None:
-        """The next ``times`` requests matching method and path regex get this status and body."""
-        self.faults.fail_next(method, path, status, body, headers=headers, times=times)
-
-    def cut_next(self, frames: int, *, store: bool = True, path: str = r"/messages$") -> None:
-        """The next send stream is cut after ``frames`` frames; with ``store`` the message was stored first."""
-        self.faults.cut_next(frames, store=store, path=path)
-
-    def malformed_next(self, path: str = r"/messages$") -> None:
-        """The next send stream's second frame is not JSON."""
-        self.faults.malformed_next(path)
-
-    def delay_next(self, method: str, path: str, seconds: float) -> None:
-        """The next matching request waits ``seconds`` before it is served."""
-        self.faults.delay_next(method, path, seconds)
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
