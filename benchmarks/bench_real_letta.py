@@ -16,6 +16,7 @@ are set (``letta-conversations-mcp stack up``), otherwise starts the local stack
 from __future__ import annotations
 
 import functools
+import json
 import os
 import statistics
 import sys
@@ -32,10 +33,10 @@ from referencing import Registry
 from letta_conversations_mcp.models import MessagePage
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _side_by_side import direct_send, row, side_by_side, timed
+from _side_by_side import Pair, direct_send, row, side_by_side, timed
 
 LIST_ROUNDS = 40
-SEND_ROUNDS = 20
+SEND_ROUNDS = 30
 PAGE = 50
 
 
@@ -52,8 +53,20 @@ def letta() -> Iterator[tuple[str, str]]:
         yield stack.base_url, stack.agent_id
 
 
+async def send_both(pair: Pair, samples: dict[str, list[float]], text: str, *, ours_first: bool) -> None:
+    """One send through our server and one direct, in the given order (alternated across rounds)."""
+    direct = functools.partial(direct_send, pair.direct, pair.theirs, text)
+    if not ours_first:
+        await timed(samples["send_direct"], direct)
+    sending = {"conversation_id": pair.ours, "message": text}
+    result = await timed(samples["send_mcp"], functools.partial(pair.client.call_tool, "send_message", sending))
+    assert not result.is_error and result.structured_content["reply"] == f"echo: {text}"
+    if ours_first:
+        await timed(samples["send_direct"], direct)
+
+
 async def measure(base_url: str, agent_id: str) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    samples: dict[str, list[float]] = {k: [] for k in ("list_direct", "list_mcp", "send_direct", "send_mcp")}
+    samples: dict[str, list[float]] = {k: [] for k in ("list_direct", "list_mcp", "ping", "send_direct", "send_mcp")}
     async with side_by_side(base_url, agent_id) as pair:
         client, direct = pair.client, pair.direct
         page_cid = (await direct.conversations.create(agent_id=agent_id)).id
@@ -68,12 +81,9 @@ async def measure(base_url: str, agent_id: str) -> tuple[dict[str, list[float]],
             result = await timed(samples["list_mcp"], functools.partial(client.call_tool, "list_messages", listing))
             assert not result.is_error and len(result.structured_content["messages"]) == PAGE
             page = result.structured_content
+            await timed(samples["ping"], client.list_resource_templates)
         for i in range(SEND_ROUNDS):
-            text = f"hello {i}"
-            await timed(samples["send_direct"], functools.partial(direct_send, direct, pair.theirs, text))
-            sending = {"conversation_id": pair.ours, "message": text}
-            result = await timed(samples["send_mcp"], functools.partial(client.call_tool, "send_message", sending))
-            assert not result.is_error and result.structured_content["reply"] == f"echo: {text}"
+            await send_both(pair, samples, f"hello {i}", ours_first=i % 2 == 1)
         published = next(t for t in (await client.list_tools()).tools if t.name == "list_messages").output_schema
     return samples, {"published": published, "page": page}
 
@@ -105,6 +115,11 @@ def main() -> None:
     print(f"{'call':34} {'direct ms':>9} {'ours ms':>9} {'added':>9} {'ratio':>8}  target")
     print(row(f"list_messages(limit={PAGE})", samples["list_direct"], samples["list_mcp"], 1.10))
     print(row("send_message (background=True)", samples["send_direct"], samples["send_mcp"], 1.02))
+    size = len(json.dumps(seen["page"]))
+    print(
+        f"of the list's added time: a request the server answers without Letta (resources/templates/list) takes {statistics.median(samples['ping']) * 1000:.2f} ms; "
+        f"the structured result is {size / 1024:.0f} KiB (plus its text rendering)"
+    )
     flat, default = check_time(seen["published"], seen["page"]), check_time(pydantic_default(MessagePage), seen["page"])
     print(f"\nclient-side outputSchema check of that {PAGE}-message result (median of 30)")
     print(f"{'pydantic default schema ($ref, anyOf)':40} {default * 1000:>7.2f} ms")
