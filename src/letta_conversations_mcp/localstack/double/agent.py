@@ -48,8 +48,9 @@ class Turn:
         self.store.keep(self.run.conversation_key, message)
 
     async def play(self) -> None:
+        """Run the turn: a ping, the script's wait, then failure, cancellation, or a reply (after a tool call)."""
         run = self.run
-        self.run.push(self.frame("ping", id=f"ping-{uuid.uuid4()}", step_id=None, otid=None, date=message_date()))
+        run.push(self.frame("ping", id=f"ping-{uuid.uuid4()}", step_id=None, otid=None, date=message_date()))
         try:
             plan = script.plan(self.text, TOOLS)
             await self.wait(plan.delay)
