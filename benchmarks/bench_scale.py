@@ -19,12 +19,11 @@ import time
 from dataclasses import dataclass
 
 import anyio
-import httpx
 from letta_client import AsyncLetta
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _double import letta_double
-from _mcp_raw import ToolFailed, call_tool
+from _mcp_raw import RawCaller, ToolFailed
 
 from letta_conversations_mcp.localstack.cluster import ServerCluster
 
@@ -93,43 +92,44 @@ def cpu_seconds(pid: int) -> float:
 async def through_cluster(url: str, callers: int, messages: int) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=callers + 10, max_keepalive_connections=callers + 10)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        # open every caller's conversation first, so the timed part is sends only
-        cids: dict[int, str] = {}
+    clients = [RawCaller(url) for _ in range(callers)]
+    # open every caller's conversation first, so the timed part is sends only
+    cids: dict[int, str] = {}
 
-        async def open_one(i: int) -> None:
-            nonlocal errors
+    async def open_one(i: int) -> None:
+        nonlocal errors
+        try:
+            cids[i] = (await clients[i].call_tool("open_conversation", {"key": f"caller-{i}"}))["id"]
+        except (ToolFailed, OSError, ValueError) as exc:
+            print(f"open {i}: {exc}", file=sys.stderr)
+            errors += 1
+
+    async with anyio.create_task_group() as tg:
+        for i in range(callers):
+            tg.start_soon(open_one, i)
+
+    async def caller(i: int) -> None:
+        nonlocal errors
+        for n in range(messages):
+            start = time.perf_counter()
             try:
-                cids[i] = (await call_tool(client, url, "open_conversation", {"key": f"caller-{i}"}))["id"]
-            except (ToolFailed, httpx.HTTPError) as exc:
-                print(f"open {i}: {exc}", file=sys.stderr)
-                errors += 1
-
-        async with anyio.create_task_group() as tg:
-            for i in range(callers):
-                tg.start_soon(open_one, i)
-
-        async def caller(i: int) -> None:
-            nonlocal errors
-            for n in range(messages):
-                start = time.perf_counter()
-                try:
-                    sent = await call_tool(
-                        client, url, "send_message", {"conversation_id": cids[i], "message": f"c{i} m{n}"}
-                    )
-                    if sent.get("reply") != f"echo: c{i} m{n}":
-                        errors += 1
-                except (ToolFailed, httpx.HTTPError, KeyError) as exc:
-                    print(f"caller {i}: {exc}", file=sys.stderr)
+                sent = await clients[i].call_tool("send_message", {"conversation_id": cids[i], "message": f"c{i} m{n}"})
+                if sent.get("reply") != f"echo: c{i} m{n}":
                     errors += 1
-                latencies.append(time.perf_counter() - start)
+            except (ToolFailed, OSError, ValueError, KeyError) as exc:
+                print(f"caller {i}: {exc}", file=sys.stderr)
+                errors += 1
+            latencies.append(time.perf_counter() - start)
 
-        started = time.perf_counter()
+    started = time.perf_counter()
+    try:
         async with anyio.create_task_group() as tg:
             for i in range(callers):
                 tg.start_soon(caller, i)
         return latencies, errors, time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def direct(base_url: str, agent_id: str, callers: int, messages: int) -> list[float]:
