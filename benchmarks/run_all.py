@@ -14,6 +14,7 @@ SCRIPTS = [
     ("overhead against the real local Letta (starts the local Letta stack)", ["bench_real_letta.py"]),
     ("transcript resource", ["bench_transcript.py"]),
     ("HTTP load (100 callers)", ["load_http.py"]),
+    ("scale-out: 1, 2, 3 processes behind HAProxy + Valkey (200 callers)", ["bench_scale.py"]),
     ("vs PyPI letta-mcp-server (starts the local Letta stack)", ["bench_vs_letta_mcp_server.py"]),
 ]
 

@@ -144,8 +144,9 @@ def attachable(record: TurnRecord, now: float, *, window: float = RESEND_WINDOW_
     - The earlier turn is still queued or running: yes. The earlier send is still being carried
       out (possibly by a process that has since died; another process adopts it), so sending the
       text again would store it twice.
-    - It completed but its reply never reached the caller (the process answering died first), and
-      it finished at most ``window`` seconds ago: yes, the re-send gets that reply.
+    - It completed but its reply never reached a caller (no caller was waiting on it when it
+      finished, and none has read its result since, e.g. the process answering died first), and it
+      finished at most ``window`` seconds ago: yes, the re-send gets that reply.
     - Otherwise (reply delivered, failed, cancelled, or older): no, it is a new message. A caller
       that really means to say the same thing twice does so after reading the first reply.
     """

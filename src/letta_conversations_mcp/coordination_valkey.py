@@ -100,6 +100,15 @@ redis.call('EXPIRE', KEYS[3], ARGV[2])
 return false
 """
 
+# KEYS: queue, lease, channel. ARGV: member, the 'released' event. Leaves the queue; wakes the other
+# processes only when someone is still waiting.
+_RELEASE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('PUBLISH', KEYS[3], ARGV[2]) end
+return 0
+"""
+
 # KEYS: record. Marks it delivered if it still exists.
 _DELIVERED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'delivered', '1') end
@@ -159,6 +168,7 @@ class ValkeyCoordinator(Coordinator):
         self._adopt = self.client.register_script(_ADOPT)
         self._claim = self.client.register_script(_CLAIM)
         self._delivered = self.client.register_script(_DELIVERED)
+        self._release = self.client.register_script(_RELEASE)
         self._unlock = self.client.register_script(_UNLOCK)
         self._tickets: dict[tuple[str, str], Ticket] = {}
         #: The position each new ticket saw when it joined (spares wait_turn its first round trip).
@@ -269,11 +279,10 @@ class ValkeyCoordinator(Coordinator):
         ticket.holding = False
         self._wake(ticket.key)
         with self._guard():
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrem(P + f"q:{ticket.key}", ticket.member)
-                pipe.delete(self._live(ticket.key, ticket.member))
-                pipe.publish(CHANNEL, Event("released", {"key": ticket.key}, self.process_id).dumps())
-                await pipe.execute()
+            await self._release(
+                keys=[P + f"q:{ticket.key}", self._live(ticket.key, ticket.member), CHANNEL],
+                args=[ticket.member, Event("released", {"key": ticket.key}, self.process_id).dumps()],
+            )
 
     def _wake(self, key: str) -> None:
         wakeup = self._wakeups.pop(key, None)
@@ -302,7 +311,7 @@ class ValkeyCoordinator(Coordinator):
         else:
             self._own.pop(record.turn_id, None)
         with self._guard():
-            async with self.client.pipeline(transaction=True) as pipe:
+            async with self.client.pipeline(transaction=False) as pipe:
                 self._queue_record(pipe, record)
                 await pipe.execute()
 

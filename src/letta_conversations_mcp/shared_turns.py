@@ -72,7 +72,7 @@ class TurnSharing:
             agent_id=turn.agent_id,
             key=conversation_key(turn.conversation_id, turn.agent_id),
             caller=turn.caller,
-            text_hash=text_hash(turn.text),
+            text_hash=turn.digest or text_hash(turn.text),
             owner=self.coordinator.process_id,
             state=turn.state,
             run_id=turn.run_id,
@@ -94,6 +94,8 @@ class TurnSharing:
 
     async def delivered(self, turn: Turn) -> None:
         """The turn's final result went to a caller: identical re-sends are new messages from now on."""
+        if turn.delivered:  # recorded with the final state already
+            return
         turn.delivered = True
         try:
             await self.coordinator.mark_delivered(turn.turn_id)
@@ -164,7 +166,7 @@ class TurnSharing:
                 self._apply(turn, record)
                 if record.finished:
                     return
-                if await self._orphaned(record) and await self.coordinator.adopt(record.turn_id, record.owner):
+                if await self._orphaned(record) and await self._adopt(record):
                     turn.watching = False
                     await self._take_over(turn, record)
                     return
@@ -181,6 +183,12 @@ class TurnSharing:
         finally:
             if turn.watching:
                 self._close_watch(turn)
+
+    async def _adopt(self, record: TurnRecord) -> bool:
+        """Become the turn's owner; a record this process owns but lost (a failed start) is ours already."""
+        if record.owner == self.coordinator.process_id:
+            return True
+        return await self.coordinator.adopt(record.turn_id, record.owner)
 
     async def _orphaned(self, record: TurnRecord) -> bool:
         if record.owner == self.coordinator.process_id:
