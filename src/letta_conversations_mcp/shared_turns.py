@@ -84,8 +84,11 @@ class TurnSharing:
         )
 
     async def _save(self, turn: Turn) -> None:
-        """Publish the turn's state; a store hiccup must not fail a turn Letta is running."""
-        if turn.watching:
+        """Publish the turn's state; a store hiccup must not fail a turn Letta is running.
+
+        Only with a shared coordinator: one process reads its own turns from memory.
+        """
+        if turn.watching or not self.coordinator.shared:
             return
         try:
             await self.coordinator.save_turn(self.record_of(turn))

@@ -192,7 +192,7 @@ class TurnManager(TurnSharing):
             aggregator=TurnAggregator(max_chars=self.max_chars),
             caller=caller,
         )
-        earlier = await self.coordinator.claim_send(self.record_of(turn))
+        earlier = await self.coordinator.claim_send(self.record_of(turn)) if self.coordinator.shared else None
         if earlier is not None:
             log.info("identical re-send joins turn %s instead of sending again", earlier.turn_id)
             return self.attach(earlier, text=text)
