@@ -228,17 +228,6 @@ class Coordinator(ABC):
     async def release(self, ticket: Ticket) -> None:
         """Leave the queue (whether holding the slot or still waiting); the next ticket may go."""
 
-    @contextlib.asynccontextmanager
-    async def slot(self, key: str, member: str) -> AsyncIterator[Ticket]:
-        """Enqueue, wait for the head, hold it for the block, release (also on cancellation)."""
-        ticket = await self.enqueue(key, member)
-        try:
-            await self.wait_turn(ticket)
-            yield ticket
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.release(ticket)
-
     # -- turn records ----------------------------------------------------------------------------
     @abstractmethod
     async def save_turn(self, record: TurnRecord) -> None:
