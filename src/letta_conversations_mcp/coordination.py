@@ -225,8 +225,11 @@ class Coordinator(ABC):
         """How many tickets are ahead of this one now."""
 
     @abstractmethod
-    async def release(self, ticket: Ticket) -> None:
-        """Leave the queue (whether holding the slot or still waiting); the next ticket may go."""
+    async def release(self, ticket: Ticket, record: TurnRecord | None = None) -> None:
+        """Leave the queue (whether holding the slot or still waiting); the next ticket may go.
+
+        ``record``: the turn's final record, saved in the same round trip (see ``save_turn``).
+        """
 
     # -- turn records ----------------------------------------------------------------------------
     @abstractmethod
@@ -343,7 +346,9 @@ class InProcessCoordinator(Coordinator):
         queue = self._queues.get(ticket.key, deque())
         return queue.index(ticket) if ticket in queue else 0
 
-    async def release(self, ticket: Ticket) -> None:
+    async def release(self, ticket: Ticket, record: TurnRecord | None = None) -> None:
+        if record is not None:
+            await self.save_turn(record)
         queue = self._queues.get(ticket.key)
         if queue is not None and ticket in queue:
             queue.remove(ticket)

@@ -273,16 +273,22 @@ class ValkeyCoordinator(Coordinator):
             return 0
         return await self._position(ticket)
 
-    async def release(self, ticket: Ticket) -> None:
+    async def release(self, ticket: Ticket, record: TurnRecord | None = None) -> None:
         self._tickets.pop((ticket.key, ticket.member), None)
         self._first_look.pop((ticket.key, ticket.member), None)
         ticket.holding = False
         self._wake(ticket.key)
         with self._guard():
-            await self._release(
-                keys=[P + f"q:{ticket.key}", self._live(ticket.key, ticket.member), CHANNEL],
-                args=[ticket.member, Event("released", {"key": ticket.key}, self.process_id).dumps()],
-            )
+            async with self.client.pipeline(transaction=False) as pipe:
+                await self._release(
+                    keys=[P + f"q:{ticket.key}", self._live(ticket.key, ticket.member), CHANNEL],
+                    args=[ticket.member, Event("released", {"key": ticket.key}, self.process_id).dumps()],
+                    client=pipe,
+                )
+                if record is not None:
+                    self._note_own(record)
+                    self._queue_record(pipe, record)
+                await pipe.execute()
 
     def _wake(self, key: str) -> None:
         wakeup = self._wakeups.pop(key, None)
@@ -299,17 +305,24 @@ class ValkeyCoordinator(Coordinator):
         active = P + f"active:{record.key}"
         if record.finished:
             pipe.srem(active, record.turn_id)
-            event = Event("turn", {"turn_id": record.turn_id, "state": record.state}, self.process_id)
+            data = {"turn_id": record.turn_id, "state": record.state, "conversation_id": record.conversation_id}
+            if record.agent_id:
+                data["agent_id"] = record.agent_id
+            event = Event("turn", data, self.process_id)
             pipe.publish(CHANNEL, event.dumps())
         else:
             pipe.sadd(active, record.turn_id)
             pipe.expire(active, RECORD_TTL_SECONDS)
 
-    async def save_turn(self, record: TurnRecord) -> None:
+    def _note_own(self, record: TurnRecord) -> None:
+        """Remember this process's unfinished records (written back after a store restart)."""
         if record.owner == self.process_id and not record.finished:
             self._own[record.turn_id] = record
         else:
             self._own.pop(record.turn_id, None)
+
+    async def save_turn(self, record: TurnRecord) -> None:
+        self._note_own(record)
         with self._guard():
             async with self.client.pipeline(transaction=False) as pipe:
                 self._queue_record(pipe, record)

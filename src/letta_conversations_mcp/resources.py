@@ -18,7 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.subscriptions import ResourceUpdated
 
 from . import validation
-from .coordination import CoordinationUnavailable, Event
+from .coordination import Event
 from .models import transcript_uri
 from .state import AppState, app_state
 from .transcripts import MessageView, message_view, render_json, render_markdown, render_memory, view_size
@@ -150,27 +150,25 @@ async def _transcript_page(
 
 # -- change notifications --------------------------------------------------------------------
 async def notify_transcript(server: MCPServer[Any], state: AppState, turn: Turn) -> None:
-    """Tell subscribers, on this process and (through the coordinator) every other, that the
-    transcripts of the turn's conversation changed."""
-    uris = sorted(
-        {
-            transcript_uri(turn.conversation_id, turn.agent_id, fmt="md"),
-            transcript_uri(turn.conversation_id, turn.agent_id, fmt="json"),
-        }
-    )
-    for uri in uris:
+    """Tell this process's subscribers that the transcripts of the turn's conversation changed.
+
+    The other processes learn it from the coordinator's ``turn`` event, which the turn's final
+    record write publishes (``relay``).
+    """
+    for uri in _transcript_uris(turn.conversation_id, turn.agent_id):
         await _notify_here(server, state, uri)
-    try:
-        await state.coordinator.publish("resource_updated", uris=" ".join(uris))
-    except CoordinationUnavailable as exc:
-        log.warning("transcript update not relayed to other processes: %s", exc.message)
 
 
 async def relay(server: MCPServer[Any], state: AppState, event: Event) -> None:
-    """Updates another process published: tell this process's subscribers."""
-    if event.kind == "resource_updated":
-        for uri in event.data.get("uris", "").split():
+    """A turn finished in another process: tell this process's subscribers of its transcripts."""
+    conversation_id = event.data.get("conversation_id")
+    if event.kind == "turn" and conversation_id:
+        for uri in _transcript_uris(conversation_id, event.data.get("agent_id")):
             await _notify_here(server, state, uri)
+
+
+def _transcript_uris(conversation_id: str, agent_id: str | None) -> list[str]:
+    return sorted({transcript_uri(conversation_id, agent_id, fmt=fmt) for fmt in ("md", "json")})
 
 
 async def _notify_here(server: MCPServer[Any], state: AppState, uri: str) -> None:

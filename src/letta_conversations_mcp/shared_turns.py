@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from .coordination import CoordinationUnavailable, Coordinator, Event, TurnRecord, conversation_key, text_hash
+from .coordination import (
+    CoordinationUnavailable,
+    Coordinator,
+    Event,
+    Ticket,
+    TurnRecord,
+    conversation_key,
+    text_hash,
+)
 from .errors import DeliveryUnknown, LettaRequestError, StreamBroken
 from .streaming import TurnResult
 
@@ -48,7 +56,7 @@ class TurnSharing:
     def _new_turn(self, record: TurnRecord, text: str) -> Turn:
         raise NotImplementedError
 
-    async def _finish(self, turn: Turn) -> None:
+    async def _finish(self, turn: Turn, ticket: Ticket | None = None) -> None:
         raise NotImplementedError
 
     async def _follow_run(self, turn: Turn, background: bool) -> None:
@@ -83,15 +91,18 @@ class TurnSharing:
             error=turn.error.message if turn.error is not None else None,
         )
 
-    async def _save(self, turn: Turn) -> None:
-        """Publish the turn's state; a store hiccup must not fail a turn Letta is running.
+    async def _save(self, turn: Turn, ticket: Ticket | None = None) -> None:
+        """Publish the turn's state (and leave the queue with ``ticket``, in the same round trip).
 
-        Only with a shared coordinator: one process reads its own turns from memory.
+        A store hiccup must not fail a turn Letta is running: it is logged. Records are written only
+        with a shared coordinator: one process reads its own turns from memory.
         """
-        if turn.watching or not self.coordinator.shared:
-            return
+        record = self.record_of(turn) if self.coordinator.shared and not turn.watching else None
         try:
-            await self.coordinator.save_turn(self.record_of(turn))
+            if ticket is not None:
+                await self.coordinator.release(ticket, record)
+            elif record is not None:
+                await self.coordinator.save_turn(record)
         except CoordinationUnavailable as exc:
             log.warning("could not record turn %s: %s", turn.turn_id, exc.message)
 

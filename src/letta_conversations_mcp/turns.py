@@ -353,19 +353,20 @@ class TurnManager(TurnSharing):
             stopping = True
             raise
         finally:
+            turn.ticket = None
             with anyio.CancelScope(shield=True):
-                try:
-                    await self.coordinator.release(ticket)
-                except CoordinationUnavailable as exc:  # its lease expires by itself
-                    log.warning("could not release the queue place of turn %s: %s", turn.turn_id, exc.message)
-                turn.ticket = None
                 if stopping and turn.state not in FINISHED:
+                    try:
+                        await self.coordinator.release(ticket)
+                    except CoordinationUnavailable as exc:  # its lease expires by itself
+                        log.warning("could not release the queue place of turn %s: %s", turn.turn_id, exc.message)
                     turn.done.set()
                 else:
-                    await self._finish(turn)
+                    await self._finish(turn, ticket)
 
-    async def _finish(self, turn: Turn) -> None:
-        """Settle the final state, record it (shared), then wake waiters and tell the listeners."""
+    async def _finish(self, turn: Turn, ticket: Ticket | None = None) -> None:
+        """Settle the final state, record it (shared) while leaving the queue with ``ticket``, then
+        wake waiters and tell the listeners."""
         if turn.state not in FINISHED:
             turn.state = "failed" if turn.error or turn.aggregator.error else "completed"
         if turn.aggregator.stop_reason == "cancelled":
@@ -374,7 +375,7 @@ class TurnManager(TurnSharing):
         # the record says delivered already (one store round trip less per turn).
         turn.delivered = turn.delivered or bool(turn.listeners)
         with anyio.CancelScope(shield=True):
-            await self._save(turn)
+            await self._save(turn, ticket)
         turn.emit(Progress("turn finished"))
         turn.done.set()
         for callback in self.on_finished:
