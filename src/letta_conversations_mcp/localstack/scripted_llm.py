@@ -6,6 +6,8 @@ Deterministic replies chosen by the last user message, so tests can ask for beha
 - ``SLOW <seconds> …``: wait that long first (Letta sends keep-alive pings meanwhile)
 - ``FAIL …``: HTTP 500, as a provider outage
 - ``REMEMBER <fact>``: call ``memory_insert`` on the ``human`` block, then answer ``noted: <fact>``
+- ``REMEMBER_EACH <fact> | <fact> …``: one ``memory_insert`` call per fact, all in one step (parallel
+  tool calls), then answer ``noted: <facts>``
 - ``TOOL <name> <json arguments>``: call that tool, then answer ``tool said: <result>``
 
 Serves ``GET /v1/models``, ``POST /v1/chat/completions`` (streaming and not) and
@@ -65,7 +67,7 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
     tools = {t.get("function", {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
     if last.get("role") == "tool":
         result = _text(last.get("content"))
-        if head == "REMEMBER":
+        if head in ("REMEMBER", "REMEMBER_EACH"):
             return {
                 "delay": 0.0,
                 "fail": False,
@@ -85,10 +87,28 @@ def plan(body: dict[str, Any]) -> dict[str, Any]:
         fact = last_user.split(" ", 1)[1] if " " in last_user else ""
         call = {"name": "memory_insert", "arguments": json.dumps({"label": "human", "new_string": fact})}
         return {"delay": delay, "fail": False, "content": None, "tool_call": call}
+    if head == "REMEMBER_EACH" and "memory_insert" in tools:
+        facts = [f.strip() for f in (last_user.split(" ", 1)[1] if " " in last_user else "").split("|") if f.strip()]
+        calls = [
+            {"name": "memory_insert", "arguments": json.dumps({"label": "human", "new_string": fact})} for fact in facts
+        ]
+        return {
+            "delay": delay,
+            "fail": False,
+            "content": None,
+            "tool_call": calls[0] if calls else None,
+            "more": calls[1:],
+        }
     if head == "TOOL" and len(words) > 1 and words[1] in tools:
         arguments = last_user.split(" ", 2)[2] if len(words) > 2 else "{}"
         return {"delay": delay, "fail": False, "content": None, "tool_call": {"name": words[1], "arguments": arguments}}
     return {"delay": delay, "fail": False, "content": f"echo: {last_user}", "tool_call": None}
+
+
+def _tool_calls(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The answer's tool calls in order: ``tool_call`` plus any ``more`` (parallel calls in one step)."""
+    first = answer.get("tool_call")
+    return [first, *(answer.get("more") or [])] if first else []
 
 
 def _usage() -> dict[str, int]:
@@ -100,7 +120,8 @@ def _completion(answer: dict[str, Any]) -> dict[str, Any]:
     finish = "stop"
     if answer["tool_call"]:
         message["tool_calls"] = [
-            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": answer["tool_call"]}
+            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": call}
+            for call in _tool_calls(answer)
         ]
         finish = "tool_calls"
     return {
@@ -127,20 +148,20 @@ async def _chunks(answer: dict[str, Any], include_usage: bool) -> AsyncIterator[
 
     yield chunk({"role": "assistant", "content": ""})
     if answer["tool_call"]:
-        call = answer["tool_call"]
-        yield chunk(
-            {
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": f"call_{uuid.uuid4().hex[:12]}",
-                        "type": "function",
-                        "function": {"name": call["name"], "arguments": ""},
-                    }
-                ]
-            }
-        )
-        yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["arguments"]}}]})
+        for index, call in enumerate(_tool_calls(answer)):
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": f"call_{uuid.uuid4().hex[:12]}",
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": call["arguments"]}}]})
         yield chunk({}, "tool_calls")
     else:
         words = str(answer["content"]).split(" ")
