@@ -88,6 +88,15 @@ class Settings(BaseSettings):
             "how many tools they show) (env LETTA_MCP_TOOLS)"
         ),
     )
+    approvals: Literal["ask", "deny", "approve"] = Field(
+        default="ask",
+        description=(
+            "Tool calls a Letta agent may make only with a human's approval. ask: the host's user answers a form "
+            "where the host supports it, elsewhere the calling model answers with respond_to_approval; deny: "
+            "refuse every call automatically; approve: run every call (trusted automation only) "
+            "(env LETTA_MCP_APPROVALS)"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level for stderr (env LETTA_MCP_LOG_LEVEL)"
     )
@@ -166,6 +175,16 @@ class Settings(BaseSettings):
         if self.api_key is not None:
             values.append(self.api_key.get_secret_value())
         return values
+
+    def startup_warnings(self) -> list[str]:
+        """Settings worth a warning in the log when the server starts."""
+        warnings: list[str] = []
+        if self.approvals == "approve":
+            warnings.append(
+                "LETTA_MCP_APPROVALS=approve: every tool call that needs a human's approval is approved "
+                "automatically, with nobody asked. Use it only for trusted automation"
+            )
+        return warnings
 
     @property
     def effective_base_url(self) -> str:

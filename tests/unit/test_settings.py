@@ -213,3 +213,31 @@ def test_blank_values_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.api_key is None and settings.agent_id is None and settings.base_url is None
     assert settings.auth_tokens is None and settings.secrets() == []
+
+
+# -- tool approvals ------------------------------------------------------------------------------------------
+
+
+def test_approvals_default_to_asking_and_warn_about_nothing() -> None:
+    settings = Settings()
+    assert settings.approvals == "ask" and settings.startup_warnings() == []
+
+
+def test_approvals_from_environment_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_MCP_APPROVALS", "deny")
+    assert Settings().approvals == "deny"
+    assert cli("--approvals", "approve").approvals == "approve", "the flag wins over the environment"
+    assert cli().approvals == "deny"
+
+
+def test_approve_policy_warns_at_start() -> None:
+    (warning,) = cli("--approvals", "approve").startup_warnings()
+    assert "LETTA_MCP_APPROVALS=approve" in warning and "trusted automation" in warning
+    assert cli("--approvals", "deny").startup_warnings() == []
+
+
+def test_unknown_approval_policy_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_MCP_APPROVALS", "maybe")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "approvals" in str(caught.value) and "'ask', 'deny' or 'approve'" in str(caught.value)
