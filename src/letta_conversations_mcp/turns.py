@@ -5,10 +5,14 @@ waiting loses nothing: ``send_message`` waits up to the budget and then hands ba
 and ``wait_for_reply`` picks the same turn up later. Delivery rules, in order of preference:
 
 1. A message is POSTed once, with retries off and a fresh ``otid``.
-2. If the connection breaks after the request went out, the turn is followed by its run id
-   (resuming a background run's stream, or polling the run and reading its messages).
+2. If the answer does not come back whole (the stream broke, or Letta failed with a server
+   error after the request went out), the turn is followed by its run id (resuming a background
+   run's stream, or polling the run and reading its messages).
 3. If no run id was seen, the conversation's recent history is searched for the ``otid``: found
-   means delivered (follow its run), absent means it never arrived and it is sent once more.
+   means delivered (follow its run). Absent after a broken stream means it never arrived and it
+   is sent once more; absent after a server error means Letta refused it, which is reported.
+
+The gateway raises typed failures (``errors.py``); this module decides on their types only.
 
 Tool approvals: a turn that stops with ``requires_approval`` is parked in state
 ``awaiting_approval`` (its task is over, the conversation lock is free, the turn stays findable by
@@ -31,13 +35,21 @@ from typing import Literal
 
 import anyio
 import anyio.abc
-import httpx
-import letta_client
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import approvals
 from .approvals import Decision, PendingCall, Policy
-from .errors import DeliveryUnknown, LettaRequestError, Target
+from .errors import (
+    BackgroundUnavailable,
+    Busy,
+    DeliveryUnknown,
+    LettaRequestError,
+    ServerFailed,
+    StreamBroken,
+    Target,
+    TurnFailed,
+    unexpected,
+)
 from .gateway import Frame, LettaGateway
 from .streaming import TurnAggregator, TurnResult
 from .validation import InvalidArgument
@@ -62,10 +74,9 @@ POLICY_ROUNDS = 10
 
 @dataclass
 class Progress:
-    """One progress note for the host: a monotonically growing count and a short message."""
+    """One progress note for the host (the host sees a growing count and this short message)."""
 
     message: str
-    final: bool = False
 
 
 @dataclass
@@ -151,7 +162,7 @@ class TurnManager:
         self._waiting: dict[str, int] = {}
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._by_run: dict[str, str] = {}
-        self.on_finished: list[Callable[[Turn], None]] = []
+        self.on_finished: list[Callable[[Turn], object]] = []
 
     # -- lookup ------------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn | None:
@@ -301,7 +312,7 @@ class TurnManager:
         except Exception as exc:  # the task must never take the task group down
             log.exception("turn %s failed unexpectedly", turn.turn_id)
             turn.state = "failed"
-            turn.error = self.gateway.translate(exc, Target("conversation", turn.conversation_id, "send the message"))
+            turn.error = unexpected(exc, Target("conversation", turn.conversation_id, "send the message"))
         finally:
             self._waiting[key] -= 1
             if not self._waiting[key]:
@@ -321,7 +332,7 @@ class TurnManager:
             self._settle_parked(turn)
         if turn.aggregator.stop_reason == "cancelled":
             turn.state = "cancelled"
-        turn.emit(Progress("turn finished", final=True))
+        turn.emit(Progress("turn finished"))
         turn.done.set()
         for callback in self.on_finished:
             try:
@@ -329,77 +340,71 @@ class TurnManager:
             except Exception:
                 log.exception("turn-finished callback failed")
 
-    async def _background(self) -> bool:
-        return self.gateway.background_supported is not False
-
     async def _deliver(self, turn: Turn) -> None:
-        target = Target("conversation", turn.conversation_id, "send the message")
-        attempts = 0
-        conflicts = 0
+        """Send the turn's message once and follow it to its end (the delivery rules above)."""
+        sends = conflicts = 0
         while True:
-            attempts += 1
-            background = await self._background()
+            sends += 1
+            background = self.gateway.background_supported is not False
             turn.state = "sending"
             try:
                 stream = self.gateway.stream_turn(
-                    turn.conversation_id,
-                    agent_id=turn.agent_id,
-                    text=turn.text,
-                    otid=turn.otid,
-                    background=background,
+                    turn.conversation_id, agent_id=turn.agent_id, text=turn.text, otid=turn.otid, background=background
                 )
                 await self._consume(turn, stream)
                 return
-            except letta_client.APIStatusError as exc:
-                if exc.status_code == 200:  # an `event: error` frame: the turn itself failed
-                    body = exc.body if isinstance(exc.body, dict) else {}
-                    turn.aggregator.record_error(str(body.get("message") or "the turn failed"), body.get("detail"))
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-                if background and self._is_no_background(exc) and self.gateway.background_supported is None:
-                    log.info("Letta has no background runs (no Redis); sending in the foreground from now on")
-                    self.gateway.background_supported = False
-                    if not await self._was_delivered(turn):
-                        continue
-                elif exc.status_code == 409 and conflicts < CONFLICT_WAITS:
-                    # A turn started outside this server is running: wait it out, then send (a 409
-                    # means Letta stored nothing, so sending again cannot duplicate).
-                    conflicts += 1
-                    await self._wait_out(turn, _conflicting_run(exc))
-                    attempts -= 1
-                    continue
-                elif exc.status_code >= 500 and await self._was_delivered(turn):
-                    # The server stored the message and then failed: follow what it did.
-                    pass
-                else:
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-            except (letta_client.APIConnectionError, httpx.TransportError, ValueError) as exc:
-                # ValueError: a frame that is not valid JSON (malformed SSE); the turn may be fine.
-                if _never_sent(exc):
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-                log.warning("stream of turn %s broke (%s); checking what Letta received", turn.turn_id, exc)
-            # Ambiguous: the request went out and the answer did not come back whole.
-            if turn.aggregator.done:
+            except TurnFailed as failure:
+                turn.aggregator.record_error(failure.reason, failure.detail)
+                turn.error = failure
                 return
-            if turn.run_id is None and not await self._was_delivered(turn):
-                if attempts >= 2:
-                    turn.error = DeliveryUnknown(
-                        "the connection to Letta broke twice before the message was stored; it was not "
-                        "delivered. Check that Letta is healthy, then send it again"
-                    )
+            except Busy as failure:
+                if conflicts >= CONFLICT_WAITS:
+                    turn.error = failure
                     return
-                log.info("turn %s was not stored by Letta; sending it again", turn.turn_id)
-                continue
-            if turn.run_id is None:
+                # A turn started outside this server is running: wait it out, then send (a 409
+                # means Letta stored nothing, so sending again cannot duplicate).
+                conflicts += 1
+                sends -= 1
+                await self._wait_out(turn, failure.run_id)
+            except (StreamBroken, ServerFailed) as failure:
+                log.warning("send of turn %s ended unclear (%s); checking what Letta received", turn.turn_id, failure)
+                if not await self._settle(turn, failure, background, sends):
+                    return
+            except LettaRequestError as failure:  # never sent, or refused: nothing was stored
+                turn.error = failure
+                return
+
+    async def _settle(self, turn: Turn, failure: StreamBroken | ServerFailed, background: bool, sends: int) -> bool:
+        """Finish a send whose answer did not come back whole; True when it must be sent again."""
+        if turn.aggregator.done:  # the stream carried the whole turn before it broke
+            return False
+        delivered = turn.run_id is not None or await self._was_delivered(turn, failure)
+        if isinstance(failure, BackgroundUnavailable) and self.gateway.background_supported is None:
+            log.info("Letta has no background runs (no Redis); sending in the foreground from now on")
+            self.gateway.background_supported = False
+            if not delivered:
+                return True
+        elif not delivered:
+            if isinstance(failure, ServerFailed):  # Letta answered: it refused the message
+                turn.error = failure
+                return False
+            if sends >= 2:
                 turn.error = DeliveryUnknown(
-                    "Letta stored the message but the connection broke before its run could be identified; "
-                    "read the reply with list_messages instead of sending it again"
+                    "the connection to Letta broke twice before the message was stored; it was not "
+                    "delivered. Check that Letta is healthy, then send it again"
                 )
-                return
-            await self._follow_run(turn, background)
-            return
+                return False
+            log.info("turn %s was not stored by Letta; sending it again", turn.turn_id)
+            return True
+        if turn.run_id is None:
+            turn.error = DeliveryUnknown(
+                f"{failure.what_happened} after the message was stored, before its run could be identified. "
+                "The message is in the conversation: do not send it again; read list_messages to see what the "
+                "agent did"
+            )
+            return False
+        await self._follow_run(turn, background, cause=failure)
+        return False
 
     async def _wait_out(self, turn: Turn, run_id: str | None) -> None:
         """Wait (bounded) for a run started elsewhere on this conversation to finish."""
@@ -416,11 +421,7 @@ class TurnManager:
                     return
             await anyio.sleep(RUN_POLL_SECONDS if run_id else 2.0)
 
-    @staticmethod
-    def _is_no_background(exc: letta_client.APIStatusError) -> bool:
-        return exc.status_code >= 500 and "redis" in str(exc.body).lower()
-
-    async def _was_delivered(self, turn: Turn) -> bool:
+    async def _was_delivered(self, turn: Turn, failure: StreamBroken | ServerFailed) -> bool:
         """Look for the turn's otid in the history; remember its run id when found."""
         try:
             recent = await self.gateway.list_messages(
@@ -432,8 +433,8 @@ class TurnManager:
             )
         except LettaRequestError as exc:
             raise DeliveryUnknown(
-                f"the connection broke after the message was sent, and checking whether Letta stored it failed: "
-                f"{exc.message}. Look at list_messages before sending it again"
+                f"{failure.what_happened} after the message was sent, and checking whether Letta stored it "
+                f"failed: {exc.message}. Look at list_messages before sending it again"
             ) from None
         for message in recent:
             if message.get("otid") == turn.otid:
@@ -459,8 +460,13 @@ class TurnManager:
             elif event.kind == "message":
                 turn.emit(Progress(_describe_frame(frame)))
 
-    async def _follow_run(self, turn: Turn, background: bool) -> None:
-        """Finish a turn whose stream broke: resume a background run, else poll it and read history."""
+    async def _follow_run(
+        self, turn: Turn, background: bool, *, cause: StreamBroken | ServerFailed | None = None
+    ) -> None:
+        """Finish a turn by its run: resume a background run's stream, else poll it and read history.
+
+        ``cause``: why the send's own answer did not come back whole, for the error if the run failed.
+        """
         run_id = turn.run_id
         assert run_id is not None
         turn.state = "running"
@@ -471,10 +477,10 @@ class TurnManager:
                     await self._consume(turn, self.gateway.resume_turn(run_id, starting_after=after))
                     if turn.aggregator.done or turn.aggregator.stop_reason:
                         return
-                except (letta_client.APIError, httpx.TransportError) as exc:
-                    log.warning("resuming run %s failed (attempt %d): %s", run_id, attempt + 1, exc)
+                except LettaRequestError as exc:
+                    log.warning("resuming run %s failed (attempt %d): %s", run_id, attempt + 1, exc.message)
                     await anyio.sleep(0.5 * (attempt + 1))
-        await self._poll_and_collect(turn, run_id)
+        await self._poll_and_collect(turn, run_id, cause)
 
     async def _follow_existing(self, turn: Turn, background: bool) -> None:
         try:
@@ -484,11 +490,11 @@ class TurnManager:
             turn.error = exc
         except Exception as exc:
             log.exception("following run %s failed", turn.run_id)
-            turn.error = self.gateway.translate(exc, Target("run", turn.run_id, "follow the run"))
+            turn.error = unexpected(exc, Target("run", turn.run_id, "follow the run"))
         finally:
             self._finish(turn)
 
-    async def _poll_and_collect(self, turn: Turn, run_id: str) -> None:
+    async def _poll_and_collect(self, turn: Turn, run_id: str, cause: StreamBroken | ServerFailed | None) -> None:
         """Wait for the run to end, then rebuild the turn from the messages stored under its run id."""
         while True:
             run = await self.gateway.get_run(run_id)
@@ -508,7 +514,11 @@ class TurnManager:
                 collected.feed(message)
         collected.stop_reason = run.get("stop_reason") or ("cancelled" if status == "cancelled" else None)
         if status == "failed" and not collected.error:
-            collected.record_error("the run failed inside Letta")
+            collected.record_error(
+                f"{cause.what_happened} after storing the message, and its run {run_id} failed"
+                if isinstance(cause, ServerFailed)
+                else "the run failed inside Letta"
+            )
         collected.done = True
         turn.aggregator = collected
 
@@ -583,17 +593,14 @@ class TurnManager:
     async def _send_decisions(self, turn: Turn, decisions: list[Decision]) -> None:
         """Send ONE approval message and feed the continued turn into the same aggregator.
 
-        Never sent twice: after a broken connection the conversation is checked, and the message is
-        sent again only when the calls are still pending (Letta did not store it).
+        Never sent twice: when the answer does not come back whole, the conversation is checked, and
+        the message is sent again only when the calls are still pending (Letta did not store it).
         """
-        target = Target("conversation", turn.conversation_id, "send the approval")
-        if turn.run_id:
-            self._by_run[turn.run_id] = turn.turn_id
         turn.aggregator.reopen()
         turn.aggregator.record_decisions(decisions)
-        turn.emit(Progress(f"sending the approval of {len(decisions)} tool call(s)"))
+        turn.emit(Progress(f"sending the answer for {len(decisions)} tool call(s)"))
         for _ in range(2):
-            background = await self._background()
+            background = self.gateway.background_supported is not False
             turn.state = "sending"
             try:
                 stream = self.gateway.stream_approval(
@@ -605,40 +612,43 @@ class TurnManager:
                 )
                 await self._consume(turn, stream)
                 return
-            except letta_client.APIStatusError as exc:
-                if exc.status_code == 200:  # the continued turn failed (or Letta refused the answer) in-stream
-                    body = exc.body if isinstance(exc.body, dict) else {}
-                    turn.aggregator.record_error(str(body.get("message") or "the turn failed"), body.get("detail"))
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-                if background and self._is_no_background(exc) and self.gateway.background_supported is None:
-                    self.gateway.background_supported = False
-                elif exc.status_code < 500:
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-            except (letta_client.APIConnectionError, httpx.TransportError, ValueError) as exc:
-                if _never_sent(exc):
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-                log.warning("approval stream of turn %s broke (%s); checking what Letta received", turn.turn_id, exc)
-            if turn.aggregator.done:
+            except TurnFailed as failure:  # the continued turn failed, or Letta refused the answer, in-stream
+                turn.aggregator.record_error(failure.reason, failure.detail)
+                turn.error = failure
                 return
-            if turn.run_id is None and not await self._approval_stored(turn, decisions):
-                continue
-            if turn.run_id is None:
-                turn.error = DeliveryUnknown(
-                    "Letta stored the approval but the connection broke before its run could be identified; "
-                    "read the rest of the turn with list_messages"
+            except (StreamBroken, ServerFailed) as failure:
+                log.warning(
+                    "approval of turn %s ended unclear (%s); checking what Letta received", turn.turn_id, failure
                 )
+                if turn.aggregator.done:
+                    return
+                stored = turn.run_id is not None or await self._approval_stored(turn, decisions, failure)
+                if isinstance(failure, BackgroundUnavailable) and self.gateway.background_supported is None:
+                    self.gateway.background_supported = False
+                elif not stored and isinstance(failure, ServerFailed):
+                    turn.error = failure
+                    return
+                if not stored:
+                    continue
+                if turn.run_id is None:
+                    turn.error = DeliveryUnknown(
+                        f"{failure.what_happened} after the approval was stored, before its run could be identified; "
+                        "read the rest of the turn with list_messages"
+                    )
+                    return
+                await self._follow_run(turn, background, cause=failure)
                 return
-            await self._follow_run(turn, background)
-            return
+            except LettaRequestError as failure:  # never sent, or refused: nothing was stored
+                turn.error = failure
+                return
         turn.error = DeliveryUnknown(
             "the connection to Letta broke twice before the approval was stored; the tool calls are still "
             "waiting. Check that Letta is healthy, then answer again with respond_to_approval"
         )
 
-    async def _approval_stored(self, turn: Turn, decisions: list[Decision]) -> bool:
+    async def _approval_stored(
+        self, turn: Turn, decisions: list[Decision], failure: StreamBroken | ServerFailed
+    ) -> bool:
         """Whether Letta stored our answer (the calls are no longer pending); remember its run when it did."""
         asked = {d.tool_call_id for d in decisions}
         try:
@@ -647,7 +657,7 @@ class TurnManager:
             )
         except LettaRequestError as exc:
             raise DeliveryUnknown(
-                f"the connection broke after the approval was sent, and checking whether Letta stored it failed: "
+                f"{failure.what_happened} after the approval was sent, and checking whether Letta stored it failed: "
                 f"{exc.message}. Look at list_messages before answering again"
             ) from None
         if {c.tool_call_id for c in approvals.pending_in_history(recent)} & asked:
@@ -670,22 +680,6 @@ class TurnManager:
             same = conversation_key(turn.conversation_id, turn.agent_id) == key
             if same and turn is not finished and turn.state == "awaiting_approval" and turn.started < finished.started:
                 turn.state = "completed"
-
-
-def _conflicting_run(exc: letta_client.APIStatusError) -> str | None:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    run_id = body.get("run_id")
-    return run_id if isinstance(run_id, str) else None
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """Whether the failure happened while connecting, so the request cannot have reached Letta."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, httpx.ConnectError | httpx.ConnectTimeout):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 async def _receive(receive: MemoryObjectReceiveStream[Progress], seconds: float) -> Progress | None:
