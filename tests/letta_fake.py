@@ -7,6 +7,9 @@ frames as ``data: {json}\\n\\n`` ending in ``data: [DONE]``, ``event: error`` fr
 - ``SLOW <seconds> …`` sends keep-alive pings, then replies
 - ``FAIL …`` ends with stop_reason ``llm_api_error`` and an ``event: error`` frame
 - ``REMEMBER <fact>`` calls ``memory_insert`` (appending to the ``human`` block), then ``noted: <fact>``
+- tool approvals (``letta_fake_approvals``): a ``memory_insert`` marked requires_approval makes
+  ``REMEMBER`` / ``REMEMBER_EACH a | b`` stop for approval, refuses messages while pending, and
+  continues with an approval message
 
 Faults a real server will not produce on demand are injected per request (``fail_next``,
 ``cut_next``, ``malformed_next``), and every request is logged for assertions.
@@ -31,6 +34,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.letta_fake_approvals import DoubleApprovals
 
 USER_ID = "user-00000000-0000-4000-8000-000000000000"
 ORG_ID = "org-00000000-0000-4000-8000-000000000000"
@@ -165,6 +170,7 @@ class LettaDouble:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self.approvals = DoubleApprovals(self)
         self.app = Starlette(routes=self._routes())
         self.default_agent_id = self.add_agent("echo-agent")
 
@@ -278,6 +284,11 @@ class LettaDouble:
             Route("/v1/health/", self._health, methods=["GET"]),
             Route("/v1/agents/", self._list_agents, methods=["GET"]),
             Route("/v1/agents/{agent_id}", self._get_agent, methods=["GET"]),
+            Route("/v1/agents/{agent_id}", self.approvals.patch_agent, methods=["PATCH"]),
+            Route(
+                "/v1/agents/{agent_id}/tools/approval/{tool_name}", self.approvals.set_tool_approval, methods=["PATCH"]
+            ),
+            Route("/v1/runs/", self.approvals.list_runs, methods=["GET"]),
             Route("/v1/agents/{agent_id}/core-memory/blocks", self._list_blocks, methods=["GET"]),
             Route("/v1/blocks/{block_id}", self._get_block, methods=["GET"]),
             Route("/v1/conversations/", self._conversations, methods=["GET", "POST"]),
@@ -588,6 +599,12 @@ class LettaDouble:
         )
         self.runs[run.id] = run
         self.active[key] = run.id
+        if messages[0].get("type") == "approval":
+            self.approvals.answer(run, messages[0])
+            return self.approvals.stream(run, fault)
+        if self.approvals.pending_for(key) is not None:
+            self.approvals.refuse_while_pending(run)
+            return self.approvals.stream(run, fault)
         text = str(messages[0].get("content") or "")
         user = _frame_envelope("user_message", run.id, seq_id=None, step_id=f"step-{uuid.uuid4()}")
         user.update({"content": text, "otid": messages[0].get("otid")})
@@ -644,6 +661,12 @@ class LettaDouble:
                 }
                 run.status, run.stop_reason = "failed", "llm_api_error"
                 return None
+            if (
+                words
+                and words[0] in ("REMEMBER", "REMEMBER_EACH")
+                and self.approvals.requires_approval(run.agent_id, "memory_insert")
+            ):
+                return self.approvals.ask(run, frame, store, text)
             if words and words[0] == "REMEMBER":
                 fact = text.split(" ", 1)[1] if " " in text else ""
                 step = f"step-{uuid.uuid4()}"

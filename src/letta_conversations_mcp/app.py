@@ -21,7 +21,7 @@ from .gateway import LettaGateway
 from .resources import ResourceSpec
 from .settings import Settings
 from .state import AppState
-from .tools import ToolSpec, agents, conversations, lifecycle, messages, turns
+from .tools import ToolSpec, agents, approvals, conversations, lifecycle, messages, turns
 from .turns import TurnManager
 
 __all__ = ["ALL_ONLY_TOOLS", "CORE_TOOLS", "RESOURCES", "AppState", "build_server"]
@@ -36,6 +36,8 @@ send_message (returns the agent's reply) → list_messages or the transcript res
 conversation_id "default" means the agent's own history and needs agent_id (or the server's default agent).
 Long turns: if send_message answers status "running", call wait_for_reply with the run_id it gave;
 nothing is lost. Sends to one conversation are queued in order; different conversations run in parallel.
+Tool approvals: status "awaiting_approval" means the agent wants to run tools that need a human's yes;
+ask your user about each listed call, then answer with respond_to_approval.
 """
 
 #: The everyday tools, always exposed.
@@ -50,6 +52,7 @@ CORE_TOOLS: list[ToolSpec] = [
     turns.send_message,
     turns.wait_for_reply,
     turns.cancel_run,
+    approvals.respond_to_approval,
 ]
 
 #: Exposed only with --tools all (hosts that cap how many tools they show use --tools core).
@@ -97,12 +100,16 @@ def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyn
         gateway = LettaGateway(settings)
         try:
             async with anyio.create_task_group() as task_group:
-                manager = TurnManager(gateway, task_group, max_chars=settings.max_result_chars)
+                manager = TurnManager(
+                    gateway, task_group, max_chars=settings.max_result_chars, approval_policy=settings.approvals
+                )
                 state = AppState(settings=settings, gateway=gateway, turns=manager, access=Access(gateway))
                 manager.on_finished.append(
                     lambda turn: task_group.start_soon(resources.notify_transcript, server, state, turn)
                 )
-                log.info("ready: Letta at %s", gateway.base_url)
+                for warning in settings.startup_warnings():
+                    log.warning(warning)
+                log.info("ready: Letta at %s (tool approvals: %s)", gateway.base_url, settings.approvals)
                 try:
                     yield state
                 finally:

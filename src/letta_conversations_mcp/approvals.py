@@ -55,6 +55,10 @@ from .validation import InvalidArgument
 Policy = Literal["ask", "deny", "approve"]
 
 DECLINED_REASON = "declined by the user"
+CANCELLED_NOTE = (
+    "The approval question was cancelled (or not answered), so nothing was sent to Letta: the tool calls are still "
+    "pending. Answer them later with respond_to_approval."
+)
 POLICY_REASONS: dict[str, str] = {
     "deny": "denied automatically by this server's approval policy (LETTA_MCP_APPROVALS=deny)",
     "approve": "approved automatically by this server's approval policy (LETTA_MCP_APPROVALS=approve)",
@@ -320,14 +324,6 @@ def refused_text(conversation_id: str, calls: Sequence[PendingCall], *, agent_id
     lines += [f"  {i}. {one_line(c)}" for i, c in enumerate(calls, 1)]
     lines.append(how_to_answer(conversation_id, calls, agent_id=agent_id) + " Then send your message again.")
     return "\n".join(lines)
-
-
-def cancelled_text(conversation_id: str, calls: Sequence[PendingCall], *, agent_id: str | None = None) -> str:
-    """The result when the approval form was cancelled or never answered: nothing went to Letta."""
-    return (
-        "The approval question was cancelled, so nothing was sent to Letta; the request is still pending.\n"
-        + pending_text(conversation_id, calls, agent_id=agent_id)
-    )
 
 
 def decision_line(decision: Decision, name: str | None = None) -> str:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .approvals import PendingCall, one_line
 from .streaming import TurnResult
 from .transcripts import MessageView
 
@@ -33,11 +34,23 @@ class ConversationInfo(BaseModel):
     archived: bool | None = None
     transcript_uri: str = Field(description="MCP resource with the conversation's transcript in Markdown")
     note: str | None = Field(default=None, description="Something the caller should know about this result")
+    awaiting_approval: bool = Field(
+        default=False, description="True when the agent waits for a human to approve or deny tool calls"
+    )
+    pending_approvals: list[PendingCall] = Field(
+        default_factory=list, description="The tool calls waiting for approval; answer with respond_to_approval"
+    )
 
     def as_text(self) -> str:
         summary = f" “{self.summary}”" if self.summary else ""
         last = f", last message {self.last_message_at}" if self.last_message_at else ""
         text = f"Conversation {self.id}{summary} on agent {self.agent_id} (created {self.created_at}{last})."
+        if self.awaiting_approval:
+            calls = "; ".join(one_line(c) for c in self.pending_approvals)
+            text += (
+                f"\nWaiting for approval of {len(self.pending_approvals)} tool call(s): {calls}. It accepts no new "
+                "message until they are answered with respond_to_approval."
+            )
         if self.note:
             text += f"\nNote: {self.note}"
         return text + f"\nTranscript: {self.transcript_uri}"
@@ -71,7 +84,13 @@ class ConversationList(BaseModel):
         lines = [f"{len(self.conversations)} conversation(s) on agent {self.agent_id}, newest first:"]
         for c in self.conversations:
             summary = c.summary or "(no summary)"
-            lines.append(f"- {c.id}  {summary}  (last message: {c.last_message_at or 'none'})")
+            waiting = "  [waiting for approval]" if c.awaiting_approval else ""
+            lines.append(f"- {c.id}  {summary}  (last message: {c.last_message_at or 'none'}){waiting}")
+        if any(c.awaiting_approval for c in self.conversations):
+            lines.append(
+                "Conversations marked [waiting for approval] accept no new message until their tool calls are "
+                "answered: get_conversation lists them, respond_to_approval answers them."
+            )
         if self.next_after:
             lines.append(f"More: call list_conversations with after='{self.next_after}'.")
         return "\n".join(lines)
@@ -145,14 +164,15 @@ class MessagePage(BaseModel):
         return "\n".join(lines)
 
 
-TurnStatus = Literal["completed", "failed", "cancelled", "running", "queued"]
+TurnStatus = Literal["completed", "failed", "cancelled", "running", "queued", "awaiting_approval"]
 
 
 class SendResult(TurnResult):
     """The outcome of send_message / wait_for_reply."""
 
     status: TurnStatus = Field(
-        description="completed/failed/cancelled: the turn ended; running/queued: still going, call wait_for_reply"
+        description="completed/failed/cancelled: the turn ended; running/queued: still going, call wait_for_reply; "
+        "awaiting_approval: tool calls wait for a human decision (pending_approvals), answer with respond_to_approval"
     )
     conversation_id: str
     turn_id: str = Field(description="This server's handle for the turn; wait_for_reply accepts it too")

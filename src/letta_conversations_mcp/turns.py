@@ -102,7 +102,10 @@ class Turn:
 
     @property
     def pending_approvals(self) -> list[PendingCall]:
-        return self.aggregator.pending_approvals() if self.state == "awaiting_approval" else []
+        """The calls of a parked turn still without a decision (decided ones wait for the rest)."""
+        if self.state != "awaiting_approval":
+            return []
+        return [c for c in self.aggregator.pending_approvals() if c.tool_call_id not in self.decisions]
 
     @property
     def refused_for_approval(self) -> bool:
@@ -532,7 +535,14 @@ class TurnManager:
         return None
 
     def adopt(self, conversation_id: str, agent_id: str | None, calls: list[PendingCall]) -> Turn:
-        """A parked turn for an approval request this process does not hold (found in Letta's history)."""
+        """A parked turn for an approval request this process does not hold (found in Letta's history).
+
+        Older parked turns of the conversation were answered elsewhere (Letta waits on other calls now).
+        """
+        stale = self.awaiting(conversation_id, agent_id)
+        while stale is not None:
+            stale.state = "completed"
+            stale = self.awaiting(conversation_id, agent_id)
         turn = Turn(
             turn_id=str(uuid.uuid4()),
             conversation_id=conversation_id,

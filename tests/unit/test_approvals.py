@@ -225,8 +225,7 @@ def test_texts_list_each_call_and_say_how_to_answer() -> None:
     refused = approvals.refused_text("default", CALLS[:1], agent_id="agent-1")
     assert refused.startswith("Not sent") and "Nothing was stored" in refused
     assert 'agent_id="agent-1"' in refused and "tool_call_ids" not in refused
-    cancelled = approvals.cancelled_text("conv-1", CALLS[:1])
-    assert "nothing was sent to Letta" in cancelled and "still pending" in cancelled
+    assert "nothing was sent to Letta" in approvals.CANCELLED_NOTE and "still pending" in approvals.CANCELLED_NOTE
     assert approvals.decision_line(Decision("c1", False, "no"), "t") == "t c1: denied (no)"
 
 

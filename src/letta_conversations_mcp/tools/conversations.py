@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import anyio
@@ -11,10 +12,13 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from .. import access, validation
+from ..errors import LettaRequestError
 from ..models import ConversationInfo, ConversationList
 from ..results import reply
-from ..state import app_state
+from ..state import AppState, app_state
 from . import ConversationIdArg, OptionalAgentIdArg, tool
+
+log = logging.getLogger(__name__)
 
 
 @tool("List conversations", read_only=True)
@@ -39,15 +43,39 @@ async def list_conversations(
         agent_id=agent, limit=limit, after=after, summary_search=summary_search
     )
     conversations = [ConversationInfo.from_letta(c) for c in raw]
+    await _mark_awaiting_approval(state, agent, conversations)
     next_after = conversations[-1].id if len(conversations) == limit else None
     return reply(ConversationList(agent_id=agent, conversations=conversations, next_after=next_after))
+
+
+#: Conversations of one list_conversations page checked for a pending approval (one Letta read each).
+APPROVAL_CHECKS = 10
+
+
+async def _mark_awaiting_approval(state: AppState, agent: str, conversations: list[ConversationInfo]) -> None:
+    """Flag the listed conversations that wait for a tool approval.
+
+    Candidates come from one read of the agent's runs that stopped for approval; each candidate on the
+    page is then confirmed against its latest messages (the request may have been answered since).
+    """
+    listed = {c.id: c for c in conversations}
+    try:
+        asked = await state.gateway.conversations_with_approval_requests(agent)
+    except LettaRequestError as exc:  # a Letta without the runs listing: the list stays useful without flags
+        log.info("could not list runs waiting for approval: %s", exc.message)
+        return
+    candidates = [cid for cid in asked if cid in listed]
+    for cid in sorted(candidates)[:APPROVAL_CHECKS]:
+        pending = await state.gateway.pending_approval(cid, agent_id=None)
+        listed[cid].awaiting_approval, listed[cid].pending_approvals = bool(pending), pending
 
 
 @tool("Get conversation", read_only=True)
 async def get_conversation(
     conversation_id: ConversationIdArg, ctx: Context
 ) -> Annotated[CallToolResult, ConversationInfo]:
-    """Read one conversation: its agent, summary, model and when it was last used."""
+    """Read one conversation: its agent, summary, model, when it was last used, and any tool calls
+    waiting for approval."""
     state = app_state(ctx)
     conversation_id = validation.conversation_id(conversation_id)
     if conversation_id == "default":
@@ -56,7 +84,10 @@ async def get_conversation(
             "read it with list_messages(conversation_id='default', agent_id=…)"
         )
     await state.access.authorize(ctx, conversation=conversation_id)
-    return reply(ConversationInfo.from_letta(await state.gateway.get_conversation(conversation_id)))
+    info = ConversationInfo.from_letta(await state.gateway.get_conversation(conversation_id))
+    info.pending_approvals = await state.gateway.pending_approval(conversation_id, agent_id=None)
+    info.awaiting_approval = bool(info.pending_approvals)
+    return reply(info)
 
 
 @tool("Create conversation", destructive=False, idempotent=False)
