@@ -7,14 +7,13 @@ decision, the tool's return and the reply, with the pending calls exposed while 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from letta_conversations_mcp.approvals import Decision
 from letta_conversations_mcp.streaming import STOP_REASON_ADVICE, TurnAggregator
-from tests.unit.conftest import SSE_EVENT, parse_sse_text
+from tests.unit.conftest import CAPTURES, SSE_EVENT, parse_sse_text
 
-APPROVALS = Path(__file__).resolve().parents[1] / "data" / "letta" / "approvals"
+APPROVALS = CAPTURES / "approvals"
 FIRST_CALL = "call_c7284260316c"
 TWO_CALLS = ["call_a3b6f5ee6522", "call_5fb1c58dfb94"]
 

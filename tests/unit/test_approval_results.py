@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from letta_conversations_mcp.approvals import Decision, PendingCall
 from letta_conversations_mcp.results import turn_result
 from letta_conversations_mcp.streaming import TurnAggregator
 from letta_conversations_mcp.turns import Turn
-from tests.unit.conftest import SSE_EVENT, parse_sse_text
+from tests.unit.conftest import CAPTURES, SSE_EVENT, parse_sse_text
 
-APPROVALS = Path(__file__).resolve().parents[1] / "data" / "letta" / "approvals"
+APPROVALS = CAPTURES / "approvals"
 CALL = "call_c7284260316c"
 SECRET = "sk-let-secret-0123456789"
 

@@ -6,7 +6,6 @@ Recorded frames come from tests/data/letta/approvals (Letta 0.16.8 with the scri
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +14,9 @@ from mcp.server.elicitation import render_elicitation_schema
 from letta_conversations_mcp import approvals
 from letta_conversations_mcp.approvals import ApprovalForm, Decision, PendingCall
 from letta_conversations_mcp.validation import InvalidArgument
-from tests.unit.conftest import SSE_EVENT, parse_sse_text
+from tests.unit.conftest import CAPTURES, SSE_EVENT, parse_sse_text
 
-APPROVALS = Path(__file__).resolve().parents[1] / "data" / "letta" / "approvals"
+APPROVALS = CAPTURES / "approvals"
 FIRST_CALL = "call_c7284260316c"
 DENIED_CALL = "call_b9aa5c5646ee"
 TWO_CALLS = ["call_a3b6f5ee6522", "call_5fb1c58dfb94"]
