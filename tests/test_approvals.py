@@ -20,8 +20,8 @@ from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult
 
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
-from tests.letta_fake import LettaDouble
 
 pytestmark = pytest.mark.anyio
 
