@@ -39,11 +39,15 @@ async def list_conversations(
     await state.access.authorize(ctx, agent=agent)
     if after:
         validation.conversation_id(after, argument="after")
-    raw = await state.gateway.list_conversations(
-        agent_id=agent, limit=limit, after=after, summary_search=summary_search
-    )
+    asked: set[str] = set()
+    raw: list[dict[str, Any]] = []
+    async with anyio.create_task_group() as group:  # the runs read costs no extra round-trip time
+        group.start_soon(_approval_candidates, state, agent, asked)
+        raw = await state.gateway.list_conversations(
+            agent_id=agent, limit=limit, after=after, summary_search=summary_search
+        )
     conversations = [ConversationInfo.from_letta(c) for c in raw]
-    await _mark_awaiting_approval(state, agent, conversations)
+    await _mark_awaiting_approval(state, conversations, asked)
     next_after = conversations[-1].id if len(conversations) == limit else None
     return reply(ConversationList(agent_id=agent, conversations=conversations, next_after=next_after))
 
@@ -52,22 +56,25 @@ async def list_conversations(
 APPROVAL_CHECKS = 10
 
 
-async def _mark_awaiting_approval(state: AppState, agent: str, conversations: list[ConversationInfo]) -> None:
-    """Flag the listed conversations that wait for a tool approval.
-
-    Candidates come from one read of the agent's runs that stopped for approval; each candidate on the
-    page is then confirmed against its latest messages (the request may have been answered since).
-    """
-    listed = {c.id: c for c in conversations}
+async def _approval_candidates(state: AppState, agent: str, into: set[str]) -> None:
+    """Conversations of the agent with a run that stopped for approval (one read of its runs)."""
     try:
-        asked = await state.gateway.conversations_with_approval_requests(agent)
+        into |= await state.gateway.conversations_with_approval_requests(agent)
     except LettaRequestError as exc:  # a Letta without the runs listing: the list stays useful without flags
         log.info("could not list runs waiting for approval: %s", exc.message)
-        return
-    candidates = [cid for cid in asked if cid in listed]
-    for cid in sorted(candidates)[:APPROVAL_CHECKS]:
-        pending = await state.gateway.pending_approval(cid, agent_id=None)
-        listed[cid].awaiting_approval, listed[cid].pending_approvals = bool(pending), pending
+
+
+async def _mark_awaiting_approval(state: AppState, conversations: list[ConversationInfo], asked: set[str]) -> None:
+    """Flag the listed candidates that still wait for a tool approval (the request may have been answered)."""
+    listed = {c.id: c for c in conversations}
+
+    async def check(info: ConversationInfo) -> None:
+        info.pending_approvals = await state.gateway.pending_approval(info.id, agent_id=None)
+        info.awaiting_approval = bool(info.pending_approvals)
+
+    async with anyio.create_task_group() as group:
+        for cid in sorted(c for c in asked if c in listed)[:APPROVAL_CHECKS]:
+            group.start_soon(check, listed[cid])
 
 
 @tool("Get conversation", read_only=True)
