@@ -331,3 +331,21 @@ async def test_an_approval_answered_elsewhere_is_not_answered_again(letta_double
     assert (await ok(plain, "get_conversation", conversation_id=cid))["awaiting_approval"] is False
     assert (await ok(plain, "send_message", conversation_id=cid, message="hi"))["reply"] == "echo: hi"
     assert len(approval_posts(letta_double)) == 1
+
+
+async def test_list_conversations_failures_stay_one_sentence(letta_double: LettaDouble, plain: Client) -> None:
+    cid = (await ok(plain, "create_conversation"))["id"]
+    await ok(plain, "send_message", conversation_id=cid, message="REMEMBER flagged")
+    letta_double.fail_next("GET", r"/v1/conversations/$", 500, times=3)  # reads are retried twice
+    _, text, failed = await call(plain, "list_conversations")
+    assert failed and "failed with 500 while trying to list conversations" in text
+    letta_double.fail_next("GET", r"/v1/runs/$", 500, times=3)
+    listed, _, failed = await call(plain, "list_conversations")
+    assert not failed and cid in [c["id"] for c in listed["conversations"]], "no runs listing: no flags, same list"
+    assert not any(c["awaiting_approval"] for c in listed["conversations"])
+    letta_double.fail_next("GET", rf"/v1/conversations/{cid}/messages$", 500, times=3)
+    listed, _, failed = await call(plain, "list_conversations")
+    assert not failed and not any(c["awaiting_approval"] for c in listed["conversations"])
+    assert [
+        c["awaiting_approval"] for c in (await ok(plain, "list_conversations"))["conversations"] if c["id"] == cid
+    ] == [True]

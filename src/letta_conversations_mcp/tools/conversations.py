@@ -39,13 +39,7 @@ async def list_conversations(
     await state.access.authorize(ctx, agent=agent)
     if after:
         validation.conversation_id(after, argument="after")
-    asked: set[str] = set()
-    raw: list[dict[str, Any]] = []
-    async with anyio.create_task_group() as group:  # the runs read costs no extra round-trip time
-        group.start_soon(_approval_candidates, state, agent, asked)
-        raw = await state.gateway.list_conversations(
-            agent_id=agent, limit=limit, after=after, summary_search=summary_search
-        )
+    raw, asked = await _page_and_candidates(state, agent, limit=limit, after=after, summary_search=summary_search)
     conversations = [ConversationInfo.from_letta(c) for c in raw]
     await _mark_awaiting_approval(state, conversations, asked)
     next_after = conversations[-1].id if len(conversations) == limit else None
@@ -54,6 +48,30 @@ async def list_conversations(
 
 #: Conversations of one list_conversations page checked for a pending approval (one Letta read each).
 APPROVAL_CHECKS = 10
+
+
+async def _page_and_candidates(state: AppState, agent: str, **page: Any) -> tuple[list[dict[str, Any]], set[str]]:
+    """One page of conversations and the approval candidates, read at the same time (no extra round trip).
+
+    A failure to read the page is raised as itself (never wrapped in a task group's exception group).
+    """
+    asked: set[str] = set()
+    found: list[dict[str, Any]] = []
+    failure: LettaRequestError | None = None
+
+    async def read_page() -> None:
+        nonlocal found, failure
+        try:
+            found = await state.gateway.list_conversations(agent_id=agent, **page)
+        except LettaRequestError as exc:
+            failure = exc
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(_approval_candidates, state, agent, asked)
+        await read_page()
+    if failure is not None:
+        raise failure
+    return found, asked
 
 
 async def _approval_candidates(state: AppState, agent: str, into: set[str]) -> None:
@@ -69,7 +87,10 @@ async def _mark_awaiting_approval(state: AppState, conversations: list[Conversat
     listed = {c.id: c for c in conversations}
 
     async def check(info: ConversationInfo) -> None:
-        info.pending_approvals = await state.gateway.pending_approval(info.id, agent_id=None)
+        try:
+            info.pending_approvals = await state.gateway.pending_approval(info.id, agent_id=None)
+        except LettaRequestError as exc:  # the flag stays unset; the list itself is still right
+            log.info("could not check %s for a pending approval: %s", info.id, exc.message)
         info.awaiting_approval = bool(info.pending_approvals)
 
     async with anyio.create_task_group() as group:
