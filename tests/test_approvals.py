@@ -17,7 +17,7 @@ import httpx
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
-from mcp_types import ElicitRequestParams, ElicitResult
+from mcp_types import ElicitRequestParams, ElicitResult, InputResponses
 
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
@@ -349,3 +349,99 @@ async def test_list_conversations_failures_stay_one_sentence(letta_double: Letta
     assert [
         c["awaiting_approval"] for c in (await ok(plain, "list_conversations"))["conversations"] if c["id"] == cid
     ] == [True]
+
+
+# -- the 2026-07-28 round trip, step by step ------------------------------------------------------------
+async def test_the_round_trip_holds_the_turn_until_the_retry(letta_double: LettaDouble, approving_agent: str) -> None:
+    from mcp_types import InputRequiredResult
+
+    host = Host(APPROVE)
+    async with Client(build_server(settings(letta_double, approving_agent)), elicitation_callback=host) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        arguments = {"conversation_id": cid, "message": "REMEMBER_EACH held | turn"}
+        asked = await client.session.call_tool("send_message", arguments, allow_input_required=True)
+        assert isinstance(asked, InputRequiredResult) and asked.input_requests and asked.request_state
+        requests = asked.input_requests
+        pending = [m for m in letta_double.messages[cid] if m["message_type"] == "approval_request_message"]
+        ids = [c["tool_call_id"] for c in pending[0]["tool_calls"]]
+        assert list(requests) == ids, "one form per pending call, keyed by its tool_call_id"
+        assert approval_posts(letta_double) == [], "a host that never retries leaves the request pending"
+        answers: InputResponses = {key: ElicitResult(**APPROVE) for key in requests}
+        done = await client.session.call_tool(
+            "send_message", arguments, input_responses=answers, request_state=asked.request_state
+        )
+    assert not done.is_error and (done.structured_content or {})["reply"] == "noted: held | turn"
+    assert letta_double.user_messages(cid) == ["REMEMBER_EACH held | turn"], "the retry never sent the message again"
+    assert len(approval_posts(letta_double)) == 1
+
+
+async def test_a_retry_missing_an_answer_sends_nothing(letta_double: LettaDouble, approving_agent: str) -> None:
+    from mcp_types import InputRequiredResult
+
+    async with Client(build_server(settings(letta_double, approving_agent)), elicitation_callback=Host(APPROVE)) as c:
+        cid = (await ok(c, "create_conversation"))["id"]
+        arguments = {"conversation_id": cid, "message": "REMEMBER_EACH one | two"}
+        asked = await c.session.call_tool("send_message", arguments, allow_input_required=True)
+        assert isinstance(asked, InputRequiredResult) and asked.input_requests
+        first = next(iter(asked.input_requests))
+        partial: InputResponses = {first: ElicitResult(**APPROVE)}
+        result = await c.session.call_tool(
+            "send_message", arguments, input_responses=partial, request_state=asked.request_state
+        )
+    text = "\n".join(getattr(b, "text", "") for b in result.content)
+    assert (result.structured_content or {})["status"] == "awaiting_approval" and "nothing was sent to Letta" in text
+    assert approval_posts(letta_double) == []
+
+
+async def test_a_tampered_request_state_is_refused(letta_double: LettaDouble, approving_agent: str) -> None:
+    from mcp.shared.exceptions import MCPError
+    from mcp_types import InputRequiredResult
+
+    async with Client(build_server(settings(letta_double, approving_agent)), elicitation_callback=Host(APPROVE)) as c:
+        cid = (await ok(c, "create_conversation"))["id"]
+        arguments = {"conversation_id": cid, "message": "REMEMBER sealed"}
+        asked = await c.session.call_tool("send_message", arguments, allow_input_required=True)
+        assert isinstance(asked, InputRequiredResult) and asked.input_requests
+        answers: InputResponses = {key: ElicitResult(**APPROVE) for key in asked.input_requests}
+        forged = '{"v": 1, "turn": "someone-elses-turn", "calls": []}'
+        with pytest.raises(MCPError, match="Invalid or expired requestState"):
+            await c.session.call_tool("send_message", arguments, input_responses=answers, request_state=forged)
+    assert approval_posts(letta_double) == []
+
+
+async def test_an_answer_given_meanwhile_is_followed_not_repeated(
+    letta_double: LettaDouble, approving_agent: str
+) -> None:
+    from mcp_types import InputRequiredResult
+
+    async with Client(build_server(settings(letta_double, approving_agent)), elicitation_callback=Host(APPROVE)) as c:
+        cid = (await ok(c, "create_conversation"))["id"]
+        arguments = {"conversation_id": cid, "message": "REMEMBER raced"}
+        asked = await c.session.call_tool("send_message", arguments, allow_input_required=True)
+        assert isinstance(asked, InputRequiredResult) and asked.input_requests
+        await ok(c, "respond_to_approval", conversation_id=cid, approve=False, reason="the model was faster")
+        answers: InputResponses = {key: ElicitResult(**APPROVE) for key in asked.input_requests}
+        late = await c.session.call_tool(
+            "send_message", arguments, input_responses=answers, request_state=asked.request_state
+        )
+    assert (late.structured_content or {})["status"] == "completed"
+    (answer,) = approval_posts(letta_double)
+    assert answer["approvals"][0]["approve"] is False
+
+
+async def test_a_host_that_never_answers_the_form_counts_as_cancel(
+    letta_double: LettaDouble, approving_agent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from letta_conversations_mcp.tools import approvals as approval_tools
+
+    monkeypatch.setattr(approval_tools, "ELICIT_SECONDS", 0.3)
+
+    async def silent(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        await anyio.sleep(30)
+        return ElicitResult(**APPROVE)
+
+    server = build_server(settings(letta_double, approving_agent))
+    async with Client(server, mode="legacy", elicitation_callback=silent) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        turn = await ok(client, "send_message", conversation_id=cid, message="REMEMBER ignored")
+    assert turn["status"] == "awaiting_approval" and approval_posts(letta_double) == []
