@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .ownership import SCOPES, CallerScope
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,13 @@ REALM = "letta-conversations-mcp"
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated HTTP caller. ``agents`` None means every agent."""
+    """An authenticated HTTP caller. ``agents`` None means every agent; ``scope`` says which of their
+    conversations it reaches: ``own`` (the ones it created, opened or forked) or ``agent`` (all)."""
 
     name: str
     token: str
     agents: frozenset[str] | None = None
+    scope: CallerScope = "own"
 
     @property
     def key(self) -> str:
@@ -49,10 +52,12 @@ class AuthConfigError(ValueError):
 def load_callers(settings: Settings) -> list[Caller]:
     """Callers from LETTA_MCP_AUTH_TOKENS (name:token or token) and LETTA_MCP_AUTH_FILE (JSON list)."""
     callers: list[Caller] = []
-    for index, entry in enumerate(settings.token_list(), start=1):
+    for entry in settings.token_list():
         name, sep, token = entry.partition(":")
         if not sep:
-            name, token = f"token-{index}", entry
+            # Named by the token, not its position: the name is the caller's identity for ownership,
+            # so reordering the list must not hand one caller's conversations to another.
+            name, token = f"token-{hashlib.sha256(entry.strip().encode()).hexdigest()[:8]}", entry
         callers.append(Caller(name=name.strip(), token=token.strip()))
     if settings.auth_file is not None:
         callers.extend(_load_file(settings.auth_file))
@@ -73,7 +78,9 @@ def _load_file(path: Path) -> list[Caller]:
     except (OSError, ValueError) as exc:
         raise AuthConfigError(f"cannot read auth file {path}: {type(exc).__name__}") from None
     if not isinstance(data, list):
-        raise AuthConfigError(f'auth file {path} must hold a JSON list of {{"name", "token", "agents"?}} objects')
+        raise AuthConfigError(
+            f'auth file {path} must hold a JSON list of {{"name", "token", "agents"?, "scope"?}} objects'
+        )
     callers = []
     for item in data:
         if not isinstance(item, Mapping) or not isinstance(item.get("token"), str) or not item.get("name"):
@@ -84,9 +91,21 @@ def _load_file(path: Path) -> list[Caller]:
                 name=str(item["name"]),
                 token=item["token"],
                 agents=frozenset(str(a) for a in agents) if isinstance(agents, list) else None,
+                scope=_scope_of(item, path),
             )
         )
     return callers
+
+
+def _scope_of(item: Mapping[str, Any], path: Path) -> CallerScope:
+    scope = item.get("scope", "own")
+    for known in SCOPES:
+        if scope == known:
+            return known
+    raise AuthConfigError(
+        f'auth file {path}: caller {item["name"]!r} has scope {scope!r}; use "own" (its own conversations, '
+        'the default) or "agent" (every conversation of its agents)'
+    )
 
 
 def match_token(callers: Sequence[Caller], presented: str | None) -> Caller | None:
