@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,6 +55,9 @@ _MARKERISH_RE = re.compile(r"\[\s*mcp[\s_-]*owner[^\]]*\]?", re.IGNORECASE)
 _BUILT_IN_KEY = b"letta-conversations-mcp built-in owner key (set LETTA_MCP_OWNER_SECRET)"
 
 SecretSource = Literal["configured", "api-key", "built-in"]
+
+#: One Letta page of conversations: (after cursor, limit) → conversation records.
+FetchPage = Callable[[str | None, int], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -215,3 +218,50 @@ def matches_search(summary: str | None, search: str | None) -> bool:
         return True
     visible = visible_summary(summary)
     return visible is not None and search in visible
+
+
+def secret_warning(source: SecretSource) -> str | None:
+    """What to log at start when callers are told apart by markers signed with an unconfigured key."""
+    if source == "configured":
+        return None
+    if source == "api-key":
+        return (
+            "LETTA_MCP_OWNER_SECRET is not set: owner markers are signed with a key derived from the Letta "
+            "API key, so changing that key hides every caller's conversations from them. Set "
+            "LETTA_MCP_OWNER_SECRET (the same on every server process)"
+        )
+    return (
+        "LETTA_MCP_OWNER_SECRET is not set and there is no Letta API key: owner markers are signed with a "
+        "built-in key, so anyone who can edit summaries in Letta directly could forge them. Set "
+        "LETTA_MCP_OWNER_SECRET (the same on every server process)"
+    )
+
+
+async def filtered_page(
+    fetch: FetchPage,
+    keep: Callable[[Mapping[str, Any]], bool],
+    *,
+    limit: int,
+    after: str | None,
+    batch: int = 100,
+    max_batches: int = 10,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to ``limit`` records that pass ``keep``, read from Letta pages of ``batch`` starting after
+    ``after``; and the cursor to continue from (None when Letta has no more).
+
+    The cursor is the id of the last record examined, kept or not, so the next call neither
+    repeats nor skips one. After ``max_batches`` pages the page may be short but still has a cursor.
+    """
+    kept: list[dict[str, Any]] = []
+    cursor = after
+    for _ in range(max_batches):
+        raw = await fetch(cursor, batch)
+        for record in raw:
+            cursor = str(record.get("id"))
+            if keep(record):
+                kept.append(record)
+                if len(kept) == limit:
+                    return kept, cursor
+        if len(raw) < batch:
+            return kept, None
+    return kept, cursor

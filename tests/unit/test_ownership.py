@@ -19,6 +19,7 @@ from letta_conversations_mcp.ownership import (
     NO_SLOT,
     OwnerKey,
     Viewer,
+    filtered_page,
     kept_on_update,
     matches_search,
     parse_marker,
@@ -226,3 +227,64 @@ def test_owner_secret_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LETTA_MCP_OWNER_SECRET", "short")
     with pytest.raises(ValidationError, match="at least 16 characters"):
         Settings()
+
+
+# -- paging a filtered list ------------------------------------------------------------------------
+
+
+class FakeLetta:
+    """Letta's cursor paging over a fixed list of records (newest first), counting requests."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.records: list[dict[str, object]] = [{"id": i} for i in ids]
+        self.requests = 0
+
+    async def fetch(self, after: str | None, limit: int) -> list[dict[str, object]]:
+        self.requests += 1
+        start = 0 if after is None else [r["id"] for r in self.records].index(after) + 1
+        return self.records[start : start + limit]
+
+
+@pytest.mark.anyio
+async def test_filtered_page_walks_letta_pages_without_repeats_or_gaps() -> None:
+    letta = FakeLetta([f"c{i:02d}" for i in range(25)])
+
+    def even(record: object) -> bool:
+        return int(str(record["id"])[1:]) % 2 == 0  # type: ignore[index]
+
+    seen: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        page, after = await filtered_page(letta.fetch, even, limit=4, after=after, batch=5)
+        seen.extend(str(r["id"]) for r in page)
+        pages += 1
+        if after is None:
+            break
+    assert seen == [f"c{i:02d}" for i in range(0, 25, 2)]
+    assert pages == 4
+
+
+@pytest.mark.anyio
+async def test_filtered_page_stops_after_max_batches_with_a_cursor() -> None:
+    letta = FakeLetta([f"c{i:02d}" for i in range(50)])
+    page, after = await filtered_page(letta.fetch, lambda r: False, limit=5, after=None, batch=10, max_batches=2)
+    assert page == [] and after == "c19" and letta.requests == 2
+    page, after = await filtered_page(letta.fetch, lambda r: True, limit=5, after=after, batch=10)
+    assert [r["id"] for r in page] == ["c20", "c21", "c22", "c23", "c24"] and after == "c24"
+
+
+@pytest.mark.anyio
+async def test_filtered_page_ends_with_no_cursor_when_letta_runs_out() -> None:
+    letta = FakeLetta(["a", "b", "c"])
+    page, after = await filtered_page(letta.fetch, lambda r: True, limit=10, after=None, batch=10)
+    assert [r["id"] for r in page] == ["a", "b", "c"] and after is None
+
+
+def test_secret_warning_says_what_to_set() -> None:
+    from letta_conversations_mcp.ownership import secret_warning
+
+    assert secret_warning("configured") is None
+    for source in ("api-key", "built-in"):
+        warning = secret_warning(source)  # type: ignore[arg-type]
+        assert warning is not None and "LETTA_MCP_OWNER_SECRET" in warning
