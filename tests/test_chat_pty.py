@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from letta_conversations_mcp.server import build_server
+from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
 
 pexpect = pytest.importorskip("pexpect")

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from letta_conversations_mcp.server import build_server
+from letta_conversations_mcp.app import build_server
 from tests.letta_fake import LettaDouble
 from tests.test_tools import SECRET, call, call_error, make_settings, text_of
 

@@ -21,10 +21,14 @@ import pytest
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from pydantic import SecretStr
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
 
-from letta_conversations_mcp.http import Caller, build_http_app
-from letta_conversations_mcp.server import build_server
+from letta_conversations_mcp.access import Caller
+from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.http import BearerAuthMiddleware, build_http_app
 from letta_conversations_mcp.settings import Settings
 
 TOKEN_ALL = "token-all-0123456789abcdef"
@@ -45,7 +49,6 @@ def serve(base_url: str, agent_id: str, callers: list[Caller]) -> Iterator[str]:
         base_url=base_url, agent_id=agent_id, api_key=SecretStr(LETTA_KEY), transport="streamable-http", wait_seconds=10
     )
     server = build_server(settings)
-    server.state.callers = callers  # type: ignore[attr-defined]
     app = build_http_app(server, settings, callers)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -135,6 +138,41 @@ async def test_a_token_limited_to_other_agents_cannot_reach_this_one(http_url: s
         assert f"not allowed to use agent {agent_id}" in text
         agents = structured(await client.call_tool("list_agents", {}))
         assert agent_id not in [a["id"] for a in agents["agents"]]
+
+
+@pytest.mark.anyio
+async def test_a_limited_token_reads_no_resource_of_other_agents(http_url: str, agent_id: str) -> None:
+    async with http_client(http_url, TOKEN_ALL) as client:
+        cid = structured(await client.call_tool("create_conversation", {}))["id"]
+    async with http_client(http_url, TOKEN_LIMITED) as client:
+        for uri in (f"letta://agents/{agent_id}/memory", f"letta://conversations/{cid}/transcript"):
+            with pytest.raises(MCPError) as info:
+                await client.read_resource(uri)
+            assert info.value.message.startswith(f"your token (limited) is not allowed to use agent {agent_id}")
+
+
+@pytest.mark.anyio
+async def test_the_middleware_attaches_the_caller_to_the_request_once() -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+
+    alice = Caller(name="alice", token="alice-token-0123456789")
+    middleware = BearerAuthMiddleware(app, [alice, Caller(name="bob", token="bob-token-0123456789ab")])
+    headers = [(b"authorization", b"Bearer alice-token-0123456789")]
+    await middleware({"type": "http", "headers": headers}, _never_receive, _never_send)
+    request = Request(seen[0])
+    assert request.user is alice and request.user.is_authenticated and request.user.display_name == "alice"
+    assert request.auth.scopes == ["authenticated"]
+
+
+async def _never_receive() -> Message:
+    raise AssertionError("the middleware must not read the body")
+
+
+async def _never_send(message: Message) -> None:
+    raise AssertionError("the middleware must not answer an accepted request")
 
 
 @pytest.mark.anyio

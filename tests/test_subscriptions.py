@@ -14,7 +14,7 @@ import mcp_types as types
 import pytest
 from mcp import Client
 
-from letta_conversations_mcp.server import build_server
+from letta_conversations_mcp.app import build_server
 from tests.test_tools import call, make_settings
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from letta_conversations_mcp.server import build_server
+from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
 
 SECRET = "sk-let-in-memory-secret-0001"

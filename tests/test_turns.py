@@ -1,8 +1,9 @@
 """TurnManager logic with a scripted in-process gateway (no HTTP): queueing, budgets, cancel,
 and the delivery rules after ambiguous failures (no duplicate, no lost message).
 
-The fake gateway raises the same exception types letta-client and httpx raise; the HTTP-level
-versions of these cases run against the Letta double in test_faults.py.
+The fake gateway raises the typed failures the real gateway raises (tests/test_gateway.py pins
+that translation); the HTTP-level versions of these cases run against the Letta double in
+test_faults.py.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-import httpx
-import letta_client
 import pytest
 
-from letta_conversations_mcp.errors import LettaRequestError
-from letta_conversations_mcp.turns import Progress, TurnManager
+from letta_conversations_mcp.errors import (
+    BackgroundUnavailable,
+    Busy,
+    ServerFailed,
+    StreamBroken,
+    TurnFailed,
+    Unreachable,
+)
+from letta_conversations_mcp.turns import Progress, Turn, TurnManager
 
 CID = "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"
 RUN = "run-598cf282-40aa-492c-a463-f7386b6d76e4"
@@ -46,10 +52,12 @@ def frames_for(text: str, run_id: str, *, seq: bool = False) -> list[dict[str, A
     return frames
 
 
-def status_error(status: int, body: Any) -> letta_client.APIStatusError:
-    request = httpx.Request("POST", "http://letta.test/v1/conversations/x/messages")
-    response = httpx.Response(status, request=request, json=body)
-    return letta_client.APIStatusError(str(body), response=response, body=body)
+def broken() -> StreamBroken:
+    return StreamBroken("the connection to Letta broke (RemoteProtocolError)", may_be_stored=True)
+
+
+#: How one send behaves: (text, otid, run_id) → the frames it streams (or a failure it raises).
+Behaviour = Callable[[str, str, str], AsyncIterator[dict[str, Any]]]
 
 
 class FakeGateway:
@@ -61,12 +69,15 @@ class FakeGateway:
         self.background_supported: bool | None = True
         self.history: list[dict[str, Any]] = []
         self.sends: list[str] = []
-        self.script: list[Callable[[str, str, str], AsyncIterator[dict[str, Any]]]] = []
+        self.script: list[Behaviour] = []
         self.runs: dict[str, dict[str, Any]] = {}
         self.cancelled = anyio.Event()
         self.active = 0
         self.max_active = 0
         self.delay = 0.0
+
+    def stored(self) -> list[str]:
+        return [m["content"] for m in self.history if m["message_type"] == "user_message"]
 
     def _store(self, text: str, otid: str, run_id: str) -> None:
         self.history.append({"message_type": "user_message", "content": text, "otid": otid, "run_id": run_id})
@@ -107,17 +118,25 @@ class FakeGateway:
         self.cancelled.set()
         return {}
 
-    def translate(self, exc: BaseException, target: Any) -> LettaRequestError:
-        from letta_conversations_mcp.errors import describe
-
-        return describe(exc, target=target, base_url=self.base_url)
-
 
 async def run_manager(gateway: FakeGateway, body: Callable[[TurnManager], Any]) -> None:
     async with anyio.create_task_group() as tg:
         manager = TurnManager(gateway, tg, max_chars=10_000)  # type: ignore[arg-type]
         await body(manager)
         tg.cancel_scope.cancel()
+
+
+async def send_one(gateway: FakeGateway, text: str, behaviour: Behaviour) -> Turn:
+    """Send one message whose first send behaves as scripted; the finished turn."""
+    gateway.script.append(behaviour)
+    turns: list[Turn] = []
+
+    async def body(manager: TurnManager) -> None:
+        turns.append(manager.submit(CID, None, text))
+        assert await manager.wait(turns[0], 5)
+
+    await run_manager(gateway, body)
+    return turns[0]
 
 
 async def test_sends_to_one_conversation_run_one_at_a_time_in_order() -> None:
@@ -188,38 +207,23 @@ async def test_cut_after_the_run_started_resumes_without_resending() -> None:
     async def cut(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
         gateway._store(text, otid, run_id)
         yield frames_for(text, run_id, seq=True)[0]
-        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+        raise broken()
 
-    gateway.script.append(cut)
-
-    async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "hello")
-        assert await manager.wait(turn, 5)
-        assert turn.result().reply == "echo: resumed"
-        assert turn.error is None
-
-    await run_manager(gateway, body)
-    assert gateway.sends == ["hello"]
-    assert [m["content"] for m in gateway.history if m["message_type"] == "user_message"] == ["hello"]
+    turn = await send_one(gateway, "hello", cut)
+    assert turn.result().reply == "echo: resumed" and turn.error is None
+    assert gateway.sends == ["hello"] and gateway.stored() == ["hello"]
 
 
 async def test_cut_before_anything_stored_is_sent_once_more() -> None:
     gateway = FakeGateway()
 
     async def lost(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        raise broken()
         yield {}
 
-    gateway.script.append(lost)
-
-    async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "hello")
-        assert await manager.wait(turn, 5)
-        assert turn.result().reply == "echo: hello"
-
-    await run_manager(gateway, body)
-    assert gateway.sends == ["hello", "hello"]
-    assert [m["content"] for m in gateway.history if m["message_type"] == "user_message"] == ["hello"]
+    turn = await send_one(gateway, "hello", lost)
+    assert turn.result().reply == "echo: hello"
+    assert gateway.sends == ["hello", "hello"] and gateway.stored() == ["hello"]
 
 
 async def test_cut_after_storing_but_before_any_frame_is_not_resent() -> None:
@@ -229,17 +233,11 @@ async def test_cut_after_storing_but_before_any_frame_is_not_resent() -> None:
     async def stored_then_lost(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
         gateway._store(text, otid, run_id)
         gateway.history.append(frames_for(text, run_id)[1])
-        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        raise broken()
         yield {}
 
-    gateway.script.append(stored_then_lost)
-
-    async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "only once")
-        assert await manager.wait(turn, 5)
-        assert turn.result().reply == "echo: only once"
-
-    await run_manager(gateway, body)
+    turn = await send_one(gateway, "only once", stored_then_lost)
+    assert turn.result().reply == "echo: only once"
     assert gateway.sends == ["only once"]
 
 
@@ -247,19 +245,12 @@ async def test_connection_refused_is_reported_and_never_resent() -> None:
     gateway = FakeGateway()
 
     async def refused(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
-        request = httpx.Request("POST", "http://letta.test/")
-        raise letta_client.APIConnectionError(request=request) from httpx.ConnectError("refused")
+        raise Unreachable("Letta at http://letta.test is not reachable (could not send the message)")
         yield {}
 
-    gateway.script.append(refused)
-
-    async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "hi")
-        assert await manager.wait(turn, 5)
-        assert turn.state == "failed"
-        assert turn.error is not None and "is not reachable" in turn.error.message
-
-    await run_manager(gateway, body)
+    turn = await send_one(gateway, "hi", refused)
+    assert turn.state == "failed"
+    assert turn.error is not None and "is not reachable" in turn.error.message
     assert gateway.sends == ["hi"]
 
 
@@ -275,7 +266,7 @@ async def test_409_from_a_turn_started_elsewhere_is_waited_out_then_sent() -> No
             gateway.runs[other]["status"] = "completed"
 
         holder["tg"].start_soon(finish_other)
-        raise status_error(409, {"detail": f"CONFLICT: Another request (run_id={other})", "run_id": other})
+        raise Busy(f"conversation {CID} is already running a turn (run {other})", status=409, run_id=other)
         yield {}
 
     gateway.script.append(conflict)
@@ -294,7 +285,7 @@ async def test_409_from_a_turn_started_elsewhere_is_waited_out_then_sent() -> No
 
     await run_manager(gateway, body)
     assert gateway.sends == ["after you", "after you"]
-    assert [m["content"] for m in gateway.history if m["message_type"] == "user_message"] == ["after you"]
+    assert gateway.stored() == ["after you"]
 
 
 async def test_error_frame_fails_the_turn_with_the_reason() -> None:
@@ -304,26 +295,18 @@ async def test_error_frame_fails_the_turn_with_the_reason() -> None:
         gateway._store(text, otid, run_id)
         yield {"message_type": "ping", "run_id": run_id}
         yield {"message_type": "stop_reason", "stop_reason": "llm_api_error"}
-        raise status_error(
-            200,
-            {
-                "message_type": "error_message",
-                "error_type": "llm_error",
-                "message": "An error occurred with the LLM request.",
-            },
-        )
+        body = {
+            "message_type": "error_message",
+            "error_type": "llm_error",
+            "message": "An error occurred with the LLM request.",
+        }
+        raise TurnFailed("the agent's turn failed: An error occurred with the LLM request (llm_error)", body=body)
 
-    gateway.script.append(llm_error)
-
-    async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "FAIL")
-        assert await manager.wait(turn, 5)
-        assert turn.state == "failed"
-        result = turn.result()
-        assert result.stop_reason == "llm_api_error"
-        assert result.error and "LLM request" in result.error
-
-    await run_manager(gateway, body)
+    turn = await send_one(gateway, "FAIL", llm_error)
+    assert turn.state == "failed"
+    result = turn.result()
+    assert result.stop_reason == "llm_api_error"
+    assert result.error and "LLM request" in result.error
     assert gateway.sends == ["FAIL"]
 
 
@@ -370,17 +353,77 @@ async def test_no_redis_falls_back_to_foreground_sends() -> None:
     gateway.background_supported = None
 
     async def no_redis(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
-        raise status_error(503, {"detail": "Background streaming requires Redis to be running."})
+        raise BackgroundUnavailable("Letta failed with 503", status=503, may_be_stored=True)
         yield {}
 
-    gateway.script.append(no_redis)
-
-    async def body(manager: TurnManager) -> None:
-        turn = manager.submit(CID, None, "hi")
-        assert await manager.wait(turn, 5)
-        assert turn.result().reply == "echo: hi"
-
-    await run_manager(gateway, body)
+    turn = await send_one(gateway, "hi", no_redis)
+    assert turn.result().reply == "echo: hi"
     assert gateway.background_supported is False
-    assert gateway.sends == ["hi", "hi"]
-    assert len([m for m in gateway.history if m["message_type"] == "user_message"]) == 1
+    assert gateway.sends == ["hi", "hi"] and gateway.stored() == ["hi"]
+
+
+def server_error() -> ServerFailed:
+    return ServerFailed(
+        "Letta at http://letta.test failed with 500 while trying to send the message", status=500, may_be_stored=True
+    )
+
+
+async def test_server_error_before_storing_is_reported_and_never_resent() -> None:
+    gateway = FakeGateway()
+
+    async def refused(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        raise server_error()
+        yield {}
+
+    turn = await send_one(gateway, "hi", refused)
+    assert turn.state == "failed"
+    assert turn.error is not None and "failed with 500 while trying to send the message" in turn.error.message
+    assert gateway.sends == ["hi"] and gateway.stored() == []
+
+
+async def test_server_error_after_storing_follows_the_run_and_never_resends() -> None:
+    gateway = FakeGateway()
+
+    async def stored_then_500(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        gateway._store(text, otid, run_id)
+        raise server_error()
+        yield {}
+
+    turn = await send_one(gateway, "once", stored_then_500)
+    assert turn.error is None and turn.result().reply == "echo: resumed"
+    assert gateway.sends == ["once"]
+
+
+async def test_server_error_after_storing_without_a_run_says_what_happened() -> None:
+    gateway = FakeGateway()
+
+    async def stored_without_run(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        gateway.history.append({"message_type": "user_message", "content": text, "otid": otid, "run_id": None})
+        raise server_error()
+        yield {}
+
+    turn = await send_one(gateway, "stored", stored_without_run)
+    assert turn.state == "failed" and turn.error is not None
+    message = turn.error.message
+    assert message.startswith("Letta failed with a server error (500) after the message was stored")
+    assert "do not send it again" in message and "list_messages" in message
+    assert "connection" not in message
+    assert gateway.sends == ["stored"]
+
+
+async def test_server_error_after_storing_and_a_failed_run_says_both() -> None:
+    gateway = FakeGateway()
+    gateway.background_supported = False
+
+    async def stored_run_failed(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        gateway._store(text, otid, run_id)
+        gateway.runs[run_id] = {"id": run_id, "status": "failed", "stop_reason": "error"}
+        raise server_error()
+        yield {}
+
+    turn = await send_one(gateway, "doomed", stored_run_failed)
+    assert turn.state == "failed"
+    error = turn.result().error or ""
+    assert error.startswith("Letta failed with a server error (500) after storing the message, and its run run-")
+    assert "connection" not in error
+    assert gateway.sends == ["doomed"]

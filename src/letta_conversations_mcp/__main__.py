@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.secrets())
 
-    from .server import build_server
+    from .app import build_server
 
     server = build_server(settings)
     try:

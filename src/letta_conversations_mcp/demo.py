@@ -97,10 +97,16 @@ def demo_main(argv: list[str] | None = None) -> int:
 
 
 async def _first_agent(base_url: str, api_key: str | None) -> str:
-    from letta_client import AsyncLetta
+    from pydantic import SecretStr
 
-    async with AsyncLetta(base_url=base_url, api_key=api_key) as client:
-        page = await client.agents.list(limit=1)
-    if not page.items:
+    from .gateway import LettaGateway
+    from .settings import Settings
+
+    gateway = LettaGateway(Settings(base_url=base_url, api_key=SecretStr(api_key) if api_key else None))
+    try:
+        agents = await gateway.list_agents(name=None, limit=1)
+    finally:
+        await gateway.aclose()
+    if not agents:
         raise SystemExit("no agent on that Letta server: create one, or set LETTA_AGENT_ID")
-    return page.items[0].id
+    return str(agents[0]["id"])

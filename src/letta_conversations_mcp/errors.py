@@ -1,9 +1,25 @@
-"""Letta failures → one readable sentence plus what to do next (pure, no I/O).
+"""Letta failures → a small closed set of typed failures, each with one readable sentence (pure).
 
 Letta's own error bodies are unfit to pass through: a 404 dumps actor and organisation records,
 a 422 dumps pydantic internals. Every message here names what happened in the caller's terms
 ("conversation conv-… not found") and the next step. Secrets never reach these strings: the only
 inputs are the exception, the base URL (credentials stripped) and the ids the caller passed.
+
+The failure's type says what is known about the request, so callers (the turn logic) decide on
+types, never on status codes, bodies or exception chains:
+
+- ``NotFound``: 404. ``Busy``: 409, another turn runs (``run_id``). ``Rejected``: any other 4xx;
+  nothing was done.
+- ``TurnFailed``: the turn started and Letta reported its failure in the stream (``body``).
+- ``Unreachable``: the request never left (connection refused, connect timeout).
+- ``StreamBroken``: the request went out and the answer did not come back whole.
+- ``ServerFailed``: 5xx. ``BackgroundUnavailable``: the 5xx of a background send on a Letta
+  without Redis.
+- ``DeliveryUnknown``: raised by the turn logic, not the gateway: the message may or may not be
+  stored and checking failed.
+
+``may_be_stored`` on ``StreamBroken`` and ``ServerFailed`` is true when the request was a message
+send that may have reached Letta.
 """
 
 from __future__ import annotations
@@ -27,8 +43,73 @@ class LettaRequestError(Exception):
         self.run_id = run_id
 
 
+class NotFound(LettaRequestError):
+    """404: what the request named does not exist (or is not visible to this API key)."""
+
+
+class Busy(LettaRequestError):
+    """409: another turn is running on the conversation (``run_id`` when Letta named it)."""
+
+
+class Rejected(LettaRequestError):
+    """Any other 4xx: Letta refused the request and did nothing."""
+
+
+class TurnFailed(LettaRequestError):
+    """The turn started, then Letta reported its failure inside the stream (an ``event: error``)."""
+
+    def __init__(self, message: str, *, body: dict[str, Any], status: int | None = None) -> None:
+        super().__init__(message, status=status, run_id=_str_or_none(body.get("run_id")))
+        self.body = body
+
+    @property
+    def reason(self) -> str:
+        return str(self.body.get("message") or "the turn failed")
+
+    @property
+    def detail(self) -> str | None:
+        detail = self.body.get("detail")
+        return str(detail) if detail else None
+
+
+class Unreachable(LettaRequestError):
+    """The request never reached Letta (refused or timed out while connecting)."""
+
+
+class StreamBroken(LettaRequestError):
+    """The request went out and its answer did not come back whole (cut, timed out, malformed)."""
+
+    def __init__(self, message: str, *, may_be_stored: bool = False, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.may_be_stored = may_be_stored
+
+    @property
+    def what_happened(self) -> str:
+        return "the connection to Letta broke"
+
+
+class ServerFailed(LettaRequestError):
+    """Letta answered with a server error (5xx)."""
+
+    def __init__(self, message: str, *, status: int, may_be_stored: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.may_be_stored = may_be_stored
+
+    @property
+    def what_happened(self) -> str:
+        return f"Letta failed with a server error ({self.status})"
+
+
+class BackgroundUnavailable(ServerFailed):
+    """A background send failed because this Letta has no Redis for background runs."""
+
+
 class DeliveryUnknown(LettaRequestError):
-    """The connection broke after a send went out: the message may or may not be stored."""
+    """The message may or may not be stored, and checking Letta's history did not settle it."""
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -110,83 +191,117 @@ def _stream_error_sentence(body: dict[str, Any]) -> str:
     return text
 
 
-def describe(exc: BaseException, *, target: Target, base_url: str) -> LettaRequestError:
-    """Translate any exception raised while talking to Letta into a LettaRequestError."""
+def never_sent(exc: BaseException) -> bool:
+    """Whether the failure happened while connecting, so the request cannot have reached Letta."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, httpx.ConnectError | httpx.ConnectTimeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def describe(exc: BaseException, *, target: Target, base_url: str, send: bool = False) -> LettaRequestError:
+    """Translate any exception raised while talking to Letta into one of the typed failures.
+
+    ``send``: the request was a message send, so a failure after it left may have stored it.
+    """
     where = safe_url(base_url)
     if isinstance(exc, LettaRequestError):
         return exc
+    if isinstance(exc, letta_client.APIStatusError):
+        return _describe_status(exc, target=target, where=where, send=send)
+    if not isinstance(exc, letta_client.APIConnectionError | httpx.TransportError):
+        return unexpected(exc, target)
     if isinstance(exc, letta_client.APITimeoutError | httpx.TimeoutException):
-        return LettaRequestError(
+        text = (
             f"Letta at {where} did not answer in time while trying to {target.action}. It may be "
             "overloaded: try again, or raise LETTA_MCP_REQUEST_TIMEOUT"
         )
-    if isinstance(exc, letta_client.APIConnectionError | httpx.ConnectError):
-        return LettaRequestError(
+    elif isinstance(exc, letta_client.APIConnectionError | httpx.ConnectError):
+        text = (
             f"Letta at {where} is not reachable (could not {target.action}). Check that the Letta "
             "server is running and that LETTA_BASE_URL points at it"
         )
-    if isinstance(exc, httpx.TransportError):
-        return LettaRequestError(
+    else:
+        text = (
             f"the connection to Letta at {where} broke while trying to {target.action} "
             f"({type(exc).__name__}). Try again; if it keeps happening, check the network or proxy"
         )
-    if isinstance(exc, letta_client.APIStatusError):
-        return _describe_status(exc, target=target, where=where)
+    if never_sent(exc):
+        return Unreachable(text)
+    return StreamBroken(text, may_be_stored=send)
+
+
+def unexpected(exc: BaseException, target: Target) -> LettaRequestError:
+    """A failure that is not Letta's (a bug here): named by type only, its text stays in the log."""
     return LettaRequestError(
         f"unexpected failure while trying to {target.action} ({type(exc).__name__}); "
         "see the server log on stderr for details"
     )
 
 
-def _describe_status(exc: letta_client.APIStatusError, *, target: Target, where: str) -> LettaRequestError:
+def not_found(target: Target) -> NotFound:
+    """The failure for a 404 on ``target``. Access refusals raise it too, so that something a caller
+    may not see reads exactly like something that does not exist."""
+    hint = {
+        "conversation": "Call list_conversations to see an agent's conversations",
+        "agent": "Call list_agents to see the agents you can use",
+        "run": "The run may be too old; call list_messages to read the conversation's history",
+    }.get(target.kind, "Check the id")
+    return NotFound(f"{target} not found (404). {hint}", status=404)
+
+
+def _describe_status(exc: letta_client.APIStatusError, *, target: Target, where: str, send: bool) -> LettaRequestError:
     status = exc.status_code
     body = _body_dict(exc.body)
     if status == 200 or body.get("message_type") == "error_message":
-        return LettaRequestError(_stream_error_sentence(body), status=status, run_id=body.get("run_id"))
-    if status == 401:
-        text = (
-            f"Letta at {where} rejected the API key (401 Unauthorized). Set LETTA_API_KEY to a valid key "
-            "for this server"
-        )
-    elif status == 403:
-        text = (
-            f"the API key is not allowed to {target.action} on {target} (403 Forbidden). Use a key with "
-            "access to it, or pick another agent"
-        )
-    elif status == 404:
-        hint = {
-            "conversation": "Call list_conversations to see an agent's conversations",
-            "agent": "Call list_agents to see the agents you can use",
-            "run": "The run may be too old; call list_messages to read the conversation's history",
-        }.get(target.kind, "Check the id")
-        text = f"{target} not found (404). {hint}"
-    elif status == 409:
+        return TurnFailed(_stream_error_sentence(body), body=body, status=status)
+    if status == 404:
+        return not_found(target)
+    if status == 409:
         run_id = _run_id_of(exc)
         running = f" (run {run_id})" if run_id else ""
         text = (
             f"{target} is already running a turn{running}, started outside this request. Wait for it "
             "with wait_for_reply or stop it with cancel_run, then send again"
         )
-        return LettaRequestError(text, status=status, run_id=run_id)
-    elif status == 422:
-        text = (
-            f"Letta rejected the request to {target.action} as invalid (422): "
-            f"{_validation_summary(body.get('detail', exc.body))}"
-        )
-    elif status == 429:
-        after = _retry_after(exc)
-        wait = f"retry after {after} seconds" if after else "wait a little and retry"
-        text = f"Letta at {where} is rate limiting requests (429 Too Many Requests): {wait}"
-    elif status >= 500:
+        return Busy(text, status=status, run_id=run_id)
+    if status >= 500:
         text = (
             f"Letta at {where} failed with {status} while trying to {target.action}. Try again; if it "
             "persists, check the Letta server's logs"
         )
-    else:
-        detail = body.get("detail")
-        shown = f": {str(detail)[:200]}" if isinstance(detail, str) and "actor=" not in detail else ""
-        text = f"Letta refused to {target.action} on {target} ({status}){shown}"
-    return LettaRequestError(text, status=status)
+        kind = BackgroundUnavailable if send and "redis" in str(exc.body).lower() else ServerFailed
+        return kind(text, status=status, may_be_stored=send)
+    return Rejected(_refusal(exc, body, target=target, where=where), status=status)
+
+
+def _refusal(exc: letta_client.APIStatusError, body: dict[str, Any], *, target: Target, where: str) -> str:
+    """The sentence for a 4xx other than 404 and 409."""
+    status = exc.status_code
+    if status == 401:
+        return (
+            f"Letta at {where} rejected the API key (401 Unauthorized). Set LETTA_API_KEY to a valid key "
+            "for this server"
+        )
+    if status == 403:
+        return (
+            f"the API key is not allowed to {target.action} on {target} (403 Forbidden). Use a key with "
+            "access to it, or pick another agent"
+        )
+    if status == 422:
+        return (
+            f"Letta rejected the request to {target.action} as invalid (422): "
+            f"{_validation_summary(body.get('detail', exc.body))}"
+        )
+    if status == 429:
+        after = _retry_after(exc)
+        wait = f"retry after {after} seconds" if after else "wait a little and retry"
+        return f"Letta at {where} is rate limiting requests (429 Too Many Requests): {wait}"
+    detail = body.get("detail")
+    shown = f": {str(detail)[:200]}" if isinstance(detail, str) and "actor=" not in detail else ""
+    return f"Letta refused to {target.action} on {target} ({status}){shown}"
 
 
 def redact(text: str, secrets: list[str]) -> str:

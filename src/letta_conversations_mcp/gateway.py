@@ -1,7 +1,9 @@
-"""The Letta gateway: the only module that talks to Letta (through letta-client's AsyncLetta).
+"""The Letta gateway: the only module of the server that speaks HTTP to Letta (through
+letta-client's AsyncLetta).
 
-Every method translates failures into LettaRequestError (errors.describe) so callers never see
-SDK or httpx exceptions. Sends go through a client copy with retries off: the SDK's default
+Every method, the turn streams included, raises only the typed failures of ``errors.py``
+(``NotFound``, ``Busy``, ``StreamBroken``, …), so callers never see SDK or httpx exceptions,
+status codes or bodies. Sends go through a client copy with retries off: the SDK's default
 retries would deliver a message twice after a 409, 5xx or timeout.
 """
 
@@ -18,7 +20,7 @@ import letta_client
 from letta_client import AsyncLetta
 from letta_client._response import AsyncAPIResponse
 
-from .errors import LettaRequestError, Target, describe
+from .errors import LettaRequestError, StreamBroken, Target, describe, safe_url
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ Frame = dict[str, Any]
 
 
 def as_dict(item: Any) -> dict[str, Any]:
-    """An SDK model (or plain mapping) as a JSON-ready dict with only the fields Letta sent."""
+    """An SDK model (or a plain mapping) as a JSON-ready dict with only the fields Letta sent."""
     if isinstance(item, Mapping):
         return dict(item)
     return item.to_dict(mode="json")
@@ -91,13 +93,18 @@ class LettaGateway:
         await self._client.close()
 
     @asynccontextmanager
-    async def _translate(self, target: Target) -> AsyncIterator[None]:
+    async def _translate(self, target: Target, *, send: bool = False) -> AsyncIterator[None]:
+        """Raise what fails inside as one of the typed failures (``send``: a message send)."""
         try:
             yield
         except LettaRequestError:
             raise
+        except ValueError as exc:  # a stream frame that is not JSON: the answer did not come back whole
+            text = f"Letta at {safe_url(self.base_url)} sent a malformed stream while trying to {target.action}"
+            log.info("Letta stream malformed (%s): %s", type(exc).__name__, text)
+            raise StreamBroken(text, may_be_stored=send) from None
         except Exception as exc:
-            error = describe(exc, target=target, base_url=self.base_url)
+            error = describe(exc, target=target, base_url=self.base_url, send=send)
             log.info("Letta request failed (%s): %s", type(exc).__name__, error.message)
             raise error from None
 
@@ -136,6 +143,15 @@ class LettaGateway:
     async def get_conversation(self, conversation_id: str) -> Frame:
         async with self._translate(Target("conversation", conversation_id, "read the conversation")):
             return as_dict(await self._client.conversations.retrieve(conversation_id))
+
+    async def confirm_conversation(self, conversation_id: str) -> None:
+        """Raise NotFound unless the conversation exists ('default' always does).
+
+        Letta lists an unknown conversation's messages as an empty page (200 []), so an empty page
+        needs this check before it can be shown as an empty conversation.
+        """
+        if conversation_id != "default":
+            await self.get_conversation(conversation_id)
 
     async def list_conversations(
         self, *, agent_id: str, limit: int, after: str | None, summary_search: str | None
@@ -227,8 +243,10 @@ class LettaGateway:
     ) -> AsyncIterator[Frame]:
         """POST one user message and yield the turn's frames as dicts. Never retried.
 
-        Failures are raised untranslated so the caller can tell a refused request (nothing was
-        stored) from a connection that broke after the request went out.
+        Raises ``TurnFailed`` when Letta reports the turn's failure in the stream; otherwise the
+        failure's type says whether the message may be stored: ``Unreachable``, ``Busy``,
+        ``Rejected`` and ``NotFound`` mean it was not, ``StreamBroken`` and ``ServerFailed`` (with
+        ``may_be_stored``) that it may have been. ``BackgroundUnavailable``: Letta has no Redis.
         """
         kwargs: dict[str, Any] = {
             "messages": [{"role": "user", "content": text, "otid": otid}],
@@ -241,7 +259,8 @@ class LettaGateway:
         if background:
             kwargs["background"] = True
         request = self._send_client.conversations.messages.with_streaming_response.create(conversation_id, **kwargs)
-        async with request as response:
+        target = Target("conversation", conversation_id, "send the message")
+        async with self._translate(target, send=True), request as response:
             async for frame in sse_frames(response):
                 yield frame
 
@@ -250,7 +269,7 @@ class LettaGateway:
         request = self._send_client.runs.messages.with_streaming_response.stream(
             run_id, starting_after=starting_after, include_pings=True, timeout=self._stream_timeout
         )
-        async with request as response:
+        async with self._translate(Target("run", run_id, "follow the run")), request as response:
             async for frame in sse_frames(response):
                 yield frame
 
@@ -263,8 +282,4 @@ class LettaGateway:
         if agent_id:
             kwargs["agent_id"] = agent_id
         async with self._translate(Target("conversation", conversation_id, "cancel the running turn")):
-            result = await self._send_client.conversations.cancel(conversation_id, **kwargs)
-            return dict(result) if isinstance(result, Mapping) else as_dict(result)
-
-    def translate(self, exc: BaseException, target: Target) -> LettaRequestError:
-        return describe(exc, target=target, base_url=self.base_url)
+            return as_dict(await self._send_client.conversations.cancel(conversation_id, **kwargs))

@@ -1,8 +1,9 @@
 """Streamable HTTP front end: bearer-token auth in front of the SDK's stateful app.
 
 Tokens come from configuration only (LETTA_MCP_AUTH_TOKENS or an auth file), are compared in
-constant time, and are never logged. A token may be limited to some agents; tools read the
-verified token back from the request headers to learn who is calling (see ``caller_of``).
+constant time, and are never logged. The middleware attaches the matching ``Caller`` to the
+request once, as ``scope["user"]`` and ``scope["auth"]`` (like Starlette's
+``AuthenticationMiddleware``); handlers read it with ``access.caller``.
 """
 
 from __future__ import annotations
@@ -12,37 +13,19 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .ownership import SCOPES, CallerScope
+from .access import Caller, owner_key
+from .ownership import SCOPES, CallerScope, secret_warning
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 REALM = "letta-conversations-mcp"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated HTTP caller. ``agents`` None means every agent; ``scope`` says which of their
-    conversations it reaches: ``own`` (the ones it created, opened or forked) or ``agent`` (all)."""
-
-    name: str
-    token: str
-    agents: frozenset[str] | None = None
-    scope: CallerScope = "own"
-
-    @property
-    def key(self) -> str:
-        """A stable, non-secret identity for the caller (used to scope its conversations)."""
-        return self.name or hashlib.sha256(self.token.encode()).hexdigest()[:16]
-
-    def may_use(self, agent_id: str) -> bool:
-        return self.agents is None or agent_id in self.agents
 
 
 class AuthConfigError(ValueError):
@@ -126,12 +109,12 @@ def bearer_of(headers: Mapping[str, str] | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def caller_of(callers: Sequence[Caller], headers: Mapping[str, str] | None) -> Caller | None:
-    return match_token(callers, bearer_of(headers)) if callers else None
-
-
 class BearerAuthMiddleware:
-    """Rejects HTTP requests without a configured bearer token (401 with WWW-Authenticate)."""
+    """Rejects HTTP requests without a configured bearer token (401 with WWW-Authenticate).
+
+    An accepted request carries its caller on to the app as ``scope["user"]`` (a ``Caller``) and
+    ``scope["auth"]`` (``AuthCredentials(["authenticated"])``).
+    """
 
     def __init__(self, app: ASGIApp, callers: Sequence[Caller]) -> None:
         self.app = app
@@ -143,7 +126,8 @@ class BearerAuthMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         presented = bearer_of(headers)
-        if match_token(self.callers, presented) is None:
+        caller = match_token(self.callers, presented)
+        if caller is None:
             error = "invalid_token" if presented else "invalid_request"
             description = "the bearer token is not valid" if presented else "an Authorization: Bearer token is required"
             body = json.dumps({"error": error, "error_description": description}).encode()
@@ -160,6 +144,8 @@ class BearerAuthMiddleware:
             )
             await send({"type": "http.response.body", "body": body})
             return
+        scope["user"] = caller
+        scope["auth"] = AuthCredentials(["authenticated"])
         await self.app(scope, receive, send)
 
 
@@ -174,7 +160,9 @@ def run_http(server: Any, settings: Settings) -> None:
     import uvicorn
 
     callers = load_callers(settings)
-    server.state.callers = callers
+    warning = secret_warning(owner_key(settings).source) if callers else None
+    if warning:
+        log.warning(warning)
     app = build_http_app(server, settings, callers)
     log.info(
         "serving MCP over streamable HTTP at http://%s:%d/mcp (%s)",

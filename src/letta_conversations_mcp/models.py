@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .ownership import visible_summary
 from .streaming import TurnResult
 from .transcripts import MessageView
 
@@ -48,7 +49,7 @@ class ConversationInfo(BaseModel):
         return cls(
             id=str(raw["id"]),
             agent_id=str(raw.get("agent_id") or ""),
-            summary=raw.get("summary"),
+            summary=visible_summary(raw.get("summary")),  # owner markers are never shown
             created_at=raw.get("created_at"),
             updated_at=raw.get("updated_at"),
             last_message_at=raw.get("last_message_at"),

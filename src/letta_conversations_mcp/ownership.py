@@ -97,7 +97,7 @@ class OwnerKey:
         if not secret:
             raise ValueError("the owner secret must not be empty")
         self._secret = secret
-        self.source = source
+        self.source: SecretSource = source
 
     @classmethod
     def from_secrets(cls, owner_secret: str | None, api_key: str | None) -> OwnerKey:

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     tools: Literal["core", "all"] = Field(
         default="all",
         description=(
-            "core: the 9 everyday tools; all: also fork, compact, archive and delete (for hosts that cap "
+            "core: the 10 everyday tools; all: also fork, compact, archive and delete (for hosts that cap "
             "how many tools they show) (env LETTA_MCP_TOOLS)"
         ),
     )

@@ -5,10 +5,14 @@ waiting loses nothing: ``send_message`` waits up to the budget and then hands ba
 and ``wait_for_reply`` picks the same turn up later. Delivery rules, in order of preference:
 
 1. A message is POSTed once, with retries off and a fresh ``otid``.
-2. If the connection breaks after the request went out, the turn is followed by its run id
-   (resuming a background run's stream, or polling the run and reading its messages).
+2. If the answer does not come back whole (the stream broke, or Letta failed with a server
+   error after the request went out), the turn is followed by its run id (resuming a background
+   run's stream, or polling the run and reading its messages).
 3. If no run id was seen, the conversation's recent history is searched for the ``otid``: found
-   means delivered (follow its run), absent means it never arrived and it is sent once more.
+   means delivered (follow its run). Absent after a broken stream means it never arrived and it
+   is sent once more; absent after a server error means Letta refused it, which is reported.
+
+The gateway raises typed failures (``errors.py``); this module decides on their types only.
 """
 
 from __future__ import annotations
@@ -24,11 +28,19 @@ from typing import Literal
 
 import anyio
 import anyio.abc
-import httpx
-import letta_client
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .errors import DeliveryUnknown, LettaRequestError, Target
+from .errors import (
+    BackgroundUnavailable,
+    Busy,
+    DeliveryUnknown,
+    LettaRequestError,
+    ServerFailed,
+    StreamBroken,
+    Target,
+    TurnFailed,
+    unexpected,
+)
 from .gateway import Frame, LettaGateway
 from .streaming import TurnAggregator, TurnResult
 
@@ -49,10 +61,9 @@ CONFLICT_WAIT_SECONDS = 600.0
 
 @dataclass
 class Progress:
-    """One progress note for the host: a monotonically growing count and a short message."""
+    """One progress note for the host (the host sees a growing count and this short message)."""
 
     message: str
-    final: bool = False
 
 
 @dataclass
@@ -118,7 +129,7 @@ class TurnManager:
         self._waiting: dict[str, int] = {}
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._by_run: dict[str, str] = {}
-        self.on_finished: list[Callable[[Turn], None]] = []
+        self.on_finished: list[Callable[[Turn], object]] = []
 
     # -- lookup ------------------------------------------------------------------------------
     def get(self, turn_id: str) -> Turn | None:
@@ -263,7 +274,7 @@ class TurnManager:
         except Exception as exc:  # the task must never take the task group down
             log.exception("turn %s failed unexpectedly", turn.turn_id)
             turn.state = "failed"
-            turn.error = self.gateway.translate(exc, Target("conversation", turn.conversation_id, "send the message"))
+            turn.error = unexpected(exc, Target("conversation", turn.conversation_id, "send the message"))
         finally:
             self._waiting[key] -= 1
             if not self._waiting[key]:
@@ -276,7 +287,7 @@ class TurnManager:
             turn.state = "failed" if turn.error or turn.aggregator.error else "completed"
         if turn.aggregator.stop_reason == "cancelled":
             turn.state = "cancelled"
-        turn.emit(Progress("turn finished", final=True))
+        turn.emit(Progress("turn finished"))
         turn.done.set()
         for callback in self.on_finished:
             try:
@@ -284,77 +295,71 @@ class TurnManager:
             except Exception:
                 log.exception("turn-finished callback failed")
 
-    async def _background(self) -> bool:
-        return self.gateway.background_supported is not False
-
     async def _deliver(self, turn: Turn) -> None:
-        target = Target("conversation", turn.conversation_id, "send the message")
-        attempts = 0
-        conflicts = 0
+        """Send the turn's message once and follow it to its end (the delivery rules above)."""
+        sends = conflicts = 0
         while True:
-            attempts += 1
-            background = await self._background()
+            sends += 1
+            background = self.gateway.background_supported is not False
             turn.state = "sending"
             try:
                 stream = self.gateway.stream_turn(
-                    turn.conversation_id,
-                    agent_id=turn.agent_id,
-                    text=turn.text,
-                    otid=turn.otid,
-                    background=background,
+                    turn.conversation_id, agent_id=turn.agent_id, text=turn.text, otid=turn.otid, background=background
                 )
                 await self._consume(turn, stream)
                 return
-            except letta_client.APIStatusError as exc:
-                if exc.status_code == 200:  # an `event: error` frame: the turn itself failed
-                    body = exc.body if isinstance(exc.body, dict) else {}
-                    turn.aggregator.record_error(str(body.get("message") or "the turn failed"), body.get("detail"))
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-                if background and self._is_no_background(exc) and self.gateway.background_supported is None:
-                    log.info("Letta has no background runs (no Redis); sending in the foreground from now on")
-                    self.gateway.background_supported = False
-                    if not await self._was_delivered(turn):
-                        continue
-                elif exc.status_code == 409 and conflicts < CONFLICT_WAITS:
-                    # A turn started outside this server is running: wait it out, then send (a 409
-                    # means Letta stored nothing, so sending again cannot duplicate).
-                    conflicts += 1
-                    await self._wait_out(turn, _conflicting_run(exc))
-                    attempts -= 1
-                    continue
-                elif exc.status_code >= 500 and await self._was_delivered(turn):
-                    # The server stored the message and then failed: follow what it did.
-                    pass
-                else:
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-            except (letta_client.APIConnectionError, httpx.TransportError, ValueError) as exc:
-                # ValueError: a frame that is not valid JSON (malformed SSE); the turn may be fine.
-                if _never_sent(exc):
-                    turn.error = self.gateway.translate(exc, target)
-                    return
-                log.warning("stream of turn %s broke (%s); checking what Letta received", turn.turn_id, exc)
-            # Ambiguous: the request went out and the answer did not come back whole.
-            if turn.aggregator.done:
+            except TurnFailed as failure:
+                turn.aggregator.record_error(failure.reason, failure.detail)
+                turn.error = failure
                 return
-            if turn.run_id is None and not await self._was_delivered(turn):
-                if attempts >= 2:
-                    turn.error = DeliveryUnknown(
-                        "the connection to Letta broke twice before the message was stored; it was not "
-                        "delivered. Check that Letta is healthy, then send it again"
-                    )
+            except Busy as failure:
+                if conflicts >= CONFLICT_WAITS:
+                    turn.error = failure
                     return
-                log.info("turn %s was not stored by Letta; sending it again", turn.turn_id)
-                continue
-            if turn.run_id is None:
+                # A turn started outside this server is running: wait it out, then send (a 409
+                # means Letta stored nothing, so sending again cannot duplicate).
+                conflicts += 1
+                sends -= 1
+                await self._wait_out(turn, failure.run_id)
+            except (StreamBroken, ServerFailed) as failure:
+                log.warning("send of turn %s ended unclear (%s); checking what Letta received", turn.turn_id, failure)
+                if not await self._settle(turn, failure, background, sends):
+                    return
+            except LettaRequestError as failure:  # never sent, or refused: nothing was stored
+                turn.error = failure
+                return
+
+    async def _settle(self, turn: Turn, failure: StreamBroken | ServerFailed, background: bool, sends: int) -> bool:
+        """Finish a send whose answer did not come back whole; True when it must be sent again."""
+        if turn.aggregator.done:  # the stream carried the whole turn before it broke
+            return False
+        delivered = turn.run_id is not None or await self._was_delivered(turn, failure)
+        if isinstance(failure, BackgroundUnavailable) and self.gateway.background_supported is None:
+            log.info("Letta has no background runs (no Redis); sending in the foreground from now on")
+            self.gateway.background_supported = False
+            if not delivered:
+                return True
+        elif not delivered:
+            if isinstance(failure, ServerFailed):  # Letta answered: it refused the message
+                turn.error = failure
+                return False
+            if sends >= 2:
                 turn.error = DeliveryUnknown(
-                    "Letta stored the message but the connection broke before its run could be identified; "
-                    "read the reply with list_messages instead of sending it again"
+                    "the connection to Letta broke twice before the message was stored; it was not "
+                    "delivered. Check that Letta is healthy, then send it again"
                 )
-                return
-            await self._follow_run(turn, background)
-            return
+                return False
+            log.info("turn %s was not stored by Letta; sending it again", turn.turn_id)
+            return True
+        if turn.run_id is None:
+            turn.error = DeliveryUnknown(
+                f"{failure.what_happened} after the message was stored, before its run could be identified. "
+                "The message is in the conversation: do not send it again; read list_messages to see what the "
+                "agent did"
+            )
+            return False
+        await self._follow_run(turn, background, cause=failure)
+        return False
 
     async def _wait_out(self, turn: Turn, run_id: str | None) -> None:
         """Wait (bounded) for a run started elsewhere on this conversation to finish."""
@@ -371,11 +376,7 @@ class TurnManager:
                     return
             await anyio.sleep(RUN_POLL_SECONDS if run_id else 2.0)
 
-    @staticmethod
-    def _is_no_background(exc: letta_client.APIStatusError) -> bool:
-        return exc.status_code >= 500 and "redis" in str(exc.body).lower()
-
-    async def _was_delivered(self, turn: Turn) -> bool:
+    async def _was_delivered(self, turn: Turn, failure: StreamBroken | ServerFailed) -> bool:
         """Look for the turn's otid in the history; remember its run id when found."""
         try:
             recent = await self.gateway.list_messages(
@@ -387,8 +388,8 @@ class TurnManager:
             )
         except LettaRequestError as exc:
             raise DeliveryUnknown(
-                f"the connection broke after the message was sent, and checking whether Letta stored it failed: "
-                f"{exc.message}. Look at list_messages before sending it again"
+                f"{failure.what_happened} after the message was sent, and checking whether Letta stored it "
+                f"failed: {exc.message}. Look at list_messages before sending it again"
             ) from None
         for message in recent:
             if message.get("otid") == turn.otid:
@@ -414,8 +415,13 @@ class TurnManager:
             elif event.kind == "message":
                 turn.emit(Progress(_describe_frame(frame)))
 
-    async def _follow_run(self, turn: Turn, background: bool) -> None:
-        """Finish a turn whose stream broke: resume a background run, else poll it and read history."""
+    async def _follow_run(
+        self, turn: Turn, background: bool, *, cause: StreamBroken | ServerFailed | None = None
+    ) -> None:
+        """Finish a turn by its run: resume a background run's stream, else poll it and read history.
+
+        ``cause``: why the send's own answer did not come back whole, for the error if the run failed.
+        """
         run_id = turn.run_id
         assert run_id is not None
         turn.state = "running"
@@ -426,10 +432,10 @@ class TurnManager:
                     await self._consume(turn, self.gateway.resume_turn(run_id, starting_after=after))
                     if turn.aggregator.done or turn.aggregator.stop_reason:
                         return
-                except (letta_client.APIError, httpx.TransportError) as exc:
-                    log.warning("resuming run %s failed (attempt %d): %s", run_id, attempt + 1, exc)
+                except LettaRequestError as exc:
+                    log.warning("resuming run %s failed (attempt %d): %s", run_id, attempt + 1, exc.message)
                     await anyio.sleep(0.5 * (attempt + 1))
-        await self._poll_and_collect(turn, run_id)
+        await self._poll_and_collect(turn, run_id, cause)
 
     async def _follow_existing(self, turn: Turn, background: bool) -> None:
         try:
@@ -438,11 +444,11 @@ class TurnManager:
             turn.error = exc
         except Exception as exc:
             log.exception("following run %s failed", turn.run_id)
-            turn.error = self.gateway.translate(exc, Target("run", turn.run_id, "follow the run"))
+            turn.error = unexpected(exc, Target("run", turn.run_id, "follow the run"))
         finally:
             self._finish(turn)
 
-    async def _poll_and_collect(self, turn: Turn, run_id: str) -> None:
+    async def _poll_and_collect(self, turn: Turn, run_id: str, cause: StreamBroken | ServerFailed | None) -> None:
         """Wait for the run to end, then rebuild the turn from the messages stored under its run id."""
         while True:
             run = await self.gateway.get_run(run_id)
@@ -461,25 +467,13 @@ class TurnManager:
                 collected.feed(message)
         collected.stop_reason = run.get("stop_reason") or ("cancelled" if status == "cancelled" else None)
         if status == "failed" and not collected.error:
-            collected.record_error("the run failed inside Letta")
+            collected.record_error(
+                f"{cause.what_happened} after storing the message, and its run {run_id} failed"
+                if isinstance(cause, ServerFailed)
+                else "the run failed inside Letta"
+            )
         collected.done = True
         turn.aggregator = collected
-
-
-def _conflicting_run(exc: letta_client.APIStatusError) -> str | None:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    run_id = body.get("run_id")
-    return run_id if isinstance(run_id, str) else None
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """Whether the failure happened while connecting, so the request cannot have reached Letta."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, httpx.ConnectError | httpx.ConnectTimeout):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 async def _receive(receive: MemoryObjectReceiveStream[Progress], seconds: float) -> Progress | None:

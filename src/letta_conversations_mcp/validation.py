@@ -111,6 +111,14 @@ def resolve_agent(agent: str | None, default_agent: str | None, *, purpose: str)
     )
 
 
+def conversation_scope(conversation: str, agent: str | None, default_agent: str | None) -> tuple[str, str | None]:
+    """The validated conversation id and the agent id it needs: 'default' needs one, others may name one."""
+    conversation = conversation_id(conversation)
+    if conversation == "default":
+        return conversation, resolve_agent(agent, default_agent, purpose="for conversation_id 'default'")
+    return conversation, agent_id(agent) if agent else None
+
+
 def _model_settings_types() -> dict[str, Any]:
     """provider_type → the SDK's TypedDict for that provider's model settings."""
     from letta_client.types import conversation_create_params

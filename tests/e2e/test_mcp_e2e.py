@@ -14,6 +14,7 @@ import pytest
 from letta_client import AsyncLetta
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.shared.exceptions import MCPError
 
 pytestmark = pytest.mark.anyio
 
@@ -111,6 +112,27 @@ async def test_transcript_resource(mcp: Client) -> None:
         getattr((await mcp.read_resource(f"letta://conversations/{cid}/transcript.json")).contents[0], "text", "")
     )
     assert data["conversation_id"] == cid
+
+
+async def test_unknown_conversation_and_bad_ids_read_as_errors(mcp: Client, letta_stack: Any) -> None:
+    missing = "conv-00000000-0000-4000-8000-000000000000"
+    async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as client:
+        page = await client.conversations.messages.list(missing)
+    assert page.items == [], "Letta lists an unknown conversation's messages as an empty page"
+    not_found = f"conversation {missing} not found (404). Call list_conversations to see an agent's conversations"
+    assert (await err(mcp, "list_messages", conversation_id=missing)).endswith(not_found)
+    for uri, expected in (
+        (f"letta://conversations/{missing}/transcript", not_found),
+        (f"letta://conversations/{missing}/transcript.json", not_found),
+        ("letta://conversations/not-an-id/transcript", "conversation_id 'not-an-id' is not a conversation id"),
+        (
+            "letta://agents/agent-11111111-2222-4333-8444-555555555555/memory",
+            "agent agent-11111111-2222-4333-8444-555555555555 not found (404)",
+        ),
+    ):
+        with pytest.raises(MCPError) as info:
+            await mcp.read_resource(uri)
+        assert info.value.message.startswith(expected), (uri, info.value.message)
 
 
 async def test_isolation_and_shared_memory(mcp: Client, letta_stack: Any) -> None:

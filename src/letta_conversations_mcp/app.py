@@ -1,0 +1,124 @@
+"""The MCP server: its lifespan (one gateway and turn manager per process) and what it exposes.
+
+``build_server`` registers the tools and resources listed below, each wrapped once in the error
+path of ``failures.py``. ``--tools core`` exposes ``CORE_TOOLS``; ``--tools all`` (the default)
+also ``ALL_ONLY_TOOLS``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from . import resources
+from .access import Access, owner_key
+from .failures import guard_resource, guard_tool
+from .gateway import LettaGateway
+from .resources import ResourceSpec
+from .settings import Settings
+from .state import AppState
+from .tools import ToolSpec, agents, conversations, lifecycle, messages, turns
+from .turns import TurnManager
+
+__all__ = ["ALL_ONLY_TOOLS", "CORE_TOOLS", "RESOURCES", "AppState", "build_server"]
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Talk to Letta agents through conversations. An agent has memory blocks shared by all of its
+conversations; a conversation (id conv-…) is an isolated message thread on that agent.
+Typical flow: list_agents → create_conversation (or list_conversations to reuse one) →
+send_message (returns the agent's reply) → list_messages or the transcript resource to read history.
+conversation_id "default" means the agent's own history and needs agent_id (or the server's default agent).
+Long turns: if send_message answers status "running", call wait_for_reply with the run_id it gave;
+nothing is lost. Sends to one conversation are queued in order; different conversations run in parallel.
+"""
+
+#: The everyday tools, always exposed.
+CORE_TOOLS: list[ToolSpec] = [
+    agents.list_agents,
+    conversations.list_conversations,
+    conversations.get_conversation,
+    conversations.create_conversation,
+    conversations.update_summary,
+    conversations.open_conversation,
+    messages.list_messages,
+    turns.send_message,
+    turns.wait_for_reply,
+    turns.cancel_run,
+]
+
+#: Exposed only with --tools all (hosts that cap how many tools they show use --tools core).
+ALL_ONLY_TOOLS: list[ToolSpec] = [
+    lifecycle.fork_conversation,
+    lifecycle.compact_conversation,
+    lifecycle.archive_conversation,
+    lifecycle.delete_conversation,
+]
+
+RESOURCES: list[ResourceSpec] = [
+    resources.agent_memory,
+    resources.conversation_transcript,
+    resources.conversation_transcript_json,
+    resources.agent_transcript,
+]
+
+
+def build_server(settings: Settings) -> MCPServer[AppState]:
+    """An MCPServer with the listed tools and resources; nothing connects until the lifespan runs."""
+    server = MCPServer(
+        name="letta-conversations",
+        title="Letta Conversations",
+        instructions=INSTRUCTIONS,
+        version=_version(),
+        lifespan=lifespan(settings),
+        log_level=settings.log_level,
+    )
+    secrets = settings.secrets()
+    for spec in CORE_TOOLS + (ALL_ONLY_TOOLS if settings.tools == "all" else []):
+        server.add_tool(guard_tool(spec.fn, secrets), annotations=spec.annotations)
+    for res in RESOURCES:
+        server.resource(res.uri, name=res.name, title=res.title, description=res.description, mime_type=res.mime_type)(
+            guard_resource(res.fn, secrets)
+        )
+    resources.enable_subscriptions(server)
+    return server
+
+
+def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyncContextManager[AppState]]:
+    """The server's lifespan: one Letta gateway and one turn manager (with its task group) per process."""
+
+    @asynccontextmanager
+    async def run(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        gateway = LettaGateway(settings)
+        try:
+            async with anyio.create_task_group() as task_group:
+                manager = TurnManager(gateway, task_group, max_chars=settings.max_result_chars)
+                state = AppState(
+                    settings=settings, gateway=gateway, turns=manager, access=Access(gateway, owner_key(settings))
+                )
+                manager.on_finished.append(
+                    lambda turn: task_group.start_soon(resources.notify_transcript, server, state, turn)
+                )
+                log.info("ready: Letta at %s", gateway.base_url)
+                try:
+                    yield state
+                finally:
+                    task_group.cancel_scope.cancel()
+        finally:
+            # Shielded: the lifespan is often torn down by cancellation, and an unclosed client
+            # would be closed later by the garbage collector on a loop that no longer runs.
+            with anyio.CancelScope(shield=True):
+                await gateway.aclose()
+
+    return run
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__

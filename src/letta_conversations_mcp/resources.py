@@ -1,0 +1,225 @@
+"""MCP resources: conversation transcripts (Markdown and JSON), the agent's default-conversation
+transcript, and the agent's memory blocks; plus change notifications for transcripts.
+
+After each turn, subscribers learn that the conversation's transcripts changed: 2026-era clients
+through ``subscriptions/listen`` (the SDK's bus), legacy clients through ``resources/subscribe``
+and ``notifications/resources/updated``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.subscriptions import ResourceUpdated
+
+from . import validation
+from .models import transcript_uri
+from .state import AppState, app_state
+from .transcripts import MessageView, message_view, render_json, render_markdown, render_memory, view_size
+from .turns import Turn
+
+log = logging.getLogger(__name__)
+
+ResourceFn = Callable[..., Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """A resource template function and what it is registered with."""
+
+    fn: ResourceFn
+    uri: str
+    name: str
+    title: str
+    description: str
+    mime_type: str
+
+
+def resource(
+    uri: str, *, name: str, title: str, description: str, mime_type: str
+) -> Callable[[ResourceFn], ResourceSpec]:
+    return lambda fn: ResourceSpec(fn, uri, name, title, description, mime_type)
+
+
+@resource(
+    "letta://agents/{agent_id}/memory",
+    name="agent_memory",
+    title="Agent memory blocks",
+    description="The agent's memory blocks (label, value, limit) shared by its conversations, and which "
+    "conversations keep their own isolated copy.",
+    mime_type="text/markdown",
+)
+async def agent_memory(agent_id: str, ctx: Context) -> str:
+    state = app_state(ctx)
+    agent = validation.agent_id(agent_id)
+    caller = await state.access.authorize(ctx, agent=agent)
+    gateway = state.gateway
+    blocks = await gateway.list_blocks(agent)
+    # Memory is shared by every conversation of the agent; the isolated copies listed are only
+    # those of conversations this caller may reach.
+    conversations, _ = await state.access.list_page(caller, agent=agent, limit=100, after=None, search=None)
+    isolated: dict[str, list[str]] = {}
+    for conversation in conversations[:20]:
+        for block_id in conversation.get("isolated_block_ids") or []:
+            label = str((await gateway.get_block(block_id)).get("label") or block_id)
+            isolated.setdefault(label, []).append(str(conversation["id"]))
+    return render_memory(agent, blocks, isolated, max_chars=state.settings.max_result_chars)
+
+
+@resource(
+    "letta://conversations/{conversation_id}/transcript{?after}",
+    name="conversation_transcript",
+    title="Conversation transcript (Markdown)",
+    description="A conversation's messages, oldest first, in Markdown. Long transcripts end with a link to the next part.",
+    mime_type="text/markdown",
+)
+async def conversation_transcript(conversation_id: str, ctx: Context, after: str | None = None) -> str:
+    return await _read_transcript(ctx, conversation_id, None, after, "md")
+
+
+@resource(
+    "letta://conversations/{conversation_id}/transcript.json{?after}",
+    name="conversation_transcript_json",
+    title="Conversation transcript (JSON)",
+    description="A conversation's messages, oldest first, as JSON with a `next` URI when there is more.",
+    mime_type="application/json",
+)
+async def conversation_transcript_json(conversation_id: str, ctx: Context, after: str | None = None) -> str:
+    return await _read_transcript(ctx, conversation_id, None, after, "json")
+
+
+@resource(
+    "letta://agents/{agent_id}/transcript{?after}",
+    name="agent_default_transcript",
+    title="Agent's default conversation transcript (Markdown)",
+    description="The agent's own (default conversation) history, oldest first, in Markdown.",
+    mime_type="text/markdown",
+)
+async def agent_transcript(agent_id: str, ctx: Context, after: str | None = None) -> str:
+    return await _read_transcript(ctx, "default", agent_id, after, "md")
+
+
+async def _read_transcript(
+    ctx: Context, conversation_id: str, agent_id: str | None, after: str | None, fmt: str
+) -> str:
+    state = app_state(ctx)
+    conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
+    await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
+    if after:
+        validation.message_id(after, argument="after")
+    views, next_cursor = await _transcript_page(state, conversation_id, agent, after)
+    base = transcript_uri(conversation_id, agent, fmt="json" if fmt == "json" else "md")
+    next_uri = f"{base}?after={next_cursor}" if next_cursor else None
+    if fmt == "json":
+        return render_json(views, conversation_id=conversation_id, next_uri=next_uri)
+    title = (
+        f"Conversation {conversation_id}" if conversation_id != "default" else f"Agent {agent} (default conversation)"
+    )
+    subtitle = f"continued after {after}" if after else "oldest first"
+    continuation = f"Transcript continues: read {next_uri} for the next part." if next_uri else None
+    return render_markdown(views, title=title, subtitle=subtitle, continuation=continuation)
+
+
+async def _transcript_page(
+    state: AppState, conversation_id: str, agent: str | None, after: str | None
+) -> tuple[list[MessageView], str | None]:
+    """Oldest-first messages from ``after``, fetched in pages until the size cap; and the next cursor."""
+    views: list[MessageView] = []
+    used, cursor, page_size = 0, after, 100
+    while True:
+        raw = await state.gateway.list_messages(
+            conversation_id, agent_id=agent, limit=page_size, after=cursor, order="asc"
+        )
+        for message in raw:
+            view = message_view(message)
+            cost = view_size(view)
+            if views and used + cost > state.settings.max_result_chars:
+                return views, views[-1].id
+            views.append(view)
+            used += cost
+        if not views:
+            await state.gateway.confirm_conversation(conversation_id)
+        if len(raw) < page_size or not views:
+            return views, None
+        cursor = views[-1].id
+
+
+# -- change notifications --------------------------------------------------------------------
+async def notify_transcript(server: MCPServer[Any], state: AppState, turn: Turn) -> None:
+    """Tell subscribers that the transcripts of the turn's conversation changed."""
+    uris = {
+        transcript_uri(turn.conversation_id, turn.agent_id, fmt="md"),
+        transcript_uri(turn.conversation_id, turn.agent_id, fmt="json"),
+    }
+    bus = server._subscriptions  # pyright: ignore[reportPrivateUsage]
+    for uri in uris:
+        try:
+            await bus.publish(ResourceUpdated(uri=uri))
+        except Exception:
+            log.debug("listen publish failed", exc_info=True)
+        for session in list(state.subscribers.get(uri, ())):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:
+                state.subscribers[uri].discard(session)
+
+
+_TRANSCRIPT_URI = re.compile(r"^letta://conversations/(?P<conversation>[^/?]+)/transcript(?:\.json)?$")
+_AGENT_URI = re.compile(r"^letta://agents/(?P<agent>[^/?]+)/(?:transcript|memory)$")
+
+
+async def may_watch(state: AppState, ctx: Any, uri: str) -> bool:
+    """Whether the caller may hear about changes to ``uri``: only what it may read."""
+    uri = uri.split("?")[0]
+    if match := _TRANSCRIPT_URI.match(uri):
+        return await state.access.may_reach(ctx, conversation=match["conversation"])
+    if match := _AGENT_URI.match(uri):
+        conversation = "default" if uri.endswith("/transcript") else None
+        return await state.access.may_reach(ctx, agent=match["agent"], conversation=conversation)
+    return True
+
+
+def enable_subscriptions(server: MCPServer[Any]) -> None:
+    """Serve legacy ``resources/subscribe`` and ``resources/unsubscribe`` (per transcript URI), and
+    filter ``subscriptions/listen`` streams, so that change notifications reach only callers that
+    may read the resource.
+
+    A subscription to something the caller may not read is answered like one to a resource that
+    does not exist: accepted (legacy) or honoured (listen), and it never fires.
+    """
+
+    async def on_subscribe(ctx: Any, params: Any) -> mcp_types.EmptyResult:
+        state: AppState = ctx.lifespan_context
+        uri = str(params.uri).split("?")[0]
+        if await may_watch(state, ctx, uri):
+            state.subscribers.setdefault(uri, set()).add(ctx.session)
+        return mcp_types.EmptyResult()
+
+    async def on_unsubscribe(ctx: Any, params: Any) -> mcp_types.EmptyResult:
+        state: AppState = ctx.lifespan_context
+        state.subscribers.get(str(params.uri).split("?")[0], set()).discard(ctx.session)
+        return mcp_types.EmptyResult()
+
+    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, on_subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", mcp_types.UnsubscribeRequestParams, on_unsubscribe)
+    listen = lowlevel.get_request_handler("subscriptions/listen")
+    if listen is not None:
+        serve_listen = listen.handler
+
+        async def on_listen(ctx: Any, params: mcp_types.SubscriptionsListenRequestParams) -> Any:
+            state: AppState = ctx.lifespan_context
+            requested = params.notifications.resource_subscriptions or []
+            allowed = [uri for uri in requested if await may_watch(state, ctx, uri)]
+            if allowed != requested:
+                notifications = params.notifications.model_copy(update={"resource_subscriptions": allowed or None})
+                params = params.model_copy(update={"notifications": notifications})
+            return await serve_listen(ctx, params)
+
+        lowlevel.add_request_handler("subscriptions/listen", mcp_types.SubscriptionsListenRequestParams, on_listen)

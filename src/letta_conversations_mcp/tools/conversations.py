@@ -1,0 +1,169 @@
+"""Conversation tools: list, read, create, rename, and a caller's own conversation per key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from .. import access, ownership, validation
+from ..models import ConversationInfo, ConversationList
+from ..results import reply
+from ..state import app_state
+from . import ConversationIdArg, OptionalAgentIdArg, tool
+
+
+@tool("List conversations", read_only=True)
+async def list_conversations(
+    ctx: Context,
+    agent_id: OptionalAgentIdArg = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="How many conversations to return (1-100)")] = 20,
+    after: Annotated[
+        str | None, Field(description="Cursor: the next_after value of the previous page", max_length=41)
+    ] = None,
+    summary_search: Annotated[
+        str | None, Field(description="Only conversations whose summary contains this text", max_length=200)
+    ] = None,
+) -> Annotated[CallToolResult, ConversationList]:
+    """List an agent's conversations, newest first, with their summaries.
+
+    Over HTTP a token of scope 'own' (the default) sees only the conversations it created, opened or forked.
+    """
+    state = app_state(ctx)
+    agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to list conversations")
+    caller = await state.access.authorize(ctx, agent=agent)
+    if after:
+        validation.conversation_id(after, argument="after")
+    raw, next_after = await state.access.list_page(
+        caller, agent=agent, limit=limit, after=after, search=summary_search or None
+    )
+    conversations = [ConversationInfo.from_letta(c) for c in raw]
+    return reply(ConversationList(agent_id=agent, conversations=conversations, next_after=next_after))
+
+
+@tool("Get conversation", read_only=True)
+async def get_conversation(
+    conversation_id: ConversationIdArg, ctx: Context
+) -> Annotated[CallToolResult, ConversationInfo]:
+    """Read one conversation: its agent, summary, model and when it was last used."""
+    state = app_state(ctx)
+    conversation_id = validation.conversation_id(conversation_id)
+    if conversation_id == "default":
+        raise ToolError(
+            "get_conversation needs a real conversation id (conv-…); 'default' is the agent's own history: "
+            "read it with list_messages(conversation_id='default', agent_id=…)"
+        )
+    await state.access.authorize(ctx, conversation=conversation_id)
+    return reply(ConversationInfo.from_letta(await state.gateway.get_conversation(conversation_id)))
+
+
+@tool("Create conversation", destructive=False, idempotent=False)
+async def create_conversation(
+    ctx: Context,
+    agent_id: OptionalAgentIdArg = None,
+    summary: Annotated[
+        str | None,
+        Field(description="A short description to find it again, e.g. 'billing question'", max_length=1000),
+    ] = None,
+    model: Annotated[
+        str | None,
+        Field(description="Model handle for this conversation only, e.g. 'openai/gpt-4o-mini'", max_length=200),
+    ] = None,
+    model_settings: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description='Provider settings for the model override, e.g. {"provider_type": "openai", "temperature": 0.2}'
+        ),
+    ] = None,
+    isolated_block_labels: Annotated[
+        list[str] | None,
+        Field(
+            description="Memory block labels this conversation gets its own copy of, e.g. ['human']; "
+            "edits to them stay in this conversation instead of changing the agent's shared block",
+            max_length=20,
+        ),
+    ] = None,
+) -> Annotated[CallToolResult, ConversationInfo]:
+    """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages."""
+    state = app_state(ctx)
+    agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to create a conversation")
+    caller = await state.access.authorize(ctx, agent=agent)
+    clean_summary = access.caller_summary(validation.summary_text(summary)) if summary is not None else None
+    checked_settings = validation.model_settings(model_settings) if model_settings else None
+    labels = validation.block_labels(isolated_block_labels) if isolated_block_labels else None
+    raw = await state.gateway.create_conversation(
+        agent_id=agent,
+        summary=state.access.new_summary(caller, agent, clean_summary),
+        model=model,
+        model_settings=checked_settings,
+        isolated_block_labels=labels,
+    )
+    info = ConversationInfo.from_letta(raw)
+    if labels and len(info.isolated_block_ids) < len(labels):
+        info.note = (
+            f"Letta isolated {len(info.isolated_block_ids)} of the {len(labels)} requested block(s) {labels}: "
+            "the others stay shared. Check the agent's block labels (the agent memory resource lists them); "
+            "older Letta servers ignore isolated_block_labels"
+        )
+    return reply(info)
+
+
+@tool("Update summary", destructive=False, idempotent=True)
+async def update_summary(
+    ctx: Context,
+    conversation_id: ConversationIdArg,
+    summary: Annotated[str, Field(description="The new summary, e.g. 'refund for order 1234'", max_length=1000)],
+) -> Annotated[CallToolResult, ConversationInfo]:
+    """Set a conversation's summary (its short description, searchable with list_conversations)."""
+    state = app_state(ctx)
+    conversation_id = validation.conversation_id(conversation_id)
+    if conversation_id == "default":
+        raise ToolError("the 'default' conversation has no summary: pass a conversation id (conv-…)")
+    summary = access.caller_summary(validation.summary_text(summary))
+    await state.access.authorize(ctx, conversation=conversation_id)
+    stored = await state.gateway.get_conversation(conversation_id)
+    summary = ownership.kept_on_update(stored.get("summary"), summary)
+    return reply(ConversationInfo.from_letta(await state.gateway.update_summary(conversation_id, summary)))
+
+
+@tool("Open my conversation", destructive=False, idempotent=True)
+async def open_conversation(
+    ctx: Context,
+    agent_id: OptionalAgentIdArg = None,
+    key: Annotated[
+        str,
+        Field(
+            description="Which of your conversations with this agent, e.g. 'default' or 'project-x'. The same "
+            "caller and key always get the same conversation",
+            min_length=1,
+            max_length=100,
+        ),
+    ] = "default",
+) -> Annotated[CallToolResult, ConversationInfo]:
+    """Get your own conversation with an agent for a key, creating it the first time.
+
+    Use it instead of tracking conversation ids: each caller (HTTP token, or this local user over
+    stdio) gets separate conversations, so many users or agents can share one agent privately.
+    """
+    state = app_state(ctx)
+    agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to open a conversation")
+    caller = await state.access.authorize(ctx, agent=agent)
+    key = key.strip()
+    search = state.access.open_search(caller, agent, key)
+    async with state.open_locks.setdefault(search, anyio.Lock()):
+        found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=search)
+        mine = state.access.opened(caller, agent, key, found)
+        if mine:
+            info = ConversationInfo.from_letta(mine)
+            info.note = "existing conversation"
+            return reply(info)
+        created = await state.gateway.create_conversation(
+            agent_id=agent, summary=state.access.open_summary(caller, agent, key), model=None, model_settings=None
+        )
+    info = ConversationInfo.from_letta(created)
+    info.note = "created a new conversation"
+    return reply(info)
