@@ -1,7 +1,8 @@
 """Streamable HTTP front end: bearer-token auth in front of the SDK's stateful app.
 
 Tokens come from configuration only (LETTA_MCP_AUTH_TOKENS or an auth file), are compared in
-constant time, and are never logged. The middleware attaches the matching ``Caller`` to the
+constant time, and are never logged. Each has a name (its identity as a conversation owner), an
+optional agent limit and a scope, ``own`` (default) or ``agent`` (see ``access.py``). The middleware attaches the matching ``Caller`` to the
 request once, as ``scope["user"]`` and ``scope["auth"]`` (like Starlette's
 ``AuthenticationMiddleware``); handlers read it with ``access.caller``.
 """

@@ -107,8 +107,9 @@ class Settings(BaseSettings):
     auth_file: Path | None = Field(
         default=None,
         description=(
-            'JSON file of HTTP callers: [{"name": "alice", "token": "…", "agents": ["agent-…"]}] '
-            "(env LETTA_MCP_AUTH_FILE); agents limits what a token may reach"
+            'JSON file of HTTP callers: [{"name": "alice", "token": "…", "agents": ["agent-…"], "scope": "own"}] '
+            "(env LETTA_MCP_AUTH_FILE); agents limits what a token may reach; scope own (default: only the "
+            "conversations it created, opened or forked) or agent (every conversation of its agents)"
         ),
     )
 
