@@ -157,6 +157,8 @@ async def other_callers_get_not_found_everywhere(h: Harness) -> None:
             sent = await ok(alice, "send_message", conversation_id=cid, message="alice secret 42")
         async with client(url, "bob") as bob:
             await assert_looks_missing(bob, cid)
+            seen = await failure(bob, "list_conversations", after=cid)
+            assert seen.replace(cid, MISSING_CONV) == await failure(bob, "list_conversations", after=MISSING_CONV)
             run_id = sent.get("run_id")
             if run_id:
                 seen = await failure(bob, "wait_for_reply", run_id=run_id, wait_seconds=1)

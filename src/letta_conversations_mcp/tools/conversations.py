@@ -37,7 +37,9 @@ async def list_conversations(
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to list conversations")
     caller = await state.access.authorize(ctx, agent=agent)
     if after:
-        validation.conversation_id(after, argument="after")
+        # The cursor is a conversation too: one the caller may not reach reads as a missing one
+        # (Letta would otherwise page from it and so tell that it exists).
+        await state.access.authorize(ctx, conversation=validation.conversation_id(after, argument="after"))
     raw, next_after = await state.access.list_page(
         caller, agent=agent, limit=limit, after=after, search=summary_search or None
     )
