@@ -8,6 +8,9 @@ import pytest
 
 from tests.letta_fake import LettaDouble
 
+#: Any skip not allowed by LCM_SKIP_E2E=1 fails the run (a skip means a missing dependency).
+pytest_plugins = ["tests.skip_guard"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

