@@ -36,6 +36,8 @@ send_message (returns the agent's reply) → list_messages or the transcript res
 conversation_id "default" means the agent's own history and needs agent_id (or the server's default agent).
 Long turns: if send_message answers status "running", call wait_for_reply with the run_id it gave;
 nothing is lost. Sends to one conversation are queued in order; different conversations run in parallel.
+Over HTTP with tokens, each caller sees only the conversations it created, opened or forked (a token of
+scope 'agent' sees all of its agents' conversations); open_conversation is the easy way to get your own.
 """
 
 #: The everyday tools, always exposed.
