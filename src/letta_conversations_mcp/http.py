@@ -157,11 +157,16 @@ def build_http_app(server: Any, settings: Settings, callers: Sequence[Caller]) -
     return app
 
 
+def owner_secret_warning(settings: Settings, callers: Sequence[Caller]) -> str | None:
+    """The start-up warning when tokens tell callers apart but LETTA_MCP_OWNER_SECRET is unset."""
+    return secret_warning(owner_key(settings).source) if callers else None
+
+
 def run_http(server: Any, settings: Settings) -> None:
     import uvicorn
 
     callers = load_callers(settings)
-    warning = secret_warning(owner_key(settings).source) if callers else None
+    warning = owner_secret_warning(settings, callers)
     if warning:
         log.warning(warning)
     app = build_http_app(server, settings, callers)
