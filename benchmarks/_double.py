@@ -1,4 +1,5 @@
-"""Start the Letta double (tests/letta_fake.py) in its own process, so it does not share our GIL."""
+"""Start the Letta double (letta_conversations_mcp.localstack.double) in its own process, so it does not
+share our GIL."""
 
 from __future__ import annotations
 
@@ -6,13 +7,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
-import sys, time
-sys.path.insert(0, {root!r})
-from tests.letta_fake import LettaDouble
+import sys
+from letta_conversations_mcp.localstack.double import LettaDouble
 double = LettaDouble(ping_interval={ping})
 double.response_delay = {delay}
 double.start()
@@ -25,7 +23,7 @@ sys.stdin.read()
 def letta_double(*, delay: float = 0.0, ping: float = 0.2) -> Iterator[tuple[str, str]]:
     """(base URL, agent id) of a double in a subprocess; it exits when we close its stdin."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT.format(root=str(ROOT), delay=delay, ping=ping)],
+        [sys.executable, "-c", SCRIPT.format(delay=delay, ping=ping)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

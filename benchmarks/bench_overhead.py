@@ -7,74 +7,46 @@ Also: time from the double's first SSE frame to the host's first progress notifi
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import sys
 import time
 
 import anyio
-from letta_client import AsyncLetta
-from mcp import Client
-from mcp.client.stdio import StdioServerParameters
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _double import letta_double
+from _side_by_side import direct_send, row, side_by_side, timed
 
 ROUNDS = 40
 
 
-def stdio_params(base_url: str, agent_id: str) -> StdioServerParameters:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    env.update({"LETTA_BASE_URL": base_url, "LETTA_AGENT_ID": agent_id, "LETTA_MCP_LOG_LEVEL": "WARNING"})
-    return StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
-
-
 async def measure(base_url: str, agent_id: str) -> dict[str, list[float]]:
-    params = stdio_params(base_url, agent_id)
     samples: dict[str, list[float]] = {"send_direct": [], "send_mcp": [], "list_direct": [], "list_mcp": []}
-    async with Client(params) as client, AsyncLetta(base_url=base_url, max_retries=0) as direct:
-        ours = (await client.call_tool("create_conversation", {})).structured_content or {}
-        theirs = await direct.conversations.create(agent_id=agent_id)
+    async with side_by_side(base_url, agent_id) as pair:
         for i in range(ROUNDS):
-            start = time.perf_counter()
-            stream = await direct.conversations.messages.create(
-                theirs.id, messages=[{"role": "user", "content": f"hello {i}"}], include_pings=True, background=True
-            )
-            async for _ in stream:
-                pass
-            samples["send_direct"].append(time.perf_counter() - start)
-
-            start = time.perf_counter()
-            result = await client.call_tool("send_message", {"conversation_id": ours["id"], "message": f"hello {i}"})
-            samples["send_mcp"].append(time.perf_counter() - start)
+            text = f"hello {i}"
+            await timed(samples["send_direct"], functools.partial(direct_send, pair.direct, pair.theirs, text))
+            sending = {"conversation_id": pair.ours, "message": text}
+            result = await timed(samples["send_mcp"], functools.partial(pair.client.call_tool, "send_message", sending))
             assert not result.is_error
-
-            start = time.perf_counter()
-            await direct.conversations.messages.list(theirs.id, limit=20)
-            samples["list_direct"].append(time.perf_counter() - start)
-
-            start = time.perf_counter()
-            result = await client.call_tool("list_messages", {"conversation_id": ours["id"], "limit": 20})
-            samples["list_mcp"].append(time.perf_counter() - start)
+            listing = functools.partial(pair.direct.conversations.messages.list, pair.theirs, limit=20)
+            await timed(samples["list_direct"], listing)
+            arguments = {"conversation_id": pair.ours, "limit": 20}
+            result = await timed(
+                samples["list_mcp"], functools.partial(pair.client.call_tool, "list_messages", arguments)
+            )
             assert not result.is_error
     return samples
 
 
 async def first_progress(base_url: str, agent_id: str, rounds: int = 10) -> list[float]:
     """Seconds from sending a SLOW turn to the first progress note, minus the same to the first SSE frame."""
-    params = stdio_params(base_url, agent_id)
     deltas: list[float] = []
-    async with Client(params) as client, AsyncLetta(base_url=base_url, max_retries=0) as direct:
-        ours = (await client.call_tool("create_conversation", {})).structured_content or {}
-        theirs = await direct.conversations.create(agent_id=agent_id)
+    async with side_by_side(base_url, agent_id) as pair:
         for _ in range(rounds):
-            start = time.perf_counter()
-            stream = await direct.conversations.messages.create(
-                theirs.id, messages=[{"role": "user", "content": "SLOW 0.3 x"}], include_pings=True
-            )
-            first_frame: float | None = None
-            async for _ in stream:
-                first_frame = first_frame or time.perf_counter() - start
+            first_frame = await direct_send(pair.direct, pair.theirs, "SLOW 0.3 x", background=False)
             first_note: list[float] = []
             sent_at = time.perf_counter()
 
@@ -88,17 +60,11 @@ async def first_progress(base_url: str, agent_id: str, rounds: int = 10) -> list
                 if not seen:
                     seen.append(time.perf_counter() - t0)
 
-            await client.call_tool(
-                "send_message", {"conversation_id": ours["id"], "message": "SLOW 0.3 x"}, progress_callback=note
-            )
-            if first_frame is not None and first_note:
+            arguments = {"conversation_id": pair.ours, "message": "SLOW 0.3 x"}
+            await pair.client.call_tool("send_message", arguments, progress_callback=note)
+            if first_frame and first_note:
                 deltas.append(first_note[0] - first_frame)
     return deltas
-
-
-def row(name: str, direct: list[float], ours: list[float]) -> str:
-    d, o = statistics.median(direct), statistics.median(ours)
-    return f"{name:34} {d * 1000:>9.2f} {o * 1000:>9.2f} {(o - d) * 1000:>+9.2f} {o / d:>7.2f}x"
 
 
 def main() -> None:

@@ -8,9 +8,7 @@ should grow with the length of the history.
 from __future__ import annotations
 
 import logging
-import os
 import statistics
-import sys
 import time
 import tracemalloc
 import uuid
@@ -20,10 +18,8 @@ import anyio
 from letta_client import AsyncLetta
 from mcp import Client
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tests.letta_fake import LettaDouble
-
-from letta_conversations_mcp.server import build_server
+from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
 
 ROUNDS = 5

@@ -11,6 +11,7 @@ SCRIPTS = [
     ("stream aggregation", ["bench_aggregation.py"]),
     ("cold start", ["bench_cold_start.py"]),
     ("overhead and progress latency", ["bench_overhead.py"]),
+    ("overhead against the real local Letta (starts the local Letta stack)", ["bench_real_letta.py"]),
     ("transcript resource", ["bench_transcript.py"]),
     ("HTTP load (100 callers)", ["load_http.py"]),
     ("vs PyPI letta-mcp-server (starts the local Letta stack)", ["bench_vs_letta_mcp_server.py"]),

@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 
 from letta_conversations_mcp.app import build_server
-from tests.letta_fake import LettaDouble
+from letta_conversations_mcp.localstack.double import LettaDouble
 from tests.test_tools import SECRET, call, call_error, make_settings, text_of
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from tests.letta_fake import LettaDouble, parse_sse, wire_shape
+from letta_conversations_mcp.localstack.double import LettaDouble, parse_sse, wire_shape
+from letta_conversations_mcp.localstack.sse import events
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".e2e-artifacts"
 MISSING = "conv-00000000-0000-4000-8000-000000000000"
@@ -41,14 +42,13 @@ def record(base_url: str, agent_id: str) -> dict[str, Any]:
         out["badid"] = {"status": response.status_code, "body": response.json()}
         background = {"messages": [{"role": "user", "content": "SLOW 1 bg"}], "background": True}
         with http.stream("POST", f"/v1/conversations/{cid}/messages", json=background) as first:
-            lines = first.iter_lines()
-            first_line = next(line for line in lines if line.startswith("data:"))
-            run_id = json.loads(first_line[5:])["run_id"]
+            stream = events(first.iter_lines())
+            run_id = next(stream).data["run_id"]
             second = http.post(
                 f"/v1/conversations/{cid}/messages", json={"messages": [{"role": "user", "content": "x"}]}
             )
             out["conflict"] = {"status": second.status_code, "body": second.json()}
-            for _ in lines:
+            for _ in stream:
                 pass
         out["run"] = http.get(f"/v1/runs/{run_id}").json()
         out["resume"] = parse_sse(http.post(f"/v1/runs/{run_id}/stream", json={"starting_after": 0}).text)

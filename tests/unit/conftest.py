@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from letta_conversations_mcp.localstack.sse import events, parse_sse
+
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "letta"
 
 #: Key added to frames that arrived as ``event: error`` (the SDK raises on those instead of yielding).
@@ -32,38 +34,9 @@ def capture_path(name: str) -> Path:
 
 
 def parse_sse_text(body: str) -> list[dict[str, Any]]:
-    """SSE body → frame dicts in stream order.
-
-    Events are separated by blank lines; ``data:`` lines of one event are joined with newlines;
-    ``data: [DONE]`` is skipped; an ``event: error`` frame keeps its body plus ``{SSE_EVENT: "error"}``.
-    """
-    frames: list[dict[str, Any]] = []
-    event: str | None = None
-    data: list[str] = []
-
-    def dispatch() -> None:
-        nonlocal event, data
-        if data:
-            payload = "\n".join(data)
-            if payload.strip() != "[DONE]":
-                frame = json.loads(payload)
-                if event is not None:
-                    frame[SSE_EVENT] = event
-                frames.append(frame)
-        event, data = None, []
-
-    for line in body.splitlines():
-        if not line:
-            dispatch()
-        elif line.startswith(":"):
-            continue  # SSE comment
-        elif line.startswith("event:"):
-            event = line[6:].strip() or None
-        elif line.startswith("data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
-    dispatch()
-    return frames
+    """SSE body → frame dicts in stream order (``localstack.sse.events``: [DONE] skipped, multi-line
+    data joined); a named event's frame (``event: error``) keeps its body plus ``{SSE_EVENT: name}``."""
+    return [{**e.data, SSE_EVENT: e.name} if e.name else e.data for e in events(body.splitlines())]
 
 
 def load_frames(name: str) -> list[dict[str, Any]]:
@@ -72,15 +45,8 @@ def load_frames(name: str) -> list[dict[str, Any]]:
 
 
 def read_sse(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(data frames, `event: error` bodies without the marker) of a capture, without [DONE]."""
-    frames: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    for frame in load_frames(name):
-        if frame.get(SSE_EVENT) == "error":
-            errors.append({k: v for k, v in frame.items() if k != SSE_EVENT})
-        else:
-            frames.append(frame)
-    return frames, errors
+    """(data frames, `event: error` bodies) of a capture, without [DONE]."""
+    return parse_sse(capture_path(name).read_text())
 
 
 def read_json(name: str) -> Any:

@@ -1,12 +1,9 @@
 """A scripted OpenAI-compatible model server for the local Letta stack and the tests.
 
-Deterministic replies chosen by the last user message, so tests can ask for behaviours:
-
-- default: ``echo: <text>``
-- ``SLOW <seconds> …``: wait that long first (Letta sends keep-alive pings meanwhile)
-- ``FAIL …``: HTTP 500, as a provider outage
-- ``REMEMBER <fact>``: call ``memory_insert`` on the ``human`` block, then answer ``noted: <fact>``
-- ``TOOL <name> <json arguments>``: call that tool, then answer ``tool said: <result>``
+Deterministic replies chosen by the last user message in the scripted agent language of
+``script`` (``echo``, ``SLOW``, ``FAIL``, ``REMEMBER``, ``TOOL``, …), so tests can ask for
+behaviours. ``SLOW`` waits before answering (Letta sends keep-alive pings meanwhile); ``FAIL``
+answers HTTP 500, as a provider outage.
 
 Serves ``GET /v1/models``, ``POST /v1/chat/completions`` (streaming and not) and
 ``POST /v1/embeddings``. Run: ``python -m letta_conversations_mcp.localstack.scripted_llm --port N``.
@@ -21,10 +18,29 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+
+from . import script
+from .sse import DONE, encode
 
 MODEL_ID = "scripted-echo"
 EMBEDDING_DIM = 1536
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A completion to give: after ``delay`` seconds, a failure, a tool call or content."""
+
+    delay: float = 0.0
+    fail: bool = False
+    content: str | None = None
+    tool_call: script.ToolCall | None = None
+
+    def function(self) -> dict[str, str] | None:
+        """The tool call in OpenAI's ``function`` shape."""
+        call = self.tool_call
+        return {"name": call.name, "arguments": call.arguments} if call else None
 
 
 def _text(content: Any) -> str:
@@ -51,56 +67,34 @@ def _user_text(raw: str) -> str:
     return stripped
 
 
-def plan(body: dict[str, Any]) -> dict[str, Any]:
-    """What to answer: {'delay': s, 'fail': bool, 'content': str | None, 'tool_call': {...} | None}."""
-    messages = body.get("messages") or []
-    last_user = ""
+def _last_user(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            last_user = _user_text(_text(message.get("content")))
-            break
-    last = messages[-1] if messages else {}
-    words = last_user.split()
-    head = words[0] if words else ""
+            return _user_text(_text(message.get("content")))
+    return ""
+
+
+def answer(body: dict[str, Any]) -> Answer:
+    """What to answer a chat completion request, by the script of the last user message."""
+    messages = body.get("messages") or []
+    message = _last_user(messages)
+    if messages and messages[-1].get("role") == "tool":
+        return Answer(content=script.reply_after_tool(message, _text(messages[-1].get("content"))))
     tools = {t.get("function", {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
-    if last.get("role") == "tool":
-        result = _text(last.get("content"))
-        if head == "REMEMBER":
-            return {
-                "delay": 0.0,
-                "fail": False,
-                "content": f"noted: {last_user.split(' ', 1)[1] if ' ' in last_user else ''}",
-                "tool_call": None,
-            }
-        return {"delay": 0.0, "fail": False, "content": f"tool said: {result[:200]}", "tool_call": None}
-    delay = 0.0
-    if head == "SLOW" and len(words) > 1:
-        try:
-            delay = float(words[1])
-        except ValueError:
-            delay = 1.0
-    if head == "FAIL":
-        return {"delay": 0.0, "fail": True, "content": None, "tool_call": None}
-    if head == "REMEMBER" and "memory_insert" in tools:
-        fact = last_user.split(" ", 1)[1] if " " in last_user else ""
-        call = {"name": "memory_insert", "arguments": json.dumps({"label": "human", "new_string": fact})}
-        return {"delay": delay, "fail": False, "content": None, "tool_call": call}
-    if head == "TOOL" and len(words) > 1 and words[1] in tools:
-        arguments = last_user.split(" ", 2)[2] if len(words) > 2 else "{}"
-        return {"delay": delay, "fail": False, "content": None, "tool_call": {"name": words[1], "arguments": arguments}}
-    return {"delay": delay, "fail": False, "content": f"echo: {last_user}", "tool_call": None}
+    step = script.plan(message, {str(name) for name in tools if name})
+    return Answer(delay=step.delay, fail=step.fail, content=step.reply, tool_call=step.tool_call)
 
 
 def _usage() -> dict[str, int]:
     return {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
 
-def _completion(answer: dict[str, Any]) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": answer["content"]}
+def _completion(answer: Answer) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content}
     finish = "stop"
-    if answer["tool_call"]:
+    if answer.tool_call:
         message["tool_calls"] = [
-            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": answer["tool_call"]}
+            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": answer.function()}
         ]
         finish = "tool_calls"
     return {
@@ -113,7 +107,7 @@ def _completion(answer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _chunks(answer: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+async def _chunks(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
     base = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion.chunk",
@@ -122,12 +116,11 @@ async def _chunks(answer: dict[str, Any], include_usage: bool) -> AsyncIterator[
     }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        payload = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+        return encode({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
     yield chunk({"role": "assistant", "content": ""})
-    if answer["tool_call"]:
-        call = answer["tool_call"]
+    if answer.tool_call:
+        call = answer.tool_call
         yield chunk(
             {
                 "tool_calls": [
@@ -135,23 +128,21 @@ async def _chunks(answer: dict[str, Any], include_usage: bool) -> AsyncIterator[
                         "index": 0,
                         "id": f"call_{uuid.uuid4().hex[:12]}",
                         "type": "function",
-                        "function": {"name": call["name"], "arguments": ""},
+                        "function": {"name": call.name, "arguments": ""},
                     }
                 ]
             }
         )
-        yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["arguments"]}}]})
+        yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call.arguments}}]})
         yield chunk({}, "tool_calls")
     else:
-        words = str(answer["content"]).split(" ")
-        for i, word in enumerate(words):
-            yield chunk({"content": word if i == len(words) - 1 else word + " "})
+        for fragment in script.fragments(str(answer.content)):
+            yield chunk({"content": fragment})
             await asyncio.sleep(0)
         yield chunk({}, "stop")
     if include_usage:
-        payload = {**base, "choices": [], "usage": _usage()}
-        yield b"data: " + json.dumps(payload).encode() + b"\n\n"
-    yield b"data: [DONE]\n\n"
+        yield encode({**base, "choices": [], "usage": _usage()})
+    yield DONE
 
 
 def _embedding(text: str) -> list[float]:
@@ -172,15 +163,15 @@ def create_app() -> Any:
 
     async def chat(request: Request) -> Response:
         body = await request.json()
-        answer = plan(body)
-        if answer["delay"]:
-            await asyncio.sleep(answer["delay"])
-        if answer["fail"]:
+        reply = answer(body)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.fail:
             return JSONResponse({"error": {"message": "scripted failure", "type": "server_error"}}, status_code=500)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(_chunks(answer, include_usage), media_type="text/event-stream")
-        return JSONResponse(_completion(answer))
+            return StreamingResponse(_chunks(reply, include_usage), media_type="text/event-stream")
+        return JSONResponse(_completion(reply))
 
     async def embeddings(request: Request) -> Response:
         body = await request.json()
