@@ -24,8 +24,8 @@ import uvicorn
 from mcp import Client
 from pydantic import SecretStr
 
+from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import build_http_app, load_callers
-from letta_conversations_mcp.server import build_server
 from letta_conversations_mcp.settings import Settings
 from tests import privacy_scenarios
 from tests.privacy_scenarios import OWNER_SECRET, TOKENS, Harness, client, failure, ok, write_auth_file
