@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from .ownership import visible_summary
 from .streaming import TurnResult
 from .transcripts import MessageView
 
@@ -116,7 +117,7 @@ class ConversationInfo(FlatSchema):
         return cls(
             id=str(raw["id"]),
             agent_id=str(raw.get("agent_id") or ""),
-            summary=raw.get("summary"),
+            summary=visible_summary(raw.get("summary")),  # owner markers are never shown
             created_at=raw.get("created_at"),
             updated_at=raw.get("updated_at"),
             last_message_at=raw.get("last_message_at"),

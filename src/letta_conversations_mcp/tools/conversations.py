@@ -10,7 +10,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from .. import access, validation
+from .. import access, ownership, validation
 from ..models import ConversationInfo, ConversationList
 from ..results import reply
 from ..state import app_state
@@ -29,17 +29,21 @@ async def list_conversations(
         str | None, Field(description="Only conversations whose summary contains this text", max_length=200)
     ] = None,
 ) -> Annotated[CallToolResult, ConversationList]:
-    """List an agent's conversations, newest first, with their summaries."""
+    """List an agent's conversations, newest first, with their summaries.
+
+    Over HTTP a token of scope 'own' (the default) sees only the conversations it created, opened or forked.
+    """
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to list conversations")
-    await state.access.authorize(ctx, agent=agent)
+    caller = await state.access.authorize(ctx, agent=agent)
     if after:
-        validation.conversation_id(after, argument="after")
-    raw = await state.gateway.list_conversations(
-        agent_id=agent, limit=limit, after=after, summary_search=summary_search
+        # The cursor is a conversation too: one the caller may not reach reads as a missing one
+        # (Letta would otherwise page from it and so tell that it exists).
+        await state.access.authorize(ctx, conversation=validation.conversation_id(after, argument="after"))
+    raw, next_after = await state.access.list_page(
+        caller, agent=agent, limit=limit, after=after, search=summary_search or None
     )
     conversations = [ConversationInfo.from_letta(c) for c in raw]
-    next_after = conversations[-1].id if len(conversations) == limit else None
     return reply(ConversationList(agent_id=agent, conversations=conversations, next_after=next_after))
 
 
@@ -89,13 +93,13 @@ async def create_conversation(
     """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages."""
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to create a conversation")
-    await state.access.authorize(ctx, agent=agent)
-    clean_summary = validation.summary_text(summary) if summary is not None else None
+    caller = await state.access.authorize(ctx, agent=agent)
+    clean_summary = access.caller_summary(validation.summary_text(summary)) if summary is not None else None
     checked_settings = validation.model_settings(model_settings) if model_settings else None
     labels = validation.block_labels(isolated_block_labels) if isolated_block_labels else None
     raw = await state.gateway.create_conversation(
         agent_id=agent,
-        summary=clean_summary,
+        summary=state.access.new_summary(caller, agent, clean_summary),
         model=model,
         model_settings=checked_settings,
         isolated_block_labels=labels,
@@ -121,10 +125,10 @@ async def update_summary(
     conversation_id = validation.conversation_id(conversation_id)
     if conversation_id == "default":
         raise ToolError("the 'default' conversation has no summary: pass a conversation id (conv-…)")
-    summary = validation.summary_text(summary)
+    summary = access.caller_summary(validation.summary_text(summary))
     await state.access.authorize(ctx, conversation=conversation_id)
     stored = await state.gateway.get_conversation(conversation_id)
-    summary = access.keep_tag(stored.get("summary"), summary)
+    summary = ownership.kept_on_update(stored.get("summary"), summary)
     return reply(ConversationInfo.from_letta(await state.gateway.update_summary(conversation_id, summary)))
 
 
@@ -150,19 +154,17 @@ async def open_conversation(
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to open a conversation")
     caller = await state.access.authorize(ctx, agent=agent)
-    tag = access.owner_tag(caller.key, agent, key.strip())
-    async with state.open_locks.setdefault(tag, anyio.Lock()):
-        found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=tag)
-        mine = sorted(
-            (c for c in found if str(c.get("summary") or "").startswith(tag)),
-            key=lambda c: str(c.get("created_at") or ""),
-        )
+    key = key.strip()
+    search = state.access.open_search(caller, agent, key)
+    async with state.open_locks.setdefault(search, anyio.Lock()):
+        found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=search)
+        mine = state.access.opened(caller, agent, key, found)
         if mine:
-            info = ConversationInfo.from_letta(mine[0])
+            info = ConversationInfo.from_letta(mine)
             info.note = "existing conversation"
             return reply(info)
         created = await state.gateway.create_conversation(
-            agent_id=agent, summary=access.tagged_summary(tag, key.strip()), model=None, model_settings=None
+            agent_id=agent, summary=state.access.open_summary(caller, agent, key), model=None, model_settings=None
         )
     info = ConversationInfo.from_letta(created)
     info.note = "created a new conversation"
