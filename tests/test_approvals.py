@@ -445,3 +445,33 @@ async def test_a_host_that_never_answers_the_form_counts_as_cancel(
         cid = (await ok(client, "create_conversation"))["id"]
         turn = await ok(client, "send_message", conversation_id=cid, message="REMEMBER ignored")
     assert turn["status"] == "awaiting_approval" and approval_posts(letta_double) == []
+
+
+# -- privacy over HTTP ----------------------------------------------------------------------------------
+async def test_another_caller_can_neither_see_nor_answer_an_approval(
+    letta_double: LettaDouble, approving_agent: str, tmp_path: Any
+) -> None:
+    from tests.privacy_scenarios import MISSING_CONV, client, failure, write_auth_file
+    from tests.test_privacy import serve, settings_for
+
+    with serve(settings_for(letta_double, approving_agent, write_auth_file(tmp_path))) as url:
+        async with client(url, "alice") as alice:
+            cid = (await ok(alice, "create_conversation", summary="alice asks"))["id"]
+            assert (await ok(alice, "send_message", conversation_id=cid, message="REMEMBER alice only"))["status"] == (
+                "awaiting_approval"
+            )
+        async with client(url, "bob") as bob:
+            for arguments in ({"approve": True}, {"approve": False, "tool_call_ids": ["call_x"]}):
+                seen = await failure(bob, "respond_to_approval", conversation_id=cid, **arguments)
+                expected = await failure(bob, "respond_to_approval", conversation_id=MISSING_CONV, **arguments)
+                assert seen.replace(cid, MISSING_CONV) == expected
+            listed = await ok(bob, "list_conversations", limit=100)
+            assert cid not in [c["id"] for c in listed["conversations"]]
+        async with client(url, "ops") as ops:  # scope 'agent' sees every conversation of the agent, and its state
+            listed = await ok(ops, "list_conversations", limit=100)
+            assert [c["awaiting_approval"] for c in listed["conversations"] if c["id"] == cid] == [True]
+        async with client(url, "alice") as alice:
+            assert (await ok(alice, "get_conversation", conversation_id=cid))["awaiting_approval"] is True
+            assert approval_posts(letta_double) == [], "bob's answers never reached Letta"
+            done = await ok(alice, "respond_to_approval", conversation_id=cid, approve=True)
+    assert done["reply"] == "noted: alice only"

@@ -15,7 +15,7 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from . import resources
-from .access import Access
+from .access import Access, owner_key
 from .failures import guard_resource, guard_tool
 from .gateway import LettaGateway
 from .resources import ResourceSpec
@@ -36,6 +36,8 @@ send_message (returns the agent's reply) → list_messages or the transcript res
 conversation_id "default" means the agent's own history and needs agent_id (or the server's default agent).
 Long turns: if send_message answers status "running", call wait_for_reply with the run_id it gave;
 nothing is lost. Sends to one conversation are queued in order; different conversations run in parallel.
+Over HTTP with tokens, each caller sees only the conversations it created, opened or forked (a token of
+scope 'agent' sees all of its agents' conversations); open_conversation is the easy way to get your own.
 Tool approvals: status "awaiting_approval" means the agent wants to run tools that need a human's yes;
 ask your user about each listed call, then answer with respond_to_approval.
 """
@@ -103,7 +105,9 @@ def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyn
                 manager = TurnManager(
                     gateway, task_group, max_chars=settings.max_result_chars, approval_policy=settings.approvals
                 )
-                state = AppState(settings=settings, gateway=gateway, turns=manager, access=Access(gateway))
+                state = AppState(
+                    settings=settings, gateway=gateway, turns=manager, access=Access(gateway, owner_key(settings))
+                )
                 manager.on_finished.append(
                     lambda turn: task_group.start_soon(resources.notify_transcript, server, state, turn)
                 )

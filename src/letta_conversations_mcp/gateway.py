@@ -65,6 +65,13 @@ async def sse_frames(response: AsyncAPIResponse[Any]) -> AsyncIterator[Frame]:
             event = None
 
 
+def _json_list(data: object) -> list[Frame]:
+    """A JSON list of objects as frames; Letta pages are plain lists (newer servers may wrap them in ``items``)."""
+    if isinstance(data, Mapping):
+        data = data.get("items", [])
+    return [dict(item) for item in data if isinstance(item, Mapping)] if isinstance(data, list) else []
+
+
 def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
     """Letta needs agent_id only for the agent's own history ('default')."""
     return agent_id if conversation_id == "default" else None
@@ -229,8 +236,9 @@ class LettaGateway:
         if message_types:
             kwargs["include_return_message_types"] = message_types
         async with self._translate(Target("conversation", conversation_id, "list messages")):
-            page = await self._client.conversations.messages.list(conversation_id, **kwargs)
-            return [as_dict(m) for m in page.items]
+            # Raw JSON: the SDK would build a model per message only for us to turn it back into a dict.
+            response = await self._client.conversations.messages.with_raw_response.list(conversation_id, **kwargs)
+            return _json_list(await response.json())
 
     # -- turns -------------------------------------------------------------------------------
     async def stream_turn(

@@ -18,6 +18,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from .approvals import PendingCall, one_line
+from .ownership import visible_summary
 from .streaming import TurnResult
 from .transcripts import MessageView
 
@@ -129,7 +130,7 @@ class ConversationInfo(FlatSchema):
         return cls(
             id=str(raw["id"]),
             agent_id=str(raw.get("agent_id") or ""),
-            summary=raw.get("summary"),
+            summary=visible_summary(raw.get("summary")),  # owner markers are never shown
             created_at=raw.get("created_at"),
             updated_at=raw.get("updated_at"),
             last_message_at=raw.get("last_message_at"),

@@ -116,8 +116,18 @@ class Settings(BaseSettings):
     auth_file: Path | None = Field(
         default=None,
         description=(
-            'JSON file of HTTP callers: [{"name": "alice", "token": "…", "agents": ["agent-…"]}] '
-            "(env LETTA_MCP_AUTH_FILE); agents limits what a token may reach"
+            'JSON file of HTTP callers: [{"name": "alice", "token": "…", "agents": ["agent-…"], "scope": "own"}] '
+            "(env LETTA_MCP_AUTH_FILE); agents limits what a token may reach; scope own (default: only the "
+            "conversations it created, opened or forked) or agent (every conversation of its agents)"
+        ),
+    )
+
+    owner_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs the owner markers kept in conversation summaries (env LETTA_MCP_OWNER_SECRET); "
+            "at least 16 characters, the same on every server process. Unset: derived from LETTA_API_KEY. "
+            "Changing it orphans existing ownership (those conversations stay reachable with the agent scope)"
         ),
     )
 
@@ -131,12 +141,19 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://, e.g. http://localhost:8283")
         return value
 
-    @field_validator("api_key", "auth_tokens")
+    @field_validator("api_key", "auth_tokens", "owner_secret")
     @classmethod
     def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("owner_secret")
+    @classmethod
+    def _check_owner_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters; use a long random value, e.g. openssl rand -hex 32")
+        return value
 
     @field_validator("agent_id")
     @classmethod
@@ -172,8 +189,9 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of log lines and messages."""
         values = self.token_list()
-        if self.api_key is not None:
-            values.append(self.api_key.get_secret_value())
+        for secret in (self.api_key, self.owner_secret):
+            if secret is not None:
+                values.append(secret.get_secret_value())
         return values
 
     def startup_warnings(self) -> list[str]:

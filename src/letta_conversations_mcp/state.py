@@ -28,7 +28,7 @@ class AppState:
     access: Access
     #: Legacy ``resources/subscribe`` sessions per transcript URI (without ``?after=``).
     subscribers: dict[str, set[Any]] = field(default_factory=dict)
-    #: One lock per owner tag, so two concurrent open_conversation calls create one conversation.
+    #: One lock per (caller, agent, key) search prefix, so two concurrent open_conversation calls create one.
     open_locks: dict[str, anyio.Lock] = field(default_factory=dict)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -11,7 +12,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from .. import access, validation
+from .. import access, ownership, validation
 from ..errors import LettaRequestError
 from ..models import ConversationInfo, ConversationList
 from ..results import reply
@@ -19,6 +20,7 @@ from ..state import AppState, app_state
 from . import ConversationIdArg, OptionalAgentIdArg, tool
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 @tool("List conversations", read_only=True)
@@ -33,16 +35,24 @@ async def list_conversations(
         str | None, Field(description="Only conversations whose summary contains this text", max_length=200)
     ] = None,
 ) -> Annotated[CallToolResult, ConversationList]:
-    """List an agent's conversations, newest first, with their summaries."""
+    """List an agent's conversations, newest first, with their summaries.
+
+    Over HTTP a token of scope 'own' (the default) sees only the conversations it created, opened or forked.
+    """
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to list conversations")
-    await state.access.authorize(ctx, agent=agent)
+    caller = await state.access.authorize(ctx, agent=agent)
     if after:
-        validation.conversation_id(after, argument="after")
-    raw, asked = await _page_and_candidates(state, agent, limit=limit, after=after, summary_search=summary_search)
+        # The cursor is a conversation too: one the caller may not reach reads as a missing one
+        # (Letta would otherwise page from it and so tell that it exists).
+        await state.access.authorize(ctx, conversation=validation.conversation_id(after, argument="after"))
+    (raw, next_after), asked = await _with_candidates(
+        state,
+        agent,
+        lambda: state.access.list_page(caller, agent=agent, limit=limit, after=after, search=summary_search or None),
+    )
     conversations = [ConversationInfo.from_letta(c) for c in raw]
     await _mark_awaiting_approval(state, conversations, asked)
-    next_after = conversations[-1].id if len(conversations) == limit else None
     return reply(ConversationList(agent_id=agent, conversations=conversations, next_after=next_after))
 
 
@@ -50,28 +60,28 @@ async def list_conversations(
 APPROVAL_CHECKS = 10
 
 
-async def _page_and_candidates(state: AppState, agent: str, **page: Any) -> tuple[list[dict[str, Any]], set[str]]:
-    """One page of conversations and the approval candidates, read at the same time (no extra round trip).
+async def _with_candidates(state: AppState, agent: str, read: Callable[[], Awaitable[R]]) -> tuple[R, set[str]]:
+    """What ``read`` returns, and the approval candidates read at the same time (no extra round trip).
 
-    A failure to read the page is raised as itself (never wrapped in a task group's exception group).
+    A failure of ``read`` is raised as itself (never wrapped in a task group's exception group).
     """
     asked: set[str] = set()
-    found: list[dict[str, Any]] = []
-    failure: LettaRequestError | None = None
+    found: list[R] = []
+    failure: Exception | None = None
 
-    async def read_page() -> None:
-        nonlocal found, failure
+    async def run_read() -> None:
+        nonlocal failure
         try:
-            found = await state.gateway.list_conversations(agent_id=agent, **page)
-        except LettaRequestError as exc:
+            found.append(await read())
+        except Exception as exc:
             failure = exc
 
     async with anyio.create_task_group() as group:
         group.start_soon(_approval_candidates, state, agent, asked)
-        await read_page()
+        await run_read()
     if failure is not None:
         raise failure
-    return found, asked
+    return found[0], asked
 
 
 async def _approval_candidates(state: AppState, agent: str, into: set[str]) -> None:
@@ -148,13 +158,13 @@ async def create_conversation(
     """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages."""
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to create a conversation")
-    await state.access.authorize(ctx, agent=agent)
-    clean_summary = validation.summary_text(summary) if summary is not None else None
+    caller = await state.access.authorize(ctx, agent=agent)
+    clean_summary = access.caller_summary(validation.summary_text(summary)) if summary is not None else None
     checked_settings = validation.model_settings(model_settings) if model_settings else None
     labels = validation.block_labels(isolated_block_labels) if isolated_block_labels else None
     raw = await state.gateway.create_conversation(
         agent_id=agent,
-        summary=clean_summary,
+        summary=state.access.new_summary(caller, agent, clean_summary),
         model=model,
         model_settings=checked_settings,
         isolated_block_labels=labels,
@@ -180,10 +190,10 @@ async def update_summary(
     conversation_id = validation.conversation_id(conversation_id)
     if conversation_id == "default":
         raise ToolError("the 'default' conversation has no summary: pass a conversation id (conv-…)")
-    summary = validation.summary_text(summary)
+    summary = access.caller_summary(validation.summary_text(summary))
     await state.access.authorize(ctx, conversation=conversation_id)
     stored = await state.gateway.get_conversation(conversation_id)
-    summary = access.keep_tag(stored.get("summary"), summary)
+    summary = ownership.kept_on_update(stored.get("summary"), summary)
     return reply(ConversationInfo.from_letta(await state.gateway.update_summary(conversation_id, summary)))
 
 
@@ -209,19 +219,17 @@ async def open_conversation(
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to open a conversation")
     caller = await state.access.authorize(ctx, agent=agent)
-    tag = access.owner_tag(caller.key, agent, key.strip())
-    async with state.open_locks.setdefault(tag, anyio.Lock()):
-        found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=tag)
-        mine = sorted(
-            (c for c in found if str(c.get("summary") or "").startswith(tag)),
-            key=lambda c: str(c.get("created_at") or ""),
-        )
+    key = key.strip()
+    search = state.access.open_search(caller, agent, key)
+    async with state.open_locks.setdefault(search, anyio.Lock()):
+        found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=search)
+        mine = state.access.opened(caller, agent, key, found)
         if mine:
-            info = ConversationInfo.from_letta(mine[0])
+            info = ConversationInfo.from_letta(mine)
             info.note = "existing conversation"
             return reply(info)
         created = await state.gateway.create_conversation(
-            agent_id=agent, summary=access.tagged_summary(tag, key.strip()), model=None, model_settings=None
+            agent_id=agent, summary=state.access.open_summary(caller, agent, key), model=None, model_settings=None
         )
     info = ConversationInfo.from_letta(created)
     info.note = "created a new conversation"

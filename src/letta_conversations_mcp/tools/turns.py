@@ -16,7 +16,7 @@ from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import Field
 
 from .. import validation
-from ..errors import Busy
+from ..errors import Busy, Target, not_found
 from ..models import CancelResult, SendResult
 from ..results import reply
 from ..state import AppState, app_state
@@ -82,15 +82,23 @@ async def wait_for_reply(
         return await approvals.report(state, ctx, retried, wait_seconds, cancel_on_abort=False)
     turn = state.turns.get(turn_id.strip()) if turn_id else None
     if turn is None and turn_id and not run_id:
-        raise ToolError(
-            f"turn_id {turn_id!r} is unknown to this server (it may have restarted): pass the run_id instead"
-        )
+        raise _unknown_turn(turn_id)
     if turn is None:
         if not run_id:
             raise ToolError("pass run_id (or turn_id) from a send_message result")
-        turn = await _turn_of_run(state, ctx, validation.run_id(run_id))
-    await state.access.authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id)
+        run = validation.run_id(run_id)
+        turn = state.turns.by_run(run)
+        if turn is None:  # checked by _follow_run before following
+            turn = await _follow_run(state, ctx, run)
+            return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+    # Someone else's turn reads exactly like one that does not exist.
+    missing = not_found(Target("run", run_id.strip())) if run_id else _unknown_turn(turn_id or "")
+    await state.access.authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id, missing=missing)
     return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+
+
+def _unknown_turn(turn_id: str) -> ToolError:
+    return ToolError(f"turn_id {turn_id!r} is unknown to this server (it may have restarted): pass the run_id instead")
 
 
 @tool("Cancel run", destructive=False, idempotent=True)
@@ -128,11 +136,13 @@ async def cancel_run(
     )
 
 
-async def _turn_of_run(state: AppState, ctx: Context, run_id: str) -> Turn:
-    """This server's turn for a run, or a new one that follows a run it never saw (or forgot)."""
-    turn = state.turns.by_run(run_id)
-    if turn is None:
-        run = await state.gateway.get_run(run_id)
-        await state.access.authorize(ctx, agent=run.get("agent_id"), conversation=run.get("conversation_id"))
-        turn = state.turns.follow(run)
-    return turn
+async def _follow_run(state: AppState, ctx: Context, run_id: str) -> Turn:
+    """A new turn that follows a run this server never saw (or forgot), once the caller may reach it."""
+    run = await state.gateway.get_run(run_id)
+    await state.access.authorize(
+        ctx,
+        agent=run.get("agent_id"),
+        conversation=run.get("conversation_id") or "default",
+        missing=not_found(Target("run", run_id)),
+    )
+    return state.turns.follow(run)
