@@ -116,14 +116,14 @@ async def cancel_run(
             await state.turns.cancel(turn)
     try:
         raw = await state.gateway.cancel(conversation_id, agent_id=agent)
-    except Busy:  # Letta's 409 "no active runs": say so when the agent is waiting for an approval
+    except Busy:  # Letta's 409 "no active runs": nothing to cancel, or an approval the agent waits for
         pending = await state.gateway.pending_approval(conversation_id, agent_id=agent)
-        if not pending:
-            raise
         message = (
             f"nothing is running: the agent waits for approval of {len(pending)} tool call(s) "
             f"({', '.join(c.tool_call_id for c in pending)}); deny them with respond_to_approval to end the turn"
-        )
+            if pending
+            else "no turn was running in Letta"
+        ) + (f"; dropped {dropped} queued send(s)" if dropped else "")
         return reply(CancelResult(conversation_id=conversation_id, dropped_queued=dropped, message=message))
     cancelled = [k for k, v in raw.items() if str(k).startswith("run-") and v == "cancelled"]
     message = (f"cancelled {len(cancelled)} run(s)" if cancelled else "no turn was running in Letta") + (

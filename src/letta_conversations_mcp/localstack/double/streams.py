@@ -141,8 +141,10 @@ class TurnRoutes(Handlers):
     async def cancel(self, request: Request) -> Response:
         await self.enter(request)
         run_id = self.store.active.get(self.key(request))
-        if not run_id:
-            return JSONResponse({})
+        if not run_id:  # Letta 0.16.8's NoActiveRunsToCancelError
+            cid = request.path_params.get("conversation_id", "")
+            detail = f"No active runs to cancel for conversation {cid}"
+            return JSONResponse({"detail": detail}, status_code=409)
         self.store.runs[run_id].cancel = True
         return JSONResponse({run_id: "cancelled"})
 
