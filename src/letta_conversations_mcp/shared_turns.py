@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 
 from .coordination import (
+    FINISHED_STATES,
     CoordinationUnavailable,
     Coordinator,
     Event,
@@ -73,7 +74,7 @@ class TurnSharing:
 
     # -- records -------------------------------------------------------------------------------
     def record_of(self, turn: Turn) -> TurnRecord:
-        result = turn.result() if turn.state in ("completed", "failed", "cancelled") else None
+        result = turn.result() if turn.state in FINISHED_STATES else None
         return TurnRecord(
             turn_id=turn.turn_id,
             conversation_id=turn.conversation_id,
@@ -120,9 +121,13 @@ class TurnSharing:
     async def lookup(self, turn_id: str) -> Turn | None:
         """This process's turn, or a watching handle on another process's (None: unknown everywhere)."""
         turn = self._turns.get(turn_id)
-        if turn is not None or not self.coordinator.shared:
+        if not self.coordinator.shared or (turn is not None and turn.state != "awaiting_approval"):
             return turn
         record = await self.coordinator.load_turn(turn_id)
+        if turn is not None and (record is None or record.state == "awaiting_approval"):
+            return turn
+        if turn is not None:  # parked here, continued by another process since: follow its record instead
+            self._turns.pop(turn_id, None)
         return self.attach(record) if record is not None else None
 
     async def lookup_run(self, run_id: str) -> Turn | None:
@@ -139,7 +144,7 @@ class TurnSharing:
             for t in self._turns.values()
             if not t.watching
             and conversation_key(t.conversation_id, t.agent_id) == key
-            and t.state not in ("completed", "failed", "cancelled")
+            and t.state not in FINISHED_STATES
         ]
         if not self.coordinator.shared:
             return local
@@ -239,7 +244,7 @@ class TurnSharing:
 
     def _close_watch(self, turn: Turn) -> None:
         """End a watching handle without the owner's side effects (notifications, record writes)."""
-        if turn.state not in ("completed", "failed", "cancelled"):
+        if turn.state not in FINISHED_STATES:
             turn.state = "failed"
         turn.done.set()
 
