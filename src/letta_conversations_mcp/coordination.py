@@ -411,7 +411,9 @@ class InProcessCoordinator(Coordinator):
                 await lock.acquire()
         except TimeoutError:
             self._release_lock_entry(name)
-            raise LockTimeout(f"another request held the lock {name!r} for over {wait:.0f}s") from None
+            raise LockTimeout(
+                f"another request for the same thing has held its lock for over {wait:.0f}s; try again in a moment"
+            ) from None
         try:
             yield
         finally:

@@ -431,7 +431,9 @@ class ValkeyCoordinator(Coordinator):
                 if await self.client.set(key, token, nx=True, px=int(LOCK_SECONDS * 1000)):
                     break
             if anyio.current_time() >= deadline:
-                raise LockTimeout(f"another request held the lock {name!r} for over {wait:.0f}s")
+                raise LockTimeout(
+                    f"another request for the same thing has held its lock for over {wait:.0f}s; try again in a moment"
+                )
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.25)
         try:
