@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -89,7 +90,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def through_cluster(url: str, callers: int, messages: int) -> tuple[list[float], int, float]:
+async def through_cluster(
+    url: str, callers: int, messages: int, on_sends_start: Callable[[], None]
+) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
     clients = [RawCaller(url) for _ in range(callers)]
@@ -121,6 +124,7 @@ async def through_cluster(url: str, callers: int, messages: int) -> tuple[list[f
                 errors += 1
             latencies.append(time.perf_counter() - start)
 
+    on_sends_start()
     started = time.perf_counter()
     try:
         async with anyio.create_task_group() as tg:
@@ -163,23 +167,26 @@ async def direct(base_url: str, agent_id: str, callers: int, messages: int) -> l
 def measure(label: str, processes: int, coordinate: bool, args: argparse.Namespace, base_url: str, agent: str) -> Row:
     env = {"LETTA_BASE_URL": base_url, "LETTA_AGENT_ID": agent, "LETTA_MCP_LOG_LEVEL": "WARNING"}
     with ServerCluster(env=env, processes=processes, coordinate=coordinate) as cluster:
+        pids = [p.pid for p in cluster.servers if p is not None]
+        helpers = [pid for pid in children() if pid not in pids]
+        before: dict[str, float] = {}
+
+        def sends_start() -> None:  # CPU counts from here: the sends only, not the opens
+            before["servers"] = sum(cpu_seconds(pid) for pid in pids)
+            before["helpers"] = sum(cpu_seconds(pid) for pid in helpers)
+            before["client"] = time.process_time()
+            before["busy"], before["total"] = machine_cpu()
 
         async def bounded() -> tuple[list[float], int, float]:
             with anyio.fail_after(args.timeout):
-                return await through_cluster(cluster.url, args.callers, args.messages)
+                return await through_cluster(cluster.url, args.callers, args.messages, sends_start)
 
-        pids = [p.pid for p in cluster.servers if p is not None]
-        helpers = [pid for pid in children() if pid not in pids]
-        cpu_before = sum(cpu_seconds(pid) for pid in pids)
-        helpers_before = sum(cpu_seconds(pid) for pid in helpers)
-        client_before = time.process_time()
-        busy_before, total_before = machine_cpu()
         latencies, errors, wall = anyio.run(bounded)
-        cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
-        client = time.process_time() - client_before
-        helpers_cpu = sum(cpu_seconds(pid) for pid in helpers) - helpers_before
+        cpu = sum(cpu_seconds(pid) for pid in pids) - before["servers"]
+        client = time.process_time() - before["client"]
+        helpers_cpu = sum(cpu_seconds(pid) for pid in helpers) - before["helpers"]
         busy_after, total_after = machine_cpu()
-        busy = (busy_after - busy_before) / max(1.0, total_after - total_before)
+        busy = (busy_after - before["busy"]) / max(1.0, total_after - before["total"])
         rss = [rss_mib(pid) for pid in pids]
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
     return Row(label, processes, len(latencies), errors, wall, p50, p95, rss, cpu, busy, client, helpers_cpu)

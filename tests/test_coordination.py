@@ -18,6 +18,7 @@ from letta_conversations_mcp.coordination import (
     Coordinator,
     Event,
     InProcessCoordinator,
+    LockTimeout,
     TurnRecord,
     attachable,
     create_coordinator,
@@ -395,3 +396,27 @@ async def test_messages_name_the_store_without_its_password() -> None:
         await coordinator.client.aclose()
     assert "127.0.0.1:1" in caught.value.message and "s3cret" not in caught.value.message
     assert "s3cret" not in coordinator.describe()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_a_lock_held_too_long_fails_in_one_sentence(valkey: ValkeyProcess, shared: bool) -> None:
+    async with fast(valkey.url) as one, fast(valkey.url) as two:
+        holder, waiter = (one, two) if shared else (InProcessCoordinator(),) * 2
+        taken, done = anyio.Event(), anyio.Event()
+
+        async def hold() -> None:
+            async with holder.lock("open:x"):
+                taken.set()
+                await done.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold)
+            await taken.wait()
+            started = time.monotonic()
+            with pytest.raises(LockTimeout, match=r"has held its lock for over 0s; try again in a moment"):
+                async with waiter.lock("open:x", wait=0.3):
+                    pass
+            assert time.monotonic() - started < 3
+            done.set()
+        async with waiter.lock("open:x", wait=1):  # free again
+            pass

@@ -34,7 +34,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import anyio
@@ -105,7 +105,8 @@ class TurnRecord:
     def to_fields(self) -> dict[str, str]:
         """Flat string fields for a Valkey hash (None is stored as an empty string)."""
         out: dict[str, str] = {}
-        for name, value in asdict(self).items():
+        for name in _FIELD_NAMES:
+            value = getattr(self, name)
             if isinstance(value, bool):
                 out[name] = "1" if value else "0"
             else:
@@ -129,6 +130,9 @@ class TurnRecord:
             else:
                 values[item.name] = raw
         return cls(**values)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(TurnRecord))
 
 
 def conversation_key(conversation_id: str, agent_id: str | None) -> str:
@@ -409,7 +413,9 @@ class InProcessCoordinator(Coordinator):
                 await lock.acquire()
         except TimeoutError:
             self._release_lock_entry(name)
-            raise LockTimeout(f"another request held the lock {name!r} for over {wait:.0f}s") from None
+            raise LockTimeout(
+                f"another request for the same thing has held its lock for over {wait:.0f}s; try again in a moment"
+            ) from None
         try:
             yield
         finally:

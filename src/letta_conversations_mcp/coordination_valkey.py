@@ -50,6 +50,9 @@ from .coordination import (
 log = logging.getLogger(__name__)
 
 P = "{lcm}:"
+#: Connections per process to Valkey, and how long a command may wait for a free one.
+POOL_CONNECTIONS = 128
+POOL_WAIT_SECONDS = 30.0
 CHANNEL = P + "events"
 
 # The head check shared by both scripts. KEYS[1]: queue. ARGV[1]: member, ARGV[2]: lease key prefix.
@@ -96,7 +99,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[2])
 return false
 """
 
@@ -154,8 +156,9 @@ class ValkeyCoordinator(Coordinator):
         self.heartbeat_seconds = heartbeat
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
-            max_connections=64,
-            timeout=SOCKET_TIMEOUT,
+            # Waiting for a free pooled connection is load, not an outage: it may take a while.
+            max_connections=POOL_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=SOCKET_TIMEOUT,
             health_check_interval=15,
@@ -310,9 +313,8 @@ class ValkeyCoordinator(Coordinator):
                 data["agent_id"] = record.agent_id
             event = Event("turn", data, self.process_id)
             pipe.publish(CHANNEL, event.dumps())
-        else:
+        else:  # (a set emptied by SREM disappears, so it needs no expiry)
             pipe.sadd(active, record.turn_id)
-            pipe.expire(active, RECORD_TTL_SECONDS)
 
     def _note_own(self, record: TurnRecord) -> None:
         """Remember this process's unfinished records (written back after a store restart)."""
@@ -429,7 +431,9 @@ class ValkeyCoordinator(Coordinator):
                 if await self.client.set(key, token, nx=True, px=int(LOCK_SECONDS * 1000)):
                     break
             if anyio.current_time() >= deadline:
-                raise LockTimeout(f"another request held the lock {name!r} for over {wait:.0f}s")
+                raise LockTimeout(
+                    f"another request for the same thing has held its lock for over {wait:.0f}s; try again in a moment"
+                )
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.25)
         try:
