@@ -13,16 +13,19 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.coordination import CoordinationUnavailable
+from letta_conversations_mcp.approvals import Decision
+from letta_conversations_mcp.coordination import CoordinationUnavailable, conversation_key
 from letta_conversations_mcp.coordination_valkey import ValkeyCoordinator
 from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.localstack.valkey import ValkeyProcess
 from letta_conversations_mcp.settings import Settings
 from letta_conversations_mcp.turns import Turn, TurnManager
+from letta_conversations_mcp.validation import InvalidArgument
 from tests.test_tools import make_settings
 
 pytestmark = pytest.mark.anyio
@@ -230,3 +233,69 @@ async def test_coordination_failures_are_letta_request_errors() -> None:
     from letta_conversations_mcp.errors import LettaRequestError
 
     assert issubclass(CoordinationUnavailable, LettaRequestError)
+
+
+async def approving_conversation(double: Any) -> tuple[str, str]:
+    """An agent whose memory_insert needs approval (REMEMBER turns stop for it), and a conversation of it."""
+    agent = double.add_agent("careful-agent")
+    async with httpx.AsyncClient(base_url=double.base_url) as http:
+        await http.patch(f"/v1/agents/{agent}/tools/approval/memory_insert", json={"requires_approval": True})
+    gateway = LettaGateway(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
+    try:
+        created = await gateway.create_conversation(agent_id=agent, summary=None, model=None, model_settings=None)
+    finally:
+        await gateway.aclose()
+    return agent, str(created["id"])
+
+
+async def test_a_parked_turn_frees_the_queue_and_its_continuation_waits_behind_earlier_places(
+    letta_double: Any, valkey: ValkeyProcess
+) -> None:
+    agent, cid = await approving_conversation(letta_double)
+    async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
+        parked = await finished(one, await one.submit(cid, agent, "REMEMBER the blue door"))
+        assert parked.state == "awaiting_approval" and parked.pending_approvals
+        # The parked turn holds no queue place: a send through the other process reaches Letta at
+        # once and gets Letta's pending-approval refusal.
+        refused = await finished(two, await two.submit(cid, agent, "hello meanwhile"), seconds=5)
+        assert refused.state == "failed" and refused.refused_for_approval
+        # The other process reports the parked turn as awaiting approval, with its calls.
+        seen = await two.lookup(parked.turn_id)
+        assert seen is not None and seen.state == "awaiting_approval"
+        assert [c.tool_call_id for c in seen.pending_approvals] == [c.tool_call_id for c in parked.pending_approvals]
+
+        # A queue place taken in process two before the decision comes first.
+        earlier = await two.coordinator.enqueue(conversation_key(cid, agent), "an earlier send")
+        await two.coordinator.wait_turn(earlier)
+        sends_before = len(letta_double.sends())
+        decisions = [Decision(c.tool_call_id, True) for c in parked.pending_approvals]
+        assert await one.decide(parked, decisions) == []
+        await anyio.sleep(1.0)
+        assert parked.state == "queued" and parked.ahead == 1, "the continuation waits for its turn"
+        assert len(letta_double.sends()) == sends_before, "nothing was sent while an earlier place was held"
+        await two.coordinator.release(earlier)
+
+        await finished(one, parked)
+        assert parked.state == "completed", parked.result()
+        assert len(letta_double.sends()) == sends_before + 1, "ONE approval message"
+        record = await two.coordinator.load_turn(parked.turn_id)
+        assert record is not None and record.state == "completed"
+
+
+async def test_another_process_continues_a_parked_turn_and_the_parking_process_follows_it(
+    letta_double: Any, valkey: ValkeyProcess
+) -> None:
+    agent, cid = await approving_conversation(letta_double)
+    async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
+        parked = await finished(one, await one.submit(cid, agent, "REMEMBER the green gate"))
+        handle = await two.lookup(parked.turn_id)
+        assert handle is not None and handle.state == "awaiting_approval"
+        assert await two.decide(handle, [Decision(c.tool_call_id, True) for c in handle.pending_approvals]) == []
+        await finished(two, handle)
+        assert handle.state == "completed" and not handle.watching
+        with pytest.raises(InvalidArgument, match="not waiting for approval any more"):
+            await one.decide(parked, [Decision(c.tool_call_id, False) for c in parked.pending_approvals])
+        followed = await one.lookup(parked.turn_id)
+        assert followed is not None
+        await finished(one, followed)
+        assert followed.state == "completed" and followed.result().reply == handle.result().reply

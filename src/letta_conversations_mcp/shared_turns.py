@@ -172,6 +172,7 @@ class TurnSharing:
             return existing
         turn = self._new_turn(record, text)
         turn.watching = True
+        self._apply(turn, record)  # its state is the record's from the start (e.g. awaiting approval)
         self.task_group.start_soon(self._watch, turn, record, name=f"watch turn {record.turn_id}")
         return turn
 

@@ -109,7 +109,7 @@ class Turn:
     cancel_requested: bool = False
     scope: anyio.CancelScope | None = None
     listeners: set[MemoryObjectSendStream[Progress]] = field(default_factory=set)
-    #: Who sent it (``Caller.key``): identical re-sends are matched per caller.
+    #: Who sent it (``Caller.owner_identity``): identical re-sends are matched per caller.
     caller: str = "local"
     created_at: float = field(default_factory=time.time)
     #: Its place in the conversation's queue while queued or running.
@@ -654,12 +654,10 @@ class TurnManager(TurnSharing):
         Raises InvalidArgument when the turn is not waiting for approval (here or, shared, elsewhere).
         """
         if turn.state == "awaiting_approval" and not await self._still_parked(turn):
-            turn.state = "completed"
+            self._turns.pop(turn.turn_id, None)  # continued by another process: lookup() follows its record
+            raise _answered_already(turn)
         if turn.state != "awaiting_approval":
-            raise InvalidArgument(
-                "this turn is not waiting for approval any more (it was answered already); call wait_for_reply "
-                f'with turn_id="{turn.turn_id}" to read how it went on'
-            )
+            raise _answered_already(turn)
         pending = turn.final.pending_approvals if turn.final is not None else turn.aggregator.pending_approvals()
         wanted = {c.tool_call_id for c in pending}
         turn.decisions.update({d.tool_call_id: d for d in decisions if d.tool_call_id in wanted})
@@ -794,6 +792,13 @@ class TurnManager(TurnSharing):
             same = conversation_key(turn.conversation_id, turn.agent_id) == key
             if same and turn is not finished and turn.state == "awaiting_approval" and turn.started < finished.started:
                 turn.state = "completed"
+
+
+def _answered_already(turn: Turn) -> InvalidArgument:
+    return InvalidArgument(
+        "this turn is not waiting for approval any more (it was answered already); call wait_for_reply "
+        f'with turn_id="{turn.turn_id}" to read how it went on'
+    )
 
 
 def _parked_on(calls: list[PendingCall], max_chars: int) -> TurnAggregator:
