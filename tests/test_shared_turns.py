@@ -293,9 +293,9 @@ async def test_another_process_continues_a_parked_turn_and_the_parking_process_f
         assert await two.decide(handle, [Decision(c.tool_call_id, True) for c in handle.pending_approvals]) == []
         await finished(two, handle)
         assert handle.state == "completed" and not handle.watching
+        followed = await one.lookup(parked.turn_id)  # parked here, continued there: follows the record
+        assert followed is not None and followed is not parked
         with pytest.raises(InvalidArgument, match="not waiting for approval any more"):
             await one.decide(parked, [Decision(c.tool_call_id, False) for c in parked.pending_approvals])
-        followed = await one.lookup(parked.turn_id)
-        assert followed is not None
         await finished(one, followed)
         assert followed.state == "completed" and followed.result().reply == handle.result().reply

@@ -7,6 +7,11 @@ a local ``Turn`` that follows the record until the turn finishes. When the owner
 heartbeating (it crashed), exactly one process adopts the turn and finishes it from what Letta
 holds: it follows the run when one is known, looks the message up by its ``otid`` otherwise, and
 sends it itself only when Letta never stored it and the re-send brought the text along.
+
+A turn parked for a tool approval is recorded as ``awaiting_approval``, a settled state: no
+process watches or adopts it, and a handle on it reports the pending calls from the recorded
+result. Whichever process gets the decisions continues it (``TurnManager.decide``); a process
+that parked it and is asked about it later re-reads the record and follows the continuation.
 """
 
 from __future__ import annotations
