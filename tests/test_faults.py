@@ -260,3 +260,12 @@ async def test_sends_carry_an_otid_and_results_never_hold_the_key(client: Client
     assert body["messages"][0]["otid"]
     assert body.get("background") is True
     assert SECRET not in text_of(result) and SECRET not in str(result.structured_content)
+
+
+async def test_cancel_run_on_an_idle_conversation_says_nothing_was_running(
+    client: Client, letta_double: LettaDouble
+) -> None:
+    # Letta answers 409 "No active runs to cancel …" here; that is not a busy conversation.
+    cid = await new_conversation(client)
+    cancelled = await call(client, "cancel_run", conversation_id=cid)
+    assert cancelled["cancelled_run_ids"] == [] and cancelled["message"] == "no turn was running in Letta"

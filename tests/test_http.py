@@ -145,10 +145,17 @@ async def test_a_limited_token_reads_no_resource_of_other_agents(http_url: str, 
     async with http_client(http_url, TOKEN_ALL) as client:
         cid = structured(await client.call_tool("create_conversation", {}))["id"]
     async with http_client(http_url, TOKEN_LIMITED) as client:
-        for uri in (f"letta://agents/{agent_id}/memory", f"letta://conversations/{cid}/transcript"):
+        with pytest.raises(MCPError) as info:
+            await client.read_resource(f"letta://agents/{agent_id}/memory")
+        assert info.value.message.startswith(f"your token (limited) is not allowed to use agent {agent_id}")
+        # a conversation on an agent the token may not use reads exactly like one that does not exist
+        missing = "conv-00000000-0000-4000-8000-000000000000"
+        messages = []
+        for conversation in (cid, missing):
             with pytest.raises(MCPError) as info:
-                await client.read_resource(uri)
-            assert info.value.message.startswith(f"your token (limited) is not allowed to use agent {agent_id}")
+                await client.read_resource(f"letta://conversations/{conversation}/transcript")
+            messages.append(info.value.message.replace(conversation, "<id>"))
+        assert messages[0] == messages[1] and "not found" in messages[0]
 
 
 @pytest.mark.anyio

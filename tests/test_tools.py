@@ -319,7 +319,7 @@ async def test_core_tool_set_hides_lifecycle_tools(letta_double: Any, agent_id: 
     async with Client(server) as c:
         names = {t.name for t in (await c.list_tools()).tools}
     assert "delete_conversation" not in names and "send_message" in names
-    assert len(names) == 10
+    assert len(names) == 11 and "respond_to_approval" in names
 
 
 @pytest.mark.anyio

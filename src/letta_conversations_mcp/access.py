@@ -1,53 +1,74 @@
-"""Authorization: who is calling, which agents they may use, and per-caller conversations.
+"""Authorization: who is calling, which agents and which conversations they may reach.
 
 The caller is attached to the HTTP request once, by ``http.BearerAuthMiddleware``, as
 ``scope["user"]`` (the way Starlette's ``AuthenticationMiddleware`` does); handlers read it back
 with ``caller(ctx)``. Over stdio, in memory, or over HTTP without tokens there is no
-authenticated user: the caller is ``LOCAL``, who may use every agent.
+authenticated user: the caller is ``LOCAL``, who may use every agent and every conversation.
 
-A token may be limited to some agents. ``Access.authorize`` refuses agents (and conversations of
-agents) outside that limit, looking up and caching which agent a conversation belongs to.
+A token may be limited to some agents, and has a scope: ``own`` (the default) reaches only the
+conversations the caller created, opened or forked; ``agent`` reaches every conversation of its
+agents, including the agent's ``default`` conversation and conversations made outside this server.
+``Access.authorize`` enforces both. A conversation the caller may not reach gets exactly the
+answer a conversation that does not exist gets (``errors.not_found``), after the same Letta
+request (a fresh read of the conversation, never a cache), and each refusal is logged once at
+INFO with the caller's name, the tool and the kind of refusal.
 
-``open_conversation`` gives each caller its own conversation per (agent, key) without the caller
-tracking ids. The mapping lives in Letta itself, as an owner tag at the start of the
-conversation's summary, so it survives a restart of this server and needs no local state;
-``summary_search`` finds it again.
+Ownership lives in Letta itself, as a signed owner marker at the start of the conversation's
+summary (``ownership.py`` has the format and the rules). Why there: it survives restarts, needs
+no local database, is shared as-is by every server process serving the same Letta, and a
+caller's own conversations page natively through Letta's ``summary_search``. Markers are signed
+with LETTA_MCP_OWNER_SECRET (derived from the Letta API key when unset), so they cannot be forged;
+caller text that looks like one is removed, updates keep the stored one, and callers never see it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 from starlette.authentication import BaseUser
 
-from .coordination import Coordinator, InProcessCoordinator
+from . import ownership
+from .errors import NotFound, Target, not_found
+from .ownership import CallerScope, OwnerKey, Viewer
+from .validation import InvalidArgument
 
 if TYPE_CHECKING:
     from .gateway import LettaGateway
+    from .settings import Settings
 
-OWNER_TAG_RE = re.compile(r"^\[mcp-owner:([0-9a-f]{16})\]\s?")
+log = logging.getLogger(__name__)
+
+DEFAULT_REFUSAL = (
+    "the agent's default conversation is reachable only with a token of scope 'agent'; use "
+    "open_conversation or create_conversation for a conversation of your own"
+)
 
 
 @dataclass(frozen=True)
 class Caller(BaseUser):
-    """An authenticated HTTP caller (or ``LOCAL``). ``agents`` None means every agent."""
+    """An authenticated HTTP caller (or ``LOCAL``). ``agents`` None means every agent; ``scope``
+    says which conversations of those agents it reaches (``own`` or ``agent``)."""
 
     name: str
     token: str
     agents: frozenset[str] | None = None
-
-    @property
-    def key(self) -> str:
-        """A stable, non-secret identity for the caller (used to scope its conversations)."""
-        return self.name or hashlib.sha256(self.token.encode()).hexdigest()[:16]
+    scope: CallerScope = "own"
 
     def may_use(self, agent_id: str) -> bool:
         return self.agents is None or agent_id in self.agents
+
+    @property
+    def owner_identity(self) -> str:
+        """Who owns what this caller creates: its name (names are unique), or ``local``."""
+        return "local" if self is LOCAL else f"caller:{self.name}"
+
+    @property
+    def viewer(self) -> Viewer:
+        return Viewer.local() if self is LOCAL else Viewer(self.owner_identity, self.scope)
 
     # Starlette's BaseUser interface, so ``request.user`` works as with AuthenticationMiddleware.
     @property
@@ -60,83 +81,183 @@ class Caller(BaseUser):
 
     @property
     def identity(self) -> str:
-        return self.key
+        return self.owner_identity
 
 
 #: The caller of a request that carries no authenticated user (stdio, in memory, HTTP without tokens).
-LOCAL = Caller(name="local", token="")
+LOCAL = Caller(name="local", token="", scope="agent")
 
 
 class AccessDenied(Exception):
     """The caller may not use what the request names; the message says what they may use instead."""
 
 
-def caller(ctx: Context) -> Caller:
+def _request_context(ctx: Any) -> Any:
+    """The lowlevel request context of an MCPServer ``Context``, or ``ctx`` itself when it is one."""
+    return ctx.request_context if isinstance(ctx, Context) else ctx
+
+
+def caller(ctx: Any) -> Caller:
     """Who is calling: the ``scope["user"]`` the auth middleware attached, else ``LOCAL``."""
-    request: Any = ctx.request_context.request
+    request: Any = getattr(_request_context(ctx), "request", None)
     scope = getattr(request, "scope", None)
     user = scope.get("user") if isinstance(scope, dict) else None
     return user if isinstance(user, Caller) else LOCAL
 
 
+def operation(ctx: Any) -> str:
+    """What the request does, for the log: the tool's name, or the method and resource URI."""
+    context = _request_context(ctx)
+    method = str(getattr(context, "method", "") or "request")
+    params = getattr(context, "params", None)
+    params = params if isinstance(params, Mapping) else {}
+    if method == "tools/call" and params.get("name"):
+        return str(params["name"])
+    return f"{method} {params.get('uri') or ''}".strip()
+
+
+def owner_key(settings: Settings) -> OwnerKey:
+    """The marker key: LETTA_MCP_OWNER_SECRET, else derived from the Letta API key, else built in."""
+    secret = settings.owner_secret.get_secret_value() if settings.owner_secret else None
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    return OwnerKey.from_secrets(secret, api_key)
+
+
+def caller_summary(summary: str) -> str:
+    """A summary a caller passed, with marker-like text removed; refused when nothing else is left."""
+    clean = ownership.sanitise(summary)
+    if not clean:
+        raise InvalidArgument(
+            "summary is empty once '[mcp-owner…]' text is removed (this server reserves it for owner "
+            "markers); pass a short description"
+        )
+    return clean
+
+
 class Access:
-    """Agent limits of callers, with the conversation → agent lookups they need (cached)."""
+    """Agent limits, scopes and conversation ownership of callers, over one gateway and marker key."""
 
-    def __init__(self, gateway: LettaGateway, coordinator: Coordinator | None = None) -> None:
+    def __init__(self, gateway: LettaGateway, owners: OwnerKey) -> None:
         self._gateway = gateway
-        #: Conversation → agent cache (a conversation never changes agent): memory, or shared Valkey.
-        self._cache = coordinator or InProcessCoordinator()
+        self.owners = owners
 
-    async def authorize(self, ctx: Context, *, agent: str | None = None, conversation: str | None = None) -> Caller:
-        """The caller, after checking it may use ``agent`` and the agent of ``conversation``."""
+    async def authorize(
+        self,
+        ctx: Any,
+        *,
+        agent: str | None = None,
+        conversation: str | None = None,
+        missing: Exception | None = None,
+    ) -> Caller:
+        """The caller, after checking it may use ``agent`` and reach ``conversation``.
+
+        A conversation it may not reach raises what a missing one raises: ``missing`` when given
+        (e.g. "run not found" for a run id; then every refusal raises it), else the gateway's
+        "conversation … not found". The agent's ``default`` conversation needs the ``agent`` scope.
+        """
         who = caller(ctx)
-        if who.agents is None:
-            return who
-        needed = {agent} if agent else set()
-        if conversation and conversation != "default":
-            needed.add(await self._agent_of(conversation))
-        for agent_id in sorted(needed):
-            if not who.may_use(agent_id):
-                raise AccessDenied(
-                    f"your token ({who.name}) is not allowed to use agent {agent_id}; list_agents shows the "
-                    "agents you may use"
-                )
+        if agent and not who.may_use(agent):
+            self._refused(ctx, who, "agent-not-allowed")
+            raise missing or AccessDenied(
+                f"your token ({who.name}) is not allowed to use agent {agent}; list_agents shows the agents you may use"
+            )
+        if conversation == "default":
+            if not who.viewer.sees_everything:
+                self._refused(ctx, who, "default-conversation")
+                raise missing or AccessDenied(DEFAULT_REFUSAL)
+        elif conversation:
+            await self._check_conversation(ctx, who, conversation, missing)
         return who
 
-    def visible(self, ctx: Context, agents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def _check_conversation(self, ctx: Any, who: Caller, conversation: str, missing: Exception | None) -> None:
+        viewer = who.viewer
+        if viewer.sees_everything and who.agents is None:
+            return
+        try:
+            record = await self._gateway.get_conversation(conversation)
+        except NotFound:
+            if missing is not None:
+                raise missing from None
+            raise
+        agent_of = str(record.get("agent_id"))
+        refusal = (
+            "agent-not-allowed"
+            if not who.may_use(agent_of)
+            else self.owners.refusal(viewer, conversation, agent_of, record.get("summary"))
+        )
+        if refusal:
+            self._refused(ctx, who, refusal)
+            raise missing or not_found(Target("conversation", conversation))
+
+    async def may_reach(self, ctx: Any, *, agent: str | None = None, conversation: str | None = None) -> bool:
+        """Whether ``authorize`` would let the caller through (refusals are logged all the same)."""
+        try:
+            await self.authorize(ctx, agent=agent, conversation=conversation)
+        except (AccessDenied, NotFound, InvalidArgument):
+            return False
+        return True
+
+    def _refused(self, ctx: Any, who: Caller, kind: str) -> None:
+        log.info("access refused: caller %s, %s, %s", who.name, operation(ctx), kind)
+
+    def visible(self, ctx: Any, agents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """The agents (Letta records) the caller may use."""
         who = caller(ctx)
         return [a for a in agents if who.may_use(str(a.get("id")))]
 
-    async def _agent_of(self, conversation_id: str) -> str:
-        owner = await self._cache.conversation_agent(conversation_id)
-        if owner is None:
-            owner = str((await self._gateway.get_conversation(conversation_id)).get("agent_id"))
-            await self._cache.remember_conversation_agent(conversation_id, owner)
-        return owner
+    # -- lists -------------------------------------------------------------------------------
+    async def list_page(
+        self, who: Caller, *, agent: str, limit: int, after: str | None, search: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the agent's conversations the caller may reach, and the cursor after it.
 
+        Scope ``own`` pages through Letta with the caller's marker prefix as ``summary_search`` and
+        keeps verified markers whose visible summary contains ``search``; the other scopes search
+        Letta for ``search`` and check it against the visible summary (never inside a marker).
+        """
+        viewer = who.viewer
+        identity = viewer.identity
+        if identity is not None and viewer.scope == "own":
+            query: str | None = self.owners.search_prefix(identity)
 
-# -- per-caller conversations (pure) ---------------------------------------------------------
-def owner_tag(caller_key: str, agent_id: str, key: str) -> str:
-    digest = hashlib.sha256(f"{caller_key}\x00{agent_id}\x00{key}".encode()).hexdigest()[:16]
-    return f"[mcp-owner:{digest}]"
+            def keep(c: Mapping[str, Any]) -> bool:
+                summary = c.get("summary")
+                return self.owners.owned_by(summary, agent, identity) and ownership.matches_search(summary, search)
 
+        elif search:
+            query = search
 
-def tagged_summary(tag: str, summary: str) -> str:
-    return f"{tag} {summary}".strip()
+            def keep(c: Mapping[str, Any]) -> bool:
+                return ownership.matches_search(c.get("summary"), search)
 
+        else:
+            raw = await self._gateway.list_conversations(agent_id=agent, limit=limit, after=after, summary_search=None)
+            return raw, (str(raw[-1].get("id")) if len(raw) == limit else None)
 
-def split_summary(summary: str | None) -> tuple[str | None, str | None]:
-    """(owner tag, the visible rest) of a stored summary."""
-    if not summary:
-        return None, summary
-    match = OWNER_TAG_RE.match(summary)
-    if not match:
-        return None, summary
-    return match.group(0).strip(), summary[match.end() :] or None
+        async def fetch(cursor: str | None, size: int) -> list[dict[str, Any]]:
+            return await self._gateway.list_conversations(
+                agent_id=agent, limit=size, after=cursor, summary_search=query
+            )
 
+        return await ownership.filtered_page(fetch, keep, limit=limit, after=after, batch=max(limit, 50))
 
-def keep_tag(stored: str | None, new_summary: str) -> str:
-    """A summary update that keeps the owner tag of the stored summary, so the mapping survives."""
-    tag, _ = split_summary(stored)
-    return tagged_summary(tag, new_summary) if tag else new_summary
+    # -- summaries that carry the owner ------------------------------------------------------
+    def new_summary(self, who: Caller, agent: str, visible: str | None) -> str | None:
+        """The summary to store for a conversation ``who`` creates or forks: its marker (HTTP callers
+        only; the local user marks nothing) and the visible text."""
+        if who is LOCAL:
+            return visible
+        return ownership.with_marker(self.owners.marker(who.owner_identity, agent), visible)
+
+    def open_search(self, who: Caller, agent: str, key: str) -> str:
+        """The ``summary_search`` that finds what ``open_conversation`` made for (caller, agent, key)."""
+        return self.owners.search_prefix(who.owner_identity, slot=self.owners.slot(agent, key))
+
+    def opened(self, who: Caller, agent: str, key: str, found: Iterable[Mapping[str, Any]]) -> Any:
+        """The conversation ``open_conversation`` made for (caller, agent, key) among ``found``, or None."""
+        return self.owners.opened(found, who.owner_identity, agent, key)
+
+    def open_summary(self, who: Caller, agent: str, key: str) -> str:
+        """The summary of a new conversation for (caller, agent, key): marker with its slot, then the key."""
+        marker = self.owners.marker(who.owner_identity, agent, slot=self.owners.slot(agent, key))
+        return ownership.with_marker(marker, ownership.sanitise(key) or None)

@@ -15,14 +15,14 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from . import resources
-from .access import Access
+from .access import Access, owner_key
 from .coordination import create_coordinator
 from .failures import guard_resource, guard_tool
 from .gateway import LettaGateway
 from .resources import ResourceSpec
 from .settings import Settings
 from .state import AppState
-from .tools import ToolSpec, agents, conversations, lifecycle, messages, turns
+from .tools import ToolSpec, agents, approvals, conversations, lifecycle, messages, turns
 from .turns import TurnManager
 
 __all__ = ["ALL_ONLY_TOOLS", "CORE_TOOLS", "RESOURCES", "AppState", "build_server"]
@@ -37,6 +37,10 @@ send_message (returns the agent's reply) → list_messages or the transcript res
 conversation_id "default" means the agent's own history and needs agent_id (or the server's default agent).
 Long turns: if send_message answers status "running", call wait_for_reply with the run_id it gave;
 nothing is lost. Sends to one conversation are queued in order; different conversations run in parallel.
+Over HTTP with tokens, each caller sees only the conversations it created, opened or forked (a token of
+scope 'agent' sees all of its agents' conversations); open_conversation is the easy way to get your own.
+Tool approvals: status "awaiting_approval" means the agent wants to run tools that need a human's yes;
+ask your user about each listed call, then answer with respond_to_approval.
 """
 
 #: The everyday tools, always exposed.
@@ -51,6 +55,7 @@ CORE_TOOLS: list[ToolSpec] = [
     turns.send_message,
     turns.wait_for_reply,
     turns.cancel_run,
+    approvals.respond_to_approval,
 ]
 
 #: Exposed only with --tools all (hosts that cap how many tools they show use --tools core).
@@ -99,19 +104,32 @@ def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyn
         coordinator = create_coordinator(settings.redis_url_value())
         try:
             async with coordinator, anyio.create_task_group() as task_group:
-                manager = TurnManager(gateway, task_group, max_chars=settings.max_result_chars, coordinator=coordinator)
+                manager = TurnManager(
+                    gateway,
+                    task_group,
+                    max_chars=settings.max_result_chars,
+                    approval_policy=settings.approvals,
+                    coordinator=coordinator,
+                )
                 state = AppState(
                     settings=settings,
                     gateway=gateway,
                     turns=manager,
-                    access=Access(gateway, coordinator),
+                    access=Access(gateway, owner_key(settings)),
                     coordinator=coordinator,
                 )
                 manager.on_finished.append(
                     lambda turn: task_group.start_soon(resources.notify_transcript, server, state, turn)
                 )
                 coordinator.subscribe(lambda event: resources.relay(server, state, event))
-                log.info("ready: Letta at %s; cross-request state: %s", gateway.base_url, coordinator.describe())
+                for warning in settings.startup_warnings():
+                    log.warning(warning)
+                log.info(
+                    "ready: Letta at %s (tool approvals: %s; cross-request state: %s)",
+                    gateway.base_url,
+                    settings.approvals,
+                    coordinator.describe(),
+                )
                 try:
                     yield state
                 finally:

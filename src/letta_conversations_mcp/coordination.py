@@ -60,7 +60,8 @@ LOCK_SECONDS = 30.0
 CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 2.0
 
-FINISHED_STATES = frozenset({"completed", "failed", "cancelled"})
+#: States in which no task works on a turn (``awaiting_approval``: parked until a person answers).
+FINISHED_STATES = frozenset({"completed", "failed", "cancelled", "awaiting_approval"})
 
 Listener = Callable[["Event"], Awaitable[None] | None]
 

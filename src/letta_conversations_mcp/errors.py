@@ -241,18 +241,24 @@ def unexpected(exc: BaseException, target: Target) -> LettaRequestError:
     )
 
 
+def not_found(target: Target) -> NotFound:
+    """The failure for a 404 on ``target``. Access refusals raise it too, so that something a caller
+    may not see reads exactly like something that does not exist."""
+    hint = {
+        "conversation": "Call list_conversations to see an agent's conversations",
+        "agent": "Call list_agents to see the agents you can use",
+        "run": "The run may be too old; call list_messages to read the conversation's history",
+    }.get(target.kind, "Check the id")
+    return NotFound(f"{target} not found (404). {hint}", status=404)
+
+
 def _describe_status(exc: letta_client.APIStatusError, *, target: Target, where: str, send: bool) -> LettaRequestError:
     status = exc.status_code
     body = _body_dict(exc.body)
     if status == 200 or body.get("message_type") == "error_message":
         return TurnFailed(_stream_error_sentence(body), body=body, status=status)
     if status == 404:
-        hint = {
-            "conversation": "Call list_conversations to see an agent's conversations",
-            "agent": "Call list_agents to see the agents you can use",
-            "run": "The run may be too old; call list_messages to read the conversation's history",
-        }.get(target.kind, "Check the id")
-        return NotFound(f"{target} not found (404). {hint}", status=status)
+        return not_found(target)
     if status == 409:
         run_id = _run_id_of(exc)
         running = f" (run {run_id})" if run_id else ""

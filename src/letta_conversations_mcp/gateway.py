@@ -20,6 +20,7 @@ import letta_client
 from letta_client import AsyncLetta
 from letta_client._response import AsyncAPIResponse
 
+from . import approvals
 from .errors import LettaRequestError, StreamBroken, Target, describe, safe_url
 from .settings import Settings
 
@@ -256,19 +257,22 @@ class LettaGateway:
         ``Rejected`` and ``NotFound`` mean it was not, ``StreamBroken`` and ``ServerFailed`` (with
         ``may_be_stored``) that it may have been. ``BackgroundUnavailable``: Letta has no Redis.
         """
-        kwargs: dict[str, Any] = {
-            "messages": [{"role": "user", "content": text, "otid": otid}],
-            "include_pings": True,
-            "timeout": self._stream_timeout,
-        }
+        message = {"role": "user", "content": text, "otid": otid}
+        async for frame in self._post_message(conversation_id, agent_id, message, background, "send the message"):
+            yield frame
+
+    async def _post_message(
+        self, conversation_id: str, agent_id: str | None, message: dict[str, Any], background: bool, action: str
+    ) -> AsyncIterator[Frame]:
+        """POST one message (never retried) and yield the turn's frames; failures come out typed."""
+        kwargs: dict[str, Any] = {"messages": [message], "include_pings": True, "timeout": self._stream_timeout}
         scope = _agent_scope(conversation_id, agent_id)
         if scope:
             kwargs["agent_id"] = scope
         if background:
             kwargs["background"] = True
         request = self._send_client.conversations.messages.with_streaming_response.create(conversation_id, **kwargs)
-        target = Target("conversation", conversation_id, "send the message")
-        async with self._translate(target, send=True), request as response:
+        async with self._translate(Target("conversation", conversation_id, action), send=True), request as response:
             async for frame in sse_frames(response):
                 yield frame
 
@@ -291,3 +295,46 @@ class LettaGateway:
             kwargs["agent_id"] = agent_id
         async with self._translate(Target("conversation", conversation_id, "cancel the running turn")):
             return as_dict(await self._send_client.conversations.cancel(conversation_id, **kwargs))
+
+    # -- tool approvals ----------------------------------------------------------------------
+    async def stream_approval(
+        self,
+        conversation_id: str,
+        *,
+        agent_id: str | None,
+        decisions: list[approvals.Decision],
+        otid: str,
+        background: bool,
+    ) -> AsyncIterator[Frame]:
+        """POST one approval message answering every listed call, and yield the continued turn's frames.
+
+        The same SSE path and typed failures as :meth:`stream_turn` (never retried). Letta 0.16.8
+        does not keep the otid of an approval message, so after a failure whether it was stored
+        is told by the pending calls instead (:meth:`pending_approval`).
+        """
+        message = {**approvals.approval_message(decisions), "otid": otid}
+        async for frame in self._post_message(conversation_id, agent_id, message, background, "send the approval"):
+            yield frame
+
+    async def pending_approval(self, conversation_id: str, *, agent_id: str | None) -> list[approvals.PendingCall]:
+        """The tool calls a conversation is waiting on a human for, from its latest messages."""
+        recent = await self.list_messages(conversation_id, agent_id=agent_id, limit=10, order="desc")
+        return approvals.pending_in_history(recent)
+
+    async def conversations_with_approval_requests(self, agent_id: str, *, limit: int = 100) -> set[str]:
+        """Conversations of the agent with a recent run that stopped for approval (candidates, not proof:
+        the request may have been answered since; :meth:`pending_approval` tells)."""
+        async with self._translate(Target("agent", agent_id, "list the agent's runs")):
+            page = await self._client.runs.list(agent_id=agent_id, stop_reason="requires_approval", limit=limit)
+            return {str(r.conversation_id) for r in page.items if getattr(r, "conversation_id", None)}
+
+    async def get_agent(self, agent_id: str) -> Frame:
+        async with self._translate(Target("agent", agent_id, "read the agent")):
+            return as_dict(await self._client.agents.retrieve(agent_id))
+
+    async def set_requires_approval(self, agent_id: str, tool_name: str, required: bool = True) -> None:
+        """Mark (or unmark) one of the agent's tools as needing a human's approval before it runs."""
+        async with self._translate(Target("agent", agent_id, f"change the approval rule of tool {tool_name}")):
+            await self._send_client.agents.tools.update_approval(
+                tool_name, agent_id=agent_id, body_requires_approval=required
+            )

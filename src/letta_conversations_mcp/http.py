@@ -1,13 +1,15 @@
 """Streamable HTTP front end: bearer-token auth in front of the SDK's stateful app.
 
 Tokens come from configuration only (LETTA_MCP_AUTH_TOKENS or an auth file), are compared in
-constant time, and are never logged. The middleware attaches the matching ``Caller`` to the
+constant time, and are never logged. Each has a name (its identity as a conversation owner), an
+optional agent limit and a scope, ``own`` (default) or ``agent`` (see ``access.py``). The middleware attaches the matching ``Caller`` to the
 request once, as ``scope["user"]`` and ``scope["auth"]`` (like Starlette's
 ``AuthenticationMiddleware``); handlers read it with ``access.caller``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -18,7 +20,8 @@ from typing import Any
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .access import Caller
+from .access import Caller, owner_key
+from .ownership import SCOPES, CallerScope, secret_warning
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,12 @@ class AuthConfigError(ValueError):
 def load_callers(settings: Settings) -> list[Caller]:
     """Callers from LETTA_MCP_AUTH_TOKENS (name:token or token) and LETTA_MCP_AUTH_FILE (JSON list)."""
     callers: list[Caller] = []
-    for index, entry in enumerate(settings.token_list(), start=1):
+    for entry in settings.token_list():
         name, sep, token = entry.partition(":")
         if not sep:
-            name, token = f"token-{index}", entry
+            # Named by the token, not its position: the name is the caller's identity for ownership,
+            # so reordering the list must not hand one caller's conversations to another.
+            name, token = f"token-{hashlib.sha256(entry.strip().encode()).hexdigest()[:8]}", entry
         callers.append(Caller(name=name.strip(), token=token.strip()))
     if settings.auth_file is not None:
         callers.extend(_load_file(settings.auth_file))
@@ -59,7 +64,9 @@ def _load_file(path: Path) -> list[Caller]:
     except (OSError, ValueError) as exc:
         raise AuthConfigError(f"cannot read auth file {path}: {type(exc).__name__}") from None
     if not isinstance(data, list):
-        raise AuthConfigError(f'auth file {path} must hold a JSON list of {{"name", "token", "agents"?}} objects')
+        raise AuthConfigError(
+            f'auth file {path} must hold a JSON list of {{"name", "token", "agents"?, "scope"?}} objects'
+        )
     callers = []
     for item in data:
         if not isinstance(item, Mapping) or not isinstance(item.get("token"), str) or not item.get("name"):
@@ -70,9 +77,21 @@ def _load_file(path: Path) -> list[Caller]:
                 name=str(item["name"]),
                 token=item["token"],
                 agents=frozenset(str(a) for a in agents) if isinstance(agents, list) else None,
+                scope=_scope_of(item, path),
             )
         )
     return callers
+
+
+def _scope_of(item: Mapping[str, Any], path: Path) -> CallerScope:
+    scope = item.get("scope", "own")
+    for known in SCOPES:
+        if scope == known:
+            return known
+    raise AuthConfigError(
+        f'auth file {path}: caller {item["name"]!r} has scope {scope!r}; use "own" (its own conversations, '
+        'the default) or "agent" (every conversation of its agents)'
+    )
 
 
 def match_token(callers: Sequence[Caller], presented: str | None) -> Caller | None:
@@ -140,10 +159,18 @@ def build_http_app(server: Any, settings: Settings, callers: Sequence[Caller]) -
     return app
 
 
+def owner_secret_warning(settings: Settings, callers: Sequence[Caller]) -> str | None:
+    """The start-up warning when tokens tell callers apart but LETTA_MCP_OWNER_SECRET is unset."""
+    return secret_warning(owner_key(settings).source) if callers else None
+
+
 def run_http(server: Any, settings: Settings) -> None:
     import uvicorn
 
     callers = load_callers(settings)
+    warning = owner_secret_warning(settings, callers)
+    if warning:
+        log.warning(warning)
     app = build_http_app(server, settings, callers)
     log.info(
         "serving MCP over streamable HTTP at http://%s:%d/mcp (%s)",

@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from .approvals import PendingCall, one_line
+from .ownership import visible_summary
 from .streaming import TurnResult
 from .transcripts import MessageView
 
@@ -101,11 +103,23 @@ class ConversationInfo(FlatSchema):
     archived: bool | None = None
     transcript_uri: str = Field(description="MCP resource with the conversation's transcript in Markdown")
     note: str | None = Field(default=None, description="Something the caller should know about this result")
+    awaiting_approval: bool = Field(
+        default=False, description="True when the agent waits for a human to approve or deny tool calls"
+    )
+    pending_approvals: list[PendingCall] = Field(
+        default_factory=list, description="The tool calls waiting for approval; answer with respond_to_approval"
+    )
 
     def as_text(self) -> str:
         summary = f" “{self.summary}”" if self.summary else ""
         last = f", last message {self.last_message_at}" if self.last_message_at else ""
         text = f"Conversation {self.id}{summary} on agent {self.agent_id} (created {self.created_at}{last})."
+        if self.awaiting_approval:
+            calls = "; ".join(one_line(c) for c in self.pending_approvals)
+            text += (
+                f"\nWaiting for approval of {len(self.pending_approvals)} tool call(s): {calls}. It accepts no new "
+                "message until they are answered with respond_to_approval."
+            )
         if self.note:
             text += f"\nNote: {self.note}"
         return text + f"\nTranscript: {self.transcript_uri}"
@@ -116,7 +130,7 @@ class ConversationInfo(FlatSchema):
         return cls(
             id=str(raw["id"]),
             agent_id=str(raw.get("agent_id") or ""),
-            summary=raw.get("summary"),
+            summary=visible_summary(raw.get("summary")),  # owner markers are never shown
             created_at=raw.get("created_at"),
             updated_at=raw.get("updated_at"),
             last_message_at=raw.get("last_message_at"),
@@ -139,7 +153,13 @@ class ConversationList(FlatSchema):
         lines = [f"{len(self.conversations)} conversation(s) on agent {self.agent_id}, newest first:"]
         for c in self.conversations:
             summary = c.summary or "(no summary)"
-            lines.append(f"- {c.id}  {summary}  (last message: {c.last_message_at or 'none'})")
+            waiting = "  [waiting for approval]" if c.awaiting_approval else ""
+            lines.append(f"- {c.id}  {summary}  (last message: {c.last_message_at or 'none'}){waiting}")
+        if any(c.awaiting_approval for c in self.conversations):
+            lines.append(
+                "Conversations marked [waiting for approval] accept no new message until their tool calls are "
+                "answered: get_conversation lists them, respond_to_approval answers them."
+            )
         if self.next_after:
             lines.append(f"More: call list_conversations with after='{self.next_after}'.")
         return "\n".join(lines)
@@ -213,14 +233,15 @@ class MessagePage(FlatSchema):
         return "\n".join(lines)
 
 
-TurnStatus = Literal["completed", "failed", "cancelled", "running", "queued"]
+TurnStatus = Literal["completed", "failed", "cancelled", "running", "queued", "awaiting_approval"]
 
 
 class SendResult(FlatSchema, TurnResult):
     """The outcome of send_message / wait_for_reply."""
 
     status: TurnStatus = Field(
-        description="completed/failed/cancelled: the turn ended; running/queued: still going, call wait_for_reply"
+        description="completed/failed/cancelled: the turn ended; running/queued: still going, call wait_for_reply; "
+        "awaiting_approval: tool calls wait for a human decision (pending_approvals), answer with respond_to_approval"
     )
     conversation_id: str
     turn_id: str = Field(description="This server's handle for the turn; wait_for_reply accepts it too")

@@ -9,6 +9,7 @@ and ``notifications/resources/updated``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +59,12 @@ def resource(
 async def agent_memory(agent_id: str, ctx: Context) -> str:
     state = app_state(ctx)
     agent = validation.agent_id(agent_id)
-    await state.access.authorize(ctx, agent=agent)
+    caller = await state.access.authorize(ctx, agent=agent)
     gateway = state.gateway
     blocks = await gateway.list_blocks(agent)
-    conversations = await gateway.list_conversations(agent_id=agent, limit=100, after=None, summary_search=None)
+    # Memory is shared by every conversation of the agent; the isolated copies listed are only
+    # those of conversations this caller may reach.
+    conversations, _ = await state.access.list_page(caller, agent=agent, limit=100, after=None, search=None)
     isolated: dict[str, list[str]] = {}
     for conversation in conversations[:20]:
         for block_id in conversation.get("isolated_block_ids") or []:
@@ -185,12 +188,35 @@ async def _notify_here(server: MCPServer[Any], state: AppState, uri: str) -> Non
             state.subscribers[uri].discard(session)
 
 
+_TRANSCRIPT_URI = re.compile(r"^letta://conversations/(?P<conversation>[^/?]+)/transcript(?:\.json)?$")
+_AGENT_URI = re.compile(r"^letta://agents/(?P<agent>[^/?]+)/(?:transcript|memory)$")
+
+
+async def may_watch(state: AppState, ctx: Any, uri: str) -> bool:
+    """Whether the caller may hear about changes to ``uri``: only what it may read."""
+    uri = uri.split("?")[0]
+    if match := _TRANSCRIPT_URI.match(uri):
+        return await state.access.may_reach(ctx, conversation=match["conversation"])
+    if match := _AGENT_URI.match(uri):
+        conversation = "default" if uri.endswith("/transcript") else None
+        return await state.access.may_reach(ctx, agent=match["agent"], conversation=conversation)
+    return True
+
+
 def enable_subscriptions(server: MCPServer[Any]) -> None:
-    """Serve legacy ``resources/subscribe`` and ``resources/unsubscribe`` (per transcript URI)."""
+    """Serve legacy ``resources/subscribe`` and ``resources/unsubscribe`` (per transcript URI), and
+    filter ``subscriptions/listen`` streams, so that change notifications reach only callers that
+    may read the resource.
+
+    A subscription to something the caller may not read is answered like one to a resource that
+    does not exist: accepted (legacy) or honoured (listen), and it never fires.
+    """
 
     async def on_subscribe(ctx: Any, params: Any) -> mcp_types.EmptyResult:
         state: AppState = ctx.lifespan_context
-        state.subscribers.setdefault(str(params.uri).split("?")[0], set()).add(ctx.session)
+        uri = str(params.uri).split("?")[0]
+        if await may_watch(state, ctx, uri):
+            state.subscribers.setdefault(uri, set()).add(ctx.session)
         return mcp_types.EmptyResult()
 
     async def on_unsubscribe(ctx: Any, params: Any) -> mcp_types.EmptyResult:
@@ -201,3 +227,17 @@ def enable_subscriptions(server: MCPServer[Any]) -> None:
     lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
     lowlevel.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, on_subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", mcp_types.UnsubscribeRequestParams, on_unsubscribe)
+    listen = lowlevel.get_request_handler("subscriptions/listen")
+    if listen is not None:
+        serve_listen = listen.handler
+
+        async def on_listen(ctx: Any, params: mcp_types.SubscriptionsListenRequestParams) -> Any:
+            state: AppState = ctx.lifespan_context
+            requested = params.notifications.resource_subscriptions or []
+            allowed = [uri for uri in requested if await may_watch(state, ctx, uri)]
+            if allowed != requested:
+                notifications = params.notifications.model_copy(update={"resource_subscriptions": allowed or None})
+                params = params.model_copy(update={"notifications": notifications})
+            return await serve_listen(ctx, params)
+
+        lowlevel.add_request_handler("subscriptions/listen", mcp_types.SubscriptionsListenRequestParams, on_listen)

@@ -10,6 +10,8 @@ from typing import Any
 
 from mcp_types import CallToolResult, TextContent
 
+from . import approvals
+from .approvals import PendingCall
 from .errors import redact
 from .models import SendResult
 from .streaming import Step
@@ -36,11 +38,25 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def turn_result(turn: Turn, *, finished: bool, waited: float, wait_hint: float, secrets: list[str]) -> CallToolResult:
-    """The send_message / wait_for_reply result for a turn; ``isError`` when the turn failed."""
+def turn_result(
+    turn: Turn,
+    *,
+    finished: bool,
+    waited: float,
+    wait_hint: float,
+    secrets: list[str],
+    note: str | None = None,
+    refused_for: list[PendingCall] | None = None,
+) -> CallToolResult:
+    """The send_message / wait_for_reply / respond_to_approval result for a turn; ``isError`` when it failed.
+
+    ``note`` leads the text (e.g. why an approval question was not answered). ``refused_for`` are the
+    calls a conversation waits on when Letta refused this turn's message for them: the result then
+    says so, lists them and how to answer, instead of passing Letta's CONFLICT text through.
+    """
     result = turn.result()
     if finished:
-        status = turn.state if turn.state in ("completed", "failed", "cancelled") else "completed"
+        status = turn.state if turn.state in ("completed", "failed", "cancelled", "awaiting_approval") else "completed"
     else:
         status = "queued" if turn.state == "queued" else "running"
     model = SendResult(
@@ -52,16 +68,29 @@ def turn_result(turn: Turn, *, finished: bool, waited: float, wait_hint: float, 
     )
     if turn.error is not None:
         model.error = redact(turn.error.message, secrets)
+    if refused_for:
+        refusal = approvals.refused_text(turn.conversation_id, refused_for, agent_id=turn.agent_id)
+        model.error, model.stop_reason = refusal, None
+        model.pending_approvals = refused_for
+        model.next_step = approvals.how_to_answer(turn.conversation_id, refused_for, agent_id=turn.agent_id)
+        return structured(model, redact(refusal, secrets), is_error=True)
+    if status == "awaiting_approval":
+        model.pending_approvals = turn.pending_approvals
+        model.next_step = approvals.how_to_answer(turn.conversation_id, model.pending_approvals, agent_id=turn.agent_id)
     is_error = status == "failed"
-    text = render_send(model, wait_hint_seconds=wait_hint)
+    text = render_send(model, wait_hint_seconds=wait_hint, agent_id=turn.agent_id)
     if is_error and model.error and not text.startswith("Error"):
         text = f"Error: {model.error}\n\n{text}" if model.error not in text else text
+    if note:
+        text = f"{note}\n\n{text}"
     return structured(model, redact(text, secrets), is_error=is_error)
 
 
-def render_send(result: SendResult, *, wait_hint_seconds: float) -> str:
+def render_send(result: SendResult, *, wait_hint_seconds: float, agent_id: str | None = None) -> str:
     if result.status in ("running", "queued"):
         return _render_pending(result, wait_hint_seconds)
+    if result.status == "awaiting_approval":
+        return _render_awaiting(result, agent_id)
     lines: list[str] = []
     if result.reply:
         lines.append(result.reply)
@@ -96,13 +125,26 @@ def _render_pending(result: SendResult, wait_hint_seconds: float) -> str:
     return "\n\n".join(lines)
 
 
+def _render_awaiting(result: SendResult, agent_id: str | None) -> str:
+    """A turn parked for approval: what happened so far, then the pending calls and how to answer."""
+    lines = [result.reply] if result.reply else []
+    lines.extend(line for s in result.steps if s.kind != "approval_request" and (line := _render_step(s)))
+    lines.append(approvals.pending_text(result.conversation_id, result.pending_approvals, agent_id=agent_id))
+    if result.run_id:
+        lines.append(f"stop: requires_approval · run {result.run_id} · turn_id {result.turn_id}")
+    return "\n".join(lines)
+
+
 def _render_step(step: Step) -> str | None:
     if step.kind == "tool_call":
         return f"· tool call {step.tool_name}({clip(step.arguments or '', 200)})"
     if step.kind == "tool_return":
         return f"· tool {step.tool_name or ''} → {step.status or 'returned'}: {clip(step.tool_result or '', 200)}"
     if step.kind == "approval_request":
-        return f"· waiting for approval: {step.tool_name}({clip(step.arguments or '', 200)})"
+        return f"· approval requested: {step.tool_name}({clip(step.arguments or '', 200)}) [{step.tool_call_id}]"
+    if step.kind == "approval_response":
+        reason = f": {clip(step.text, 200)}" if step.text else ""
+        return f"· {step.status or 'answered'} {step.tool_name or 'tool call'} [{step.tool_call_id}]{reason}"
     if step.kind == "reasoning" and step.text:
         return f"· reasoning: {clip(step.text, 200)}"
     return None

@@ -85,8 +85,17 @@ class Settings(BaseSettings):
     tools: Literal["core", "all"] = Field(
         default="all",
         description=(
-            "core: the 10 everyday tools; all: also fork, compact, archive and delete (for hosts that cap "
+            "core: the 11 everyday tools (respond_to_approval included); all: also fork, compact, archive and delete (for hosts that cap "
             "how many tools they show) (env LETTA_MCP_TOOLS)"
+        ),
+    )
+    approvals: Literal["ask", "deny", "approve"] = Field(
+        default="ask",
+        description=(
+            "Tool calls a Letta agent may make only with a human's approval. ask: the host's user answers a form "
+            "where the host supports it, elsewhere the calling model answers with respond_to_approval; deny: "
+            "refuse every call automatically; approve: run every call (trusted automation only) "
+            "(env LETTA_MCP_APPROVALS)"
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -108,8 +117,18 @@ class Settings(BaseSettings):
     auth_file: Path | None = Field(
         default=None,
         description=(
-            'JSON file of HTTP callers: [{"name": "alice", "token": "…", "agents": ["agent-…"]}] '
-            "(env LETTA_MCP_AUTH_FILE); agents limits what a token may reach"
+            'JSON file of HTTP callers: [{"name": "alice", "token": "…", "agents": ["agent-…"], "scope": "own"}] '
+            "(env LETTA_MCP_AUTH_FILE); agents limits what a token may reach; scope own (default: only the "
+            "conversations it created, opened or forked) or agent (every conversation of its agents)"
+        ),
+    )
+
+    owner_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs the owner markers kept in conversation summaries (env LETTA_MCP_OWNER_SECRET); "
+            "at least 16 characters, the same on every server process. Unset: derived from LETTA_API_KEY. "
+            "Changing it orphans existing ownership (those conversations stay reachable with the agent scope)"
         ),
     )
 
@@ -132,7 +151,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://, e.g. http://localhost:8283")
         return value
 
-    @field_validator("api_key", "auth_tokens")
+    @field_validator("api_key", "auth_tokens", "owner_secret")
     @classmethod
     def _blank_secret_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -153,6 +172,13 @@ class Settings(BaseSettings):
 
     def redis_url_value(self) -> str | None:
         return self.redis_url.get_secret_value() if self.redis_url is not None else None
+
+    @field_validator("owner_secret")
+    @classmethod
+    def _check_owner_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters; use a long random value, e.g. openssl rand -hex 32")
+        return value
 
     @field_validator("agent_id")
     @classmethod
@@ -188,8 +214,9 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of log lines and messages."""
         values = self.token_list()
-        if self.api_key is not None:
-            values.append(self.api_key.get_secret_value())
+        for secret in (self.api_key, self.owner_secret):
+            if secret is not None:
+                values.append(secret.get_secret_value())
         if self.redis_url is not None:
             from urllib.parse import urlsplit
 
@@ -198,6 +225,16 @@ class Settings(BaseSettings):
                 if password:
                     values.append(password)
         return values
+
+    def startup_warnings(self) -> list[str]:
+        """Settings worth a warning in the log when the server starts."""
+        warnings: list[str] = []
+        if self.approvals == "approve":
+            warnings.append(
+                "LETTA_MCP_APPROVALS=approve: every tool call that needs a human's approval is approved "
+                "automatically, with nobody asked. Use it only for trusted automation"
+            )
+        return warnings
 
     @property
     def effective_base_url(self) -> str:

@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 
 from .coordination import (
+    FINISHED_STATES,
     CoordinationUnavailable,
     Coordinator,
     Event,
@@ -73,7 +74,7 @@ class TurnSharing:
 
     # -- records -------------------------------------------------------------------------------
     def record_of(self, turn: Turn) -> TurnRecord:
-        result = turn.result() if turn.state in ("completed", "failed", "cancelled") else None
+        result = turn.result() if turn.state in FINISHED_STATES else None
         return TurnRecord(
             turn_id=turn.turn_id,
             conversation_id=turn.conversation_id,
@@ -139,7 +140,7 @@ class TurnSharing:
             for t in self._turns.values()
             if not t.watching
             and conversation_key(t.conversation_id, t.agent_id) == key
-            and t.state not in ("completed", "failed", "cancelled")
+            and t.state not in FINISHED_STATES
         ]
         if not self.coordinator.shared:
             return local
@@ -239,7 +240,7 @@ class TurnSharing:
 
     def _close_watch(self, turn: Turn) -> None:
         """End a watching handle without the owner's side effects (notifications, record writes)."""
-        if turn.state not in ("completed", "failed", "cancelled"):
+        if turn.state not in FINISHED_STATES:
             turn.state = "failed"
         turn.done.set()
 

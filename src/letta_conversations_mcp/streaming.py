@@ -4,18 +4,26 @@ Frames are plain mappings keyed by ``message_type`` (never dispatched on SDK cla
 types decode as the first union member). Token-streamed fragments share a message ``id`` and are
 joined by it. Memory is bounded: text beyond ``max_chars`` is dropped with a marker, so a
 50k-frame stream costs the size of the cap, not of the stream.
+
+Tool approvals: an approval request (or a tool call, or a tool return) that carries several calls
+(``tool_calls[]`` / ``tool_returns[]``) becomes one step per call. Approval responses (from history,
+or recorded with :meth:`TurnAggregator.record_decisions` when this server answers) become
+``approval_response`` steps: status ``approved``/``denied``, text the reason. A turn that an
+approval continued is fed on with :meth:`TurnAggregator.reopen`: the same steps, a new run.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-StepKind = Literal["reasoning", "tool_call", "tool_return", "approval_request", "assistant"]
+from .approvals import Decision, PendingCall
+
+StepKind = Literal["reasoning", "tool_call", "tool_return", "approval_request", "approval_response", "assistant"]
 FrameKind = Literal["ping", "message", "fragment", "stop", "usage", "error", "other"]
 
 TRUNCATION_MARKER = " […truncated]"
@@ -28,8 +36,8 @@ STOP_REASON_ADVICE: dict[str, str] = {
         "The agent reached its step limit before finishing: send a follow-up such as 'continue' to let it go on."
     ),
     "requires_approval": (
-        "The agent is waiting for a human to approve a tool call (see approval_requests). Approve or deny it in "
-        "Letta (ADE or API); the conversation accepts new messages after that."
+        "The agent is waiting for a human to approve or deny tool calls (see pending_approvals). Ask your user, "
+        "then answer with respond_to_approval; the conversation accepts new messages after that."
     ),
     "llm_api_error": (
         "The agent's model provider returned an error. Try again shortly; if it persists, check the agent's "
@@ -70,7 +78,9 @@ class Step(BaseModel):
     tool_call_id: str | None = None
     arguments: str | None = Field(default=None, description="Tool call arguments as JSON text")
     tool_result: str | None = Field(default=None, description="What the tool returned")
-    status: str | None = Field(default=None, description="Tool return status: success or error")
+    status: str | None = Field(
+        default=None, description="Tool return status (success or error); approval decision (approved or denied)"
+    )
 
 
 class Usage(BaseModel):
@@ -92,6 +102,11 @@ class TurnResult(BaseModel):
     run_id: str | None = None
     message_ids: list[str] = Field(default_factory=list, description="Ids of the messages this turn created")
     truncated: bool = Field(default=False, description="True when parts were cut to respect the size cap")
+    pending_approvals: list[PendingCall] = Field(
+        default_factory=list,
+        description="Tool calls waiting for a human decision (stop_reason requires_approval); answer them with "
+        "respond_to_approval",
+    )
 
 
 _STEP_KINDS: dict[str, StepKind] = {
@@ -101,6 +116,7 @@ _STEP_KINDS: dict[str, StepKind] = {
     "tool_call_message": "tool_call",
     "tool_return_message": "tool_return",
     "approval_request_message": "approval_request",
+    "approval_response_message": "approval_response",
 }
 
 
@@ -149,6 +165,36 @@ def arguments_text(arguments: Any) -> str:
     return json.dumps(arguments, ensure_ascii=False)
 
 
+def _parts(kind: StepKind, frame: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The per-call parts of a frame: one per tool call, tool return or approval it carries."""
+    if kind in ("tool_call", "approval_request"):
+        calls = frame.get("tool_calls")
+        if isinstance(calls, list) and len(calls) > 1:
+            return [c for c in calls if isinstance(c, Mapping)]
+        return [tool_call_of(frame)]
+    key = {"tool_return": "tool_returns", "approval_response": "approvals"}.get(kind)
+    items = frame.get(key) if key else None
+    if isinstance(items, list) and (len(items) > 1 or (kind == "approval_response" and items)):
+        return [i for i in items if isinstance(i, Mapping)]
+    return [frame]
+
+
+def _add_usage(before: Usage | None, now: Usage) -> Usage:
+    """Usage of a turn continued after an approval: the segments added up."""
+    if before is None:
+        return now
+
+    def plus(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return Usage(
+        prompt_tokens=plus(before.prompt_tokens, now.prompt_tokens),
+        completion_tokens=plus(before.completion_tokens, now.completion_tokens),
+        total_tokens=plus(before.total_tokens, now.total_tokens),
+        step_count=plus(before.step_count, now.step_count),
+    )
+
+
 @dataclass
 class _Building:
     """A step being assembled: text fields kept as fragment lists (joining once avoids quadratic copies)."""
@@ -195,6 +241,8 @@ class TurnAggregator:
         self._chars = {"reply": 0, "steps": 0}
         self._started = {"reply": False, "steps": False}
         self._truncated = False
+        self._names: dict[str, str] = {}
+        self._carried_usage: Usage | None = None
 
     # -- feeding -------------------------------------------------------------------------------
     def feed(self, frame: Mapping[str, Any]) -> FrameEvent:
@@ -212,11 +260,14 @@ class TurnAggregator:
             self.stop_reason = str(frame.get("stop_reason") or "") or None
             return FrameEvent("stop", message_type)
         if message_type == "usage_statistics":
-            self.usage = Usage(
-                prompt_tokens=frame.get("prompt_tokens"),
-                completion_tokens=frame.get("completion_tokens"),
-                total_tokens=frame.get("total_tokens"),
-                step_count=frame.get("step_count"),
+            self.usage = _add_usage(
+                self._carried_usage,
+                Usage(
+                    prompt_tokens=frame.get("prompt_tokens"),
+                    completion_tokens=frame.get("completion_tokens"),
+                    total_tokens=frame.get("total_tokens"),
+                    step_count=frame.get("step_count"),
+                ),
             )
             self.done = True
             return FrameEvent("usage", message_type)
@@ -237,41 +288,97 @@ class TurnAggregator:
     def _feed_step(self, kind: StepKind, frame: Mapping[str, Any], message_type: str) -> FrameEvent:
         raw_id = frame.get("id")
         message_id = raw_id if isinstance(raw_id, str) else None
-        key = (kind, message_id) if message_id else None
+        is_new = False
+        for index, part in enumerate(_parts(kind, frame)):
+            step, created = self._step(kind, message_id, index)
+            is_new = is_new or created
+            if step is not None:
+                self._fill(step, frame, part)
+        return FrameEvent("message" if is_new else "fragment", message_type)
+
+    def _step(self, kind: StepKind, message_id: str | None, index: int) -> tuple[_Building | None, bool]:
+        """The step for (kind, message, part index), created when new; None when the budget is spent."""
+        key = (kind, message_id if index == 0 else f"{message_id}#{index}") if message_id else None
         step = self._by_id.get(key) if key else None
-        is_new = step is None
-        if step is None:
-            budget = "reply" if kind == "assistant" else "steps"
-            if self._started[budget]:
-                if self._chars[budget] + STEP_COST > self.max_chars:
-                    self._truncated = True  # no room for another step: drop it, and say so
-                    return FrameEvent("message", message_type)
-                self._chars[budget] += STEP_COST
-            self._started[budget] = True
-            step = _Building(kind=kind, message_id=message_id)
-            self._steps.append(step)
-            if key:
-                self._by_id[key] = step
-            if message_id and message_id not in self._seen_ids:
-                self._seen_ids.add(message_id)
-                self._message_ids.append(message_id)
+        if step is not None:
+            return step, False
+        budget = "reply" if kind == "assistant" else "steps"
+        if self._started[budget]:
+            if self._chars[budget] + STEP_COST > self.max_chars:
+                self._truncated = True  # no room for another step: drop it, and say so
+                return None, True
+            self._chars[budget] += STEP_COST
+        self._started[budget] = True
+        step = _Building(kind=kind, message_id=message_id)
+        self._steps.append(step)
+        if key:
+            self._by_id[key] = step
+        if message_id and message_id not in self._seen_ids:
+            self._seen_ids.add(message_id)
+            self._message_ids.append(message_id)
+        return step, True
+
+    def _fill(self, step: _Building, frame: Mapping[str, Any], part: Mapping[str, Any]) -> None:
+        kind = step.kind
         if kind == "assistant":
             self._append(step, "text", text_of(frame.get("content")), cap=self.max_chars)
         elif kind == "reasoning":
             self._append(step, "text", self._reasoning_text(frame))
         elif kind in ("tool_call", "approval_request"):
-            call = tool_call_of(frame)
-            if call.get("name"):
-                step.tool_name = str(call["name"])
-            if call.get("tool_call_id"):
-                step.tool_call_id = str(call["tool_call_id"])
-            self._append(step, "arguments", arguments_text(call.get("arguments")))
+            if part.get("name"):
+                step.tool_name = str(part["name"])
+            if part.get("tool_call_id"):
+                step.tool_call_id = str(part["tool_call_id"])
+                if step.tool_name:
+                    self._names[step.tool_call_id] = step.tool_name
+            self._append(step, "arguments", arguments_text(part.get("arguments")))
+        elif kind == "approval_response":
+            call_id = part.get("tool_call_id") or part.get("approval_request_id")
+            step.tool_call_id = step.tool_call_id or (str(call_id) if call_id else None)
+            step.tool_name = step.tool_name or self._names.get(step.tool_call_id or "")
+            approve = part.get("approve")
+            if isinstance(approve, bool):
+                step.status = "approved" if approve else "denied"
+            if part.get("reason"):
+                self._append(step, "text", str(part["reason"]))
         else:  # tool_return
-            step.tool_name = step.tool_name or (str(frame["name"]) if frame.get("name") else None)
-            step.tool_call_id = step.tool_call_id or frame.get("tool_call_id")
-            step.status = frame.get("status") or step.status
-            self._append(step, "tool_result", text_of(frame.get("tool_return")))
-        return FrameEvent("message" if is_new else "fragment", message_type)
+            step.tool_call_id = step.tool_call_id or part.get("tool_call_id")
+            own_name = str(frame["name"]) if frame.get("name") and part is frame else None
+            step.tool_name = step.tool_name or own_name or self._names.get(step.tool_call_id or "") or frame.get("name")
+            step.status = part.get("status") or step.status
+            self._append(step, "tool_result", text_of(part.get("tool_return")))
+
+    def record_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Record the answers this server sent (Letta's stream does not echo them) as steps."""
+        for decision in decisions:
+            step, _ = self._step("approval_response", None, 0)
+            if step is None:
+                continue
+            step.tool_call_id = decision.tool_call_id
+            step.tool_name = self._names.get(decision.tool_call_id)
+            step.status = "approved" if decision.approve else "denied"
+            if decision.reason:
+                self._append(step, "text", decision.reason)
+
+    def pending_approvals(self) -> list[PendingCall]:
+        """Requested tool calls with neither a decision nor a return yet, in request order."""
+        settled = {s.tool_call_id for s in self._steps if s.kind in ("approval_response", "tool_return")}
+        pending: dict[str, PendingCall] = {}
+        for s in self._steps:
+            if s.kind == "approval_request" and s.tool_call_id and s.tool_call_id not in settled:
+                pending[s.tool_call_id] = PendingCall(
+                    tool_call_id=s.tool_call_id, name=s.tool_name or "?", arguments=s.text("arguments") or ""
+                )
+        return list(pending.values())
+
+    def reopen(self) -> None:
+        """Feed on after an approval answer: same steps, a new run (its own run id, seq ids and stop)."""
+        self._carried_usage = self.usage
+        self.run_id = None
+        self.last_seq_id = None
+        self.stop_reason = None
+        self.error = None
+        self.done = False
 
     @staticmethod
     def _reasoning_text(frame: Mapping[str, Any]) -> str:
@@ -325,6 +432,7 @@ class TurnAggregator:
             run_id=self.run_id,
             message_ids=list(self._message_ids),
             truncated=self._truncated,
+            pending_approvals=self.pending_approvals() if self.stop_reason == "requires_approval" else [],
         )
 
     @property

@@ -47,6 +47,47 @@ def _clip(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit] + TRUNCATION_MARKER, True
 
 
+def _calls(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every tool call of a tool call or approval request message (one per line in its text)."""
+    listed = raw.get("tool_calls")
+    if isinstance(listed, list) and len(listed) > 1:
+        return [c for c in listed if isinstance(c, Mapping)]
+    call = tool_call_of(raw)
+    return [call] if call else []
+
+
+def _returns_text(raw: Mapping[str, Any]) -> str:
+    """A tool return's text; several returns in one message (parallel calls) get a line each."""
+    returns = raw.get("tool_returns")
+    if isinstance(returns, list) and len(returns) > 1:
+        return "\n".join(
+            f"[{r.get('tool_call_id')} {r.get('status') or 'returned'}] {text_of(r.get('tool_return'))}"
+            for r in returns
+            if isinstance(r, Mapping)
+        )
+    return text_of(raw.get("tool_return"))
+
+
+def _decisions(raw: Mapping[str, Any]) -> tuple[str | None, str | None, str]:
+    """(first tool_call_id, approved/denied/mixed, one line per decision with its reason)."""
+    items = [a for a in raw.get("approvals") or [] if isinstance(a, Mapping)]
+    if not items:
+        approve = raw.get("approve")
+        text = {True: "approved", False: "denied"}.get(approve, "answered") if isinstance(approve, bool) else "answered"
+        reason = raw.get("reason")
+        status = text if text != "answered" else None
+        return raw.get("approval_request_id"), status, text + (f": {reason}" if reason else "")
+    lines: list[str] = []
+    verdicts: set[str] = set()
+    for item in items:
+        verdict = "approved" if item.get("approve") is True else "denied"
+        verdicts.add(verdict)
+        reason = item.get("reason")
+        lines.append(f"{verdict} {item.get('tool_call_id')}" + (f": {reason}" if reason else ""))
+    status = verdicts.pop() if len(verdicts) == 1 else "mixed"
+    return items[0].get("tool_call_id"), status, "\n".join(lines)
+
+
 def message_view(raw: Mapping[str, Any], *, max_chars: int = 2_000) -> MessageView:
     """Flatten one Letta message (any message_type) into a MessageView, text clipped to max_chars."""
     message_type = str(raw.get("message_type") or "unknown")
@@ -54,25 +95,25 @@ def message_view(raw: Mapping[str, Any], *, max_chars: int = 2_000) -> MessageVi
     tool_call_id: str | None = None
     status: str | None = None
     if message_type in ("tool_call_message", "approval_request_message"):
-        call = tool_call_of(raw)
+        calls = _calls(raw)
+        call = calls[0] if calls else {}
         tool_name = str(call.get("name") or "") or None
         tool_call_id = call.get("tool_call_id")
-        text = f"{tool_name or 'tool'}({arguments_text(call.get('arguments'))})"
+        lines = [f"{c.get('name') or 'tool'}({arguments_text(c.get('arguments'))})" for c in calls or [{}]]
+        if len(calls) > 1:  # several calls in one message: say which id is which
+            lines = [f"{line} [{c.get('tool_call_id')}]" for line, c in zip(lines, calls, strict=True)]
+        text = "\n".join(lines)
     elif message_type == "tool_return_message":
         tool_name = raw.get("name")
         tool_call_id = raw.get("tool_call_id")
         status = raw.get("status")
-        text = text_of(raw.get("tool_return"))
+        text = _returns_text(raw)
     elif message_type == "reasoning_message":
         text = str(raw.get("reasoning") or "")
     elif message_type == "hidden_reasoning_message":
         text = str(raw.get("hidden_reasoning") or "(hidden)")
     elif message_type == "approval_response_message":
-        approve = raw.get("approve")
-        text = {True: "approved", False: "denied"}.get(approve, "answered") if isinstance(approve, bool) else "answered"
-        reason = raw.get("reason")
-        if reason:
-            text += f": {reason}"
+        tool_call_id, status, text = _decisions(raw)
     else:
         text = text_of(raw.get("content"))
     clipped, truncated = _clip(text, max_chars)
@@ -119,12 +160,13 @@ def _short_date(date: str | None) -> str:
 def render_markdown_message(view: MessageView) -> str:
     label = ROLE_LABELS.get(view.message_type, view.message_type)
     when = _short_date(view.date)
-    status = f" ({view.status})" if view.message_type == "tool_return_message" and view.status else ""
+    with_status = ("tool_return_message", "approval_response_message")
+    status = f" ({view.status})" if view.message_type in with_status and view.status else ""
     head = f"**{label}**{status}" + (f" · {when}" if when else "")
     if view.message_type == "system_message":
         return f"{head}\n_(system prompt, {view.length or len(view.text)} characters, not shown)_"
     if view.message_type in ("tool_call_message", "approval_request_message"):
-        return f"{head}\n`{view.text}`"
+        return head + "".join(f"\n`{line}`" for line in view.text.splitlines() or [""])
     if view.message_type == "tool_return_message":
         body = view.text.replace("\n", "\n> ")
         return f"{head}\n> {body}"

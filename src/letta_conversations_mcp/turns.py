@@ -17,6 +17,13 @@ The gateway raises typed failures (``errors.py``); this module decides on their 
 Order and turn records go through a ``coordination.Coordinator``: in one process (the default)
 that is memory; with ``LETTA_MCP_REDIS_URL`` it is Valkey, shared by every server process, and
 ``shared_turns.TurnSharing`` (inherited here) handles turns that another process runs or ran.
+
+Tool approvals: a turn that stops with ``requires_approval`` is parked in state
+``awaiting_approval`` (its task is over, its place in the queue is free, the turn stays findable by
+id and run id). Under the ``deny``/``approve`` policies the turn task answers at once instead.
+:meth:`TurnManager.decide` collects decisions; once every pending call has one, the same turn
+continues in a new task (queued again): ONE approval message, the continued frames fed into the same aggregator,
+so the result is the whole turn. See approvals.py for how the question reaches a person.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from . import approvals
+from .approvals import Decision, PendingCall, Policy
 from .coordination import (
     CoordinationUnavailable,
     Coordinator,
@@ -56,11 +65,13 @@ from .errors import (
 from .gateway import Frame, LettaGateway
 from .shared_turns import TurnSharing
 from .streaming import TurnAggregator, TurnResult
+from .validation import InvalidArgument
 
 log = logging.getLogger(__name__)
 
-TurnState = Literal["queued", "sending", "running", "completed", "failed", "cancelled"]
-FINISHED: frozenset[TurnState] = frozenset({"completed", "failed", "cancelled"})
+TurnState = Literal["queued", "sending", "running", "completed", "failed", "cancelled", "awaiting_approval"]
+#: States in which no task works on the turn. ``awaiting_approval`` is parked: decide() resumes it.
+FINISHED: frozenset[TurnState] = frozenset({"completed", "failed", "cancelled", "awaiting_approval"})
 
 #: Finished turns kept in memory for wait_for_reply; older ones are rebuilt from Letta's history.
 KEEP_FINISHED = 256
@@ -70,6 +81,8 @@ RUN_POLL_SECONDS = 0.5
 #: How often, and how long each time, a send waits out a turn started elsewhere (Letta's 409).
 CONFLICT_WAITS = 3
 CONFLICT_WAIT_SECONDS = 600.0
+#: Approval rounds the policy answers within one turn (an agent may ask again after each answer).
+POLICY_ROUNDS = 10
 
 
 @dataclass
@@ -108,10 +121,25 @@ class Turn:
     delivered: bool = False
     #: SHA-256 of the text as recorded when the turn came from a shared record (its text may be unknown).
     digest: str = ""
+    #: Decisions for some of the pending calls, kept until every call has one (then sent together).
+    decisions: dict[str, Decision] = field(default_factory=dict)
 
     @property
     def otid(self) -> str:
         return self.turn_id
+
+    @property
+    def pending_approvals(self) -> list[PendingCall]:
+        """The calls of a parked turn still without a decision (decided ones wait for the rest)."""
+        if self.state != "awaiting_approval":
+            return []
+        return [c for c in self.aggregator.pending_approvals() if c.tool_call_id not in self.decisions]
+
+    @property
+    def refused_for_approval(self) -> bool:
+        """Letta refused this turn's message because the conversation waits for an approval."""
+        texts = [self.aggregator.error, self.error.message if self.error else None]
+        return any(approvals.is_pending_conflict(t) for t in texts)
 
     @property
     def run_id(self) -> str | None:
@@ -151,11 +179,13 @@ class TurnManager(TurnSharing):
         task_group: anyio.abc.TaskGroup,
         *,
         max_chars: int,
+        approval_policy: Policy = "ask",
         coordinator: Coordinator | None = None,
     ) -> None:
         self.gateway = gateway
         self.task_group = task_group
         self.max_chars = max_chars
+        self.approval_policy: Policy = approval_policy
         self.coordinator = coordinator or InProcessCoordinator()
         self._turns: OrderedDict[str, Turn] = OrderedDict()
         self._by_run: dict[str, str] = {}
@@ -319,8 +349,11 @@ class TurnManager(TurnSharing):
                 await turn.done.wait()
 
     # -- the turn task -----------------------------------------------------------------------
-    async def _run(self, turn: Turn) -> None:
-        """Wait for the turn's place at the head of its conversation's queue, deliver, let the next go."""
+    async def _run(self, turn: Turn, decisions: list[Decision] | None = None) -> None:
+        """The turn task: wait for the turn's place at the head of its conversation's queue, deliver the
+        message (or, continuing a parked turn, the decisions), then let the next one go."""
+        if turn.ticket is None:  # a parked turn continuing: back into the queue
+            await self._enqueue(turn)
         assert turn.ticket is not None
         ticket = turn.ticket
 
@@ -336,7 +369,11 @@ class TurnManager(TurnSharing):
                 if turn.cancel_requested:
                     turn.state = "cancelled"
                     return
-                await self._deliver(turn)
+                if decisions:
+                    await self._send_decisions(turn, decisions)
+                else:
+                    await self._deliver(turn)
+                await self._answer_by_policy(turn)
             if scope.cancelled_caught and turn.state not in FINISHED:
                 turn.state = "cancelled"
                 turn.aggregator.stop_reason = turn.aggregator.stop_reason or "cancelled"
@@ -368,7 +405,14 @@ class TurnManager(TurnSharing):
         """Settle the final state, record it (shared) while leaving the queue with ``ticket``, then
         wake waiters and tell the listeners."""
         if turn.state not in FINISHED:
-            turn.state = "failed" if turn.error or turn.aggregator.error else "completed"
+            failed = turn.error or turn.aggregator.error
+            parked = not failed and turn.aggregator.stop_reason == "requires_approval"
+            if parked and turn.aggregator.pending_approvals():
+                turn.state = "awaiting_approval"
+            else:
+                turn.state = "failed" if failed else "completed"
+        if turn.state == "completed":
+            self._settle_parked(turn)
         if turn.aggregator.stop_reason == "cancelled":
             turn.state = "cancelled"
         # A caller of this process is waiting for it: the result goes out with this very wake-up, so
@@ -530,6 +574,7 @@ class TurnManager(TurnSharing):
     async def _follow_existing(self, turn: Turn, background: bool) -> None:
         try:
             await self._follow_run(turn, background)
+            await self._answer_by_policy(turn)
         except LettaRequestError as exc:
             turn.error = exc
         except Exception as exc:
@@ -552,8 +597,9 @@ class TurnManager(TurnSharing):
         messages = await self.gateway.list_messages(
             turn.conversation_id, agent_id=turn.agent_id, limit=100, order="desc"
         )
+        runs = {run_id, *self._runs_of(turn)}
         for message in reversed(messages):
-            if message.get("run_id") == run_id and message.get("message_type") != "user_message":
+            if message.get("run_id") in runs and message.get("message_type") != "user_message":
                 collected.feed(message)
         collected.stop_reason = run.get("stop_reason") or ("cancelled" if status == "cancelled" else None)
         if status == "failed" and not collected.error:
@@ -564,6 +610,172 @@ class TurnManager(TurnSharing):
             )
         collected.done = True
         turn.aggregator = collected
+
+    # -- tool approvals ----------------------------------------------------------------------
+    def awaiting(self, conversation_id: str, agent_id: str | None) -> Turn | None:
+        """The newest turn of this conversation parked until its tool calls are approved or denied."""
+        key = conversation_key(conversation_id, agent_id)
+        for turn in reversed(self._turns.values()):
+            if turn.state == "awaiting_approval" and conversation_key(turn.conversation_id, turn.agent_id) == key:
+                return turn
+        return None
+
+    def adopt(self, conversation_id: str, agent_id: str | None, calls: list[PendingCall]) -> Turn:
+        """A parked turn for an approval request this process does not hold (found in Letta's history).
+
+        Older parked turns of the conversation were answered elsewhere (Letta waits on other calls now).
+        """
+        stale = self.awaiting(conversation_id, agent_id)
+        while stale is not None:
+            stale.state = "completed"
+            stale = self.awaiting(conversation_id, agent_id)
+        turn = Turn(
+            turn_id=str(uuid.uuid4()),
+            conversation_id=conversation_id,
+            agent_id=agent_id,
+            text="",
+            aggregator=TurnAggregator(max_chars=self.max_chars),
+            state="awaiting_approval",
+        )
+        turn.aggregator.feed(
+            {"message_type": "approval_request_message", "tool_calls": [c.model_dump() for c in calls]}
+        )
+        turn.aggregator.feed({"message_type": "stop_reason", "stop_reason": "requires_approval"})
+        turn.aggregator.done = True
+        turn.done.set()
+        self._turns[turn.turn_id] = turn
+        self._prune()
+        return turn
+
+    def decide(self, turn: Turn, decisions: list[Decision]) -> list[PendingCall]:
+        """Record decisions for a parked turn; when every pending call has one, continue the turn.
+
+        Returns the calls still without a decision (empty: the turn is on its way again).
+        Raises InvalidArgument when the turn is not waiting for approval.
+        """
+        if turn.state != "awaiting_approval":
+            raise InvalidArgument(
+                "this turn is not waiting for approval any more (it was answered already); call wait_for_reply "
+                f'with turn_id="{turn.turn_id}" to read how it went on'
+            )
+        pending = turn.aggregator.pending_approvals()
+        wanted = {c.tool_call_id for c in pending}
+        turn.decisions.update({d.tool_call_id: d for d in decisions if d.tool_call_id in wanted})
+        remaining = [c for c in pending if c.tool_call_id not in turn.decisions]
+        if remaining:
+            return remaining
+        ordered = [turn.decisions[c.tool_call_id] for c in pending]
+        turn.decisions = {}
+        turn.state = "queued"
+        turn.done = anyio.Event()
+        turn.started = time.monotonic()
+        self.task_group.start_soon(self._run, turn, ordered, name=f"approval of turn {turn.turn_id}")
+        return []
+
+    async def _answer_by_policy(self, turn: Turn) -> None:
+        """Under the deny/approve policies, answer approval requests as soon as the turn stops for them."""
+        for _ in range(POLICY_ROUNDS):
+            if turn.error or turn.aggregator.error or turn.aggregator.stop_reason != "requires_approval":
+                return
+            decisions = approvals.policy_decisions(self.approval_policy, turn.aggregator.pending_approvals())
+            if decisions is None:
+                return
+            log.info(
+                "approval policy %s answers %d call(s) of turn %s", self.approval_policy, len(decisions), turn.turn_id
+            )
+            turn.emit(Progress(f"approval policy '{self.approval_policy}' answered {len(decisions)} tool call(s)"))
+            await self._send_decisions(turn, decisions)
+
+    async def _send_decisions(self, turn: Turn, decisions: list[Decision]) -> None:
+        """Send ONE approval message and feed the continued turn into the same aggregator.
+
+        Never sent twice: when the answer does not come back whole, the conversation is checked, and
+        the message is sent again only when the calls are still pending (Letta did not store it).
+        """
+        turn.aggregator.reopen()
+        turn.aggregator.record_decisions(decisions)
+        turn.emit(Progress(f"sending the answer for {len(decisions)} tool call(s)"))
+        for _ in range(2):
+            background = self.gateway.background_supported is not False
+            turn.state = "sending"
+            try:
+                stream = self.gateway.stream_approval(
+                    turn.conversation_id,
+                    agent_id=turn.agent_id,
+                    decisions=decisions,
+                    otid=str(uuid.uuid4()),
+                    background=background,
+                )
+                await self._consume(turn, stream)
+                return
+            except TurnFailed as failure:  # the continued turn failed, or Letta refused the answer, in-stream
+                turn.aggregator.record_error(failure.reason, failure.detail)
+                turn.error = failure
+                return
+            except (StreamBroken, ServerFailed) as failure:
+                log.warning(
+                    "approval of turn %s ended unclear (%s); checking what Letta received", turn.turn_id, failure
+                )
+                if turn.aggregator.done:
+                    return
+                stored = turn.run_id is not None or await self._approval_stored(turn, decisions, failure)
+                if isinstance(failure, BackgroundUnavailable) and self.gateway.background_supported is None:
+                    self.gateway.background_supported = False
+                elif not stored and isinstance(failure, ServerFailed):
+                    turn.error = failure
+                    return
+                if not stored:
+                    continue
+                if turn.run_id is None:
+                    turn.error = DeliveryUnknown(
+                        f"{failure.what_happened} after the approval was stored, before its run could be identified; "
+                        "read the rest of the turn with list_messages"
+                    )
+                    return
+                await self._follow_run(turn, background, cause=failure)
+                return
+            except LettaRequestError as failure:  # never sent, or refused: nothing was stored
+                turn.error = failure
+                return
+        turn.error = DeliveryUnknown(
+            "the connection to Letta broke twice before the approval was stored; the tool calls are still "
+            "waiting. Check that Letta is healthy, then answer again with respond_to_approval"
+        )
+
+    async def _approval_stored(
+        self, turn: Turn, decisions: list[Decision], failure: StreamBroken | ServerFailed
+    ) -> bool:
+        """Whether Letta stored our answer (the calls are no longer pending); remember its run when it did."""
+        asked = {d.tool_call_id for d in decisions}
+        try:
+            recent = await self.gateway.list_messages(
+                turn.conversation_id, agent_id=turn.agent_id, limit=20, order="desc"
+            )
+        except LettaRequestError as exc:
+            raise DeliveryUnknown(
+                f"{failure.what_happened} after the approval was sent, and checking whether Letta stored it failed: "
+                f"{exc.message}. Look at list_messages before answering again"
+            ) from None
+        if {c.tool_call_id for c in approvals.pending_in_history(recent)} & asked:
+            return False
+        for message in recent:
+            if message.get("message_type") == "approval_response_message" and approvals.answered_ids(message) & asked:
+                run_id = message.get("run_id")
+                if isinstance(run_id, str):
+                    self._remember_run(turn, run_id)
+                break
+        return True
+
+    def _runs_of(self, turn: Turn) -> set[str]:
+        return {run for run, turn_id in self._by_run.items() if turn_id == turn.turn_id}
+
+    def _settle_parked(self, finished: Turn) -> None:
+        """A turn that completed on a conversation means its older parked turns were answered elsewhere."""
+        key = conversation_key(finished.conversation_id, finished.agent_id)
+        for turn in self._turns.values():
+            same = conversation_key(turn.conversation_id, turn.agent_id) == key
+            if same and turn is not finished and turn.state == "awaiting_approval" and turn.started < finished.started:
+                turn.state = "completed"
 
 
 async def _receive(receive: MemoryObjectReceiveStream[Progress], seconds: float) -> Progress | None:

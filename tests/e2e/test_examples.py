@@ -46,3 +46,22 @@ def test_walkthrough_example(letta_stack: Any) -> None:
         assert section in out
     assert out.count("✓") >= 8
     assert "Walkthrough complete" in out
+
+
+def test_approvals_example(letta_stack: Any) -> None:
+    proc = run([sys.executable, "examples/approvals.py"], letta_stack)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for expected in (
+        "the host asks its user",
+        "wants to run the tool memory_insert",
+        "· approved memory_insert",
+        "· tool memory_insert → success",
+        "waiting for approval of 1 tool call(s)",
+        "[isError] Not sent: conversation conv-",
+        "Waiting for approval of 1 tool call(s)",
+        "· denied memory_insert",
+        "User reason: no codes in shared memory",
+        "Approvals example finished.",
+    ):
+        assert expected in out, expected

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import pytest
 
 from letta_conversations_mcp.localstack import script
@@ -90,3 +91,37 @@ def test_model_calls_the_tool_then_answers_from_its_result() -> None:
 
 def test_model_without_the_tool_echoes() -> None:
     assert answer(chat({"role": "user", "content": "REMEMBER tea"}, tools=())).content == "echo: REMEMBER tea"
+
+
+# -- several tool calls in one step (REMEMBER_EACH) ---------------------------------------------------
+
+
+def test_remember_each_calls_memory_insert_once_per_fact() -> None:
+    plan = script.plan("REMEMBER_EACH tea | cake |  ", {"memory_insert"})
+    assert [json.loads(c.arguments) for c in plan.tool_calls] == [
+        {"label": "human", "new_string": "tea"},
+        {"label": "human", "new_string": "cake"},
+    ]
+    assert plan.tool_call == plan.tool_calls[0] and {c.name for c in plan.tool_calls} == {"memory_insert"}
+    assert script.reply_after_tool("REMEMBER_EACH tea | cake", "ok") == "noted: tea | cake"
+    assert script.plan("REMEMBER_EACH tea", set()).reply == "echo: REMEMBER_EACH tea"
+    assert script.plan("REMEMBER tea", {"memory_insert"}).more_calls == ()
+
+
+def test_model_streams_and_returns_every_call_of_the_step() -> None:
+    from letta_conversations_mcp.localstack import scripted_llm
+
+    got = answer(chat({"role": "user", "content": "REMEMBER_EACH a | b"}))
+    whole = scripted_llm._completion(got)["choices"][0]
+    assert whole["finish_reason"] == "tool_calls"
+    assert [c["function"]["arguments"] for c in whole["message"]["tool_calls"]] == [
+        '{"label": "human", "new_string": "a"}',
+        '{"label": "human", "new_string": "b"}',
+    ]
+
+    async def collect() -> list[bytes]:
+        return [chunk async for chunk in scripted_llm._chunks(got, include_usage=False)]
+
+    chunks = [json.loads(c[6:]) for c in anyio.run(collect) if c.startswith(b"data: {")]
+    indices = {t["index"] for c in chunks for t in c["choices"][0]["delta"].get("tool_calls") or []}
+    assert indices == {0, 1}

@@ -234,3 +234,31 @@ def test_the_redis_password_is_a_secret_and_never_shown() -> None:
     settings = cli("--redis-url", "redis://:s3cret-valkey-pass@valkey:6379/0")
     assert "s3cret-valkey-pass" in settings.secrets()
     assert "s3cret-valkey-pass" not in repr(settings) and "s3cret-valkey-pass" not in str(settings.model_dump())
+
+
+# -- tool approvals ------------------------------------------------------------------------------------------
+
+
+def test_approvals_default_to_asking_and_warn_about_nothing() -> None:
+    settings = Settings()
+    assert settings.approvals == "ask" and settings.startup_warnings() == []
+
+
+def test_approvals_from_environment_and_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_MCP_APPROVALS", "deny")
+    assert Settings().approvals == "deny"
+    assert cli("--approvals", "approve").approvals == "approve", "the flag wins over the environment"
+    assert cli().approvals == "deny"
+
+
+def test_approve_policy_warns_at_start() -> None:
+    (warning,) = cli("--approvals", "approve").startup_warnings()
+    assert "LETTA_MCP_APPROVALS=approve" in warning and "trusted automation" in warning
+    assert cli("--approvals", "deny").startup_warnings() == []
+
+
+def test_unknown_approval_policy_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETTA_MCP_APPROVALS", "maybe")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "approvals" in str(caught.value) and "'ask', 'deny' or 'approve'" in str(caught.value)

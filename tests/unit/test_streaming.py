@@ -271,7 +271,6 @@ def test_null_or_odd_seq_ids_keep_the_last_one() -> None:
         {"message_type": "brand_new_type", "id": "message-x", "content": "ignore me"},
         {"message_type": "system_message", "id": "message-s", "content": "ignore me"},
         {"message_type": "user_message", "id": "message-u", "content": "ignore me"},
-        {"message_type": "approval_response_message", "id": "message-r", "approve": True},
         {"message_type": 42, "content": "ignore me"},
         {"content": "no type at all"},
     ],

@@ -36,11 +36,16 @@ class Answer:
     fail: bool = False
     content: str | None = None
     tool_call: script.ToolCall | None = None
+    more_calls: tuple[script.ToolCall, ...] = ()
+
+    @property
+    def tool_calls(self) -> tuple[script.ToolCall, ...]:
+        """Every tool call of the answer (several in one step for ``REMEMBER_EACH``)."""
+        return (self.tool_call, *self.more_calls) if self.tool_call else ()
 
     def function(self) -> dict[str, str] | None:
-        """The tool call in OpenAI's ``function`` shape."""
-        call = self.tool_call
-        return {"name": call.name, "arguments": call.arguments} if call else None
+        """The (first) tool call in OpenAI's ``function`` shape."""
+        return _function(self.tool_call) if self.tool_call else None
 
 
 def _text(content: Any) -> str:
@@ -82,7 +87,14 @@ def answer(body: dict[str, Any]) -> Answer:
         return Answer(content=script.reply_after_tool(message, _text(messages[-1].get("content"))))
     tools = {t.get("function", {}).get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
     step = script.plan(message, {str(name) for name in tools if name})
-    return Answer(delay=step.delay, fail=step.fail, content=step.reply, tool_call=step.tool_call)
+    return Answer(
+        delay=step.delay, fail=step.fail, content=step.reply, tool_call=step.tool_call, more_calls=step.more_calls
+    )
+
+
+def _function(call: script.ToolCall) -> dict[str, str]:
+    """A tool call in OpenAI's ``function`` shape."""
+    return {"name": call.name, "arguments": call.arguments}
 
 
 def _usage() -> dict[str, int]:
@@ -94,7 +106,8 @@ def _completion(answer: Answer) -> dict[str, Any]:
     finish = "stop"
     if answer.tool_call:
         message["tool_calls"] = [
-            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": answer.function()}
+            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": _function(call)}
+            for call in answer.tool_calls
         ]
         finish = "tool_calls"
     return {
@@ -120,20 +133,10 @@ async def _chunks(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
 
     yield chunk({"role": "assistant", "content": ""})
     if answer.tool_call:
-        call = answer.tool_call
-        yield chunk(
-            {
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": f"call_{uuid.uuid4().hex[:12]}",
-                        "type": "function",
-                        "function": {"name": call.name, "arguments": ""},
-                    }
-                ]
-            }
-        )
-        yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call.arguments}}]})
+        for index, call in enumerate(answer.tool_calls):
+            first = {"index": index, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function"}
+            yield chunk({"tool_calls": [{**first, "function": {"name": call.name, "arguments": ""}}]})
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
         yield chunk({}, "tool_calls")
     else:
         for fragment in script.fragments(str(answer.content)):

@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field
 
 from .. import validation
 
-ToolFn = Callable[..., Awaitable[CallToolResult]]
+#: A tool returns its result, or (2026-07-28) the questions it needs answered first.
+ToolFn = Callable[..., Awaitable[CallToolResult]] | Callable[..., Awaitable[CallToolResult | InputRequiredResult]]
 
 
 @dataclass(frozen=True)

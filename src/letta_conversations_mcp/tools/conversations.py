@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from .. import access, validation
+from .. import access, ownership, validation
+from ..errors import LettaRequestError
 from ..models import ConversationInfo, ConversationList
 from ..results import reply
-from ..state import app_state
+from ..state import AppState, app_state
 from . import ConversationIdArg, OptionalAgentIdArg, tool
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 @tool("List conversations", read_only=True)
@@ -28,25 +35,85 @@ async def list_conversations(
         str | None, Field(description="Only conversations whose summary contains this text", max_length=200)
     ] = None,
 ) -> Annotated[CallToolResult, ConversationList]:
-    """List an agent's conversations, newest first, with their summaries."""
+    """List an agent's conversations, newest first, with their summaries.
+
+    Over HTTP a token of scope 'own' (the default) sees only the conversations it created, opened or forked.
+    """
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to list conversations")
-    await state.access.authorize(ctx, agent=agent)
+    caller = await state.access.authorize(ctx, agent=agent)
     if after:
-        validation.conversation_id(after, argument="after")
-    raw = await state.gateway.list_conversations(
-        agent_id=agent, limit=limit, after=after, summary_search=summary_search
+        # The cursor is a conversation too: one the caller may not reach reads as a missing one
+        # (Letta would otherwise page from it and so tell that it exists).
+        await state.access.authorize(ctx, conversation=validation.conversation_id(after, argument="after"))
+    (raw, next_after), asked = await _with_candidates(
+        state,
+        agent,
+        lambda: state.access.list_page(caller, agent=agent, limit=limit, after=after, search=summary_search or None),
     )
     conversations = [ConversationInfo.from_letta(c) for c in raw]
-    next_after = conversations[-1].id if len(conversations) == limit else None
+    await _mark_awaiting_approval(state, conversations, asked)
     return reply(ConversationList(agent_id=agent, conversations=conversations, next_after=next_after))
+
+
+#: Conversations of one list_conversations page checked for a pending approval (one Letta read each).
+APPROVAL_CHECKS = 10
+
+
+async def _with_candidates(state: AppState, agent: str, read: Callable[[], Awaitable[R]]) -> tuple[R, set[str]]:
+    """What ``read`` returns, and the approval candidates read at the same time (no extra round trip).
+
+    A failure of ``read`` is raised as itself (never wrapped in a task group's exception group).
+    """
+    asked: set[str] = set()
+    found: list[R] = []
+    failure: Exception | None = None
+
+    async def run_read() -> None:
+        nonlocal failure
+        try:
+            found.append(await read())
+        except Exception as exc:
+            failure = exc
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(_approval_candidates, state, agent, asked)
+        await run_read()
+    if failure is not None:
+        raise failure
+    return found[0], asked
+
+
+async def _approval_candidates(state: AppState, agent: str, into: set[str]) -> None:
+    """Conversations of the agent with a run that stopped for approval (one read of its runs)."""
+    try:
+        into |= await state.gateway.conversations_with_approval_requests(agent)
+    except LettaRequestError as exc:  # a Letta without the runs listing: the list stays useful without flags
+        log.info("could not list runs waiting for approval: %s", exc.message)
+
+
+async def _mark_awaiting_approval(state: AppState, conversations: list[ConversationInfo], asked: set[str]) -> None:
+    """Flag the listed candidates that still wait for a tool approval (the request may have been answered)."""
+    listed = {c.id: c for c in conversations}
+
+    async def check(info: ConversationInfo) -> None:
+        try:
+            info.pending_approvals = await state.gateway.pending_approval(info.id, agent_id=None)
+        except LettaRequestError as exc:  # the flag stays unset; the list itself is still right
+            log.info("could not check %s for a pending approval: %s", info.id, exc.message)
+        info.awaiting_approval = bool(info.pending_approvals)
+
+    async with anyio.create_task_group() as group:
+        for cid in sorted(c for c in asked if c in listed)[:APPROVAL_CHECKS]:
+            group.start_soon(check, listed[cid])
 
 
 @tool("Get conversation", read_only=True)
 async def get_conversation(
     conversation_id: ConversationIdArg, ctx: Context
 ) -> Annotated[CallToolResult, ConversationInfo]:
-    """Read one conversation: its agent, summary, model and when it was last used."""
+    """Read one conversation: its agent, summary, model, when it was last used, and any tool calls
+    waiting for approval."""
     state = app_state(ctx)
     conversation_id = validation.conversation_id(conversation_id)
     if conversation_id == "default":
@@ -55,7 +122,10 @@ async def get_conversation(
             "read it with list_messages(conversation_id='default', agent_id=…)"
         )
     await state.access.authorize(ctx, conversation=conversation_id)
-    return reply(ConversationInfo.from_letta(await state.gateway.get_conversation(conversation_id)))
+    info = ConversationInfo.from_letta(await state.gateway.get_conversation(conversation_id))
+    info.pending_approvals = await state.gateway.pending_approval(conversation_id, agent_id=None)
+    info.awaiting_approval = bool(info.pending_approvals)
+    return reply(info)
 
 
 @tool("Create conversation", destructive=False, idempotent=False)
@@ -88,13 +158,13 @@ async def create_conversation(
     """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages."""
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to create a conversation")
-    await state.access.authorize(ctx, agent=agent)
-    clean_summary = validation.summary_text(summary) if summary is not None else None
+    caller = await state.access.authorize(ctx, agent=agent)
+    clean_summary = access.caller_summary(validation.summary_text(summary)) if summary is not None else None
     checked_settings = validation.model_settings(model_settings) if model_settings else None
     labels = validation.block_labels(isolated_block_labels) if isolated_block_labels else None
     raw = await state.gateway.create_conversation(
         agent_id=agent,
-        summary=clean_summary,
+        summary=state.access.new_summary(caller, agent, clean_summary),
         model=model,
         model_settings=checked_settings,
         isolated_block_labels=labels,
@@ -120,10 +190,10 @@ async def update_summary(
     conversation_id = validation.conversation_id(conversation_id)
     if conversation_id == "default":
         raise ToolError("the 'default' conversation has no summary: pass a conversation id (conv-…)")
-    summary = validation.summary_text(summary)
+    summary = access.caller_summary(validation.summary_text(summary))
     await state.access.authorize(ctx, conversation=conversation_id)
     stored = await state.gateway.get_conversation(conversation_id)
-    summary = access.keep_tag(stored.get("summary"), summary)
+    summary = ownership.kept_on_update(stored.get("summary"), summary)
     return reply(ConversationInfo.from_letta(await state.gateway.update_summary(conversation_id, summary)))
 
 
@@ -149,19 +219,17 @@ async def open_conversation(
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to open a conversation")
     caller = await state.access.authorize(ctx, agent=agent)
-    tag = access.owner_tag(caller.key, agent, key.strip())
-    async with state.coordinator.lock(f"open:{tag}"):  # across processes with a shared coordinator
-        found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=tag)
-        mine = sorted(
-            (c for c in found if str(c.get("summary") or "").startswith(tag)),
-            key=lambda c: str(c.get("created_at") or ""),
-        )
+    key = key.strip()
+    search = state.access.open_search(caller, agent, key)
+    async with state.coordinator.lock(f"open:{search}"):  # across processes with a shared coordinator
+        found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=search)
+        mine = state.access.opened(caller, agent, key, found)
         if mine:
-            info = ConversationInfo.from_letta(mine[0])
+            info = ConversationInfo.from_letta(mine)
             info.note = "existing conversation"
             return reply(info)
         created = await state.gateway.create_conversation(
-            agent_id=agent, summary=access.tagged_summary(tag, key.strip()), model=None, model_settings=None
+            agent_id=agent, summary=state.access.open_summary(caller, agent, key), model=None, model_settings=None
         )
     info = ConversationInfo.from_letta(created)
     info.note = "created a new conversation"

@@ -9,7 +9,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from .. import validation
+from .. import ownership, validation
 from ..models import CompactResult, ConversationInfo, DeleteResult
 from ..results import reply
 from ..state import app_state
@@ -26,13 +26,21 @@ async def fork_conversation(
         Field(description="Fork from this message (history up to it is copied); omit to copy everything"),
     ] = None,
 ) -> Annotated[CallToolResult, ConversationInfo]:
-    """Copy a conversation into a new one (optionally only up to a message) to explore a different path."""
+    """Copy a conversation into a new one (optionally only up to a message) to explore a different path.
+
+    The fork belongs to whoever forked it (Letta gives it no summary; over HTTP it gets the caller's owner marker).
+    """
     state = app_state(ctx)
     conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
-    await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
+    caller = await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
     if message_id:
         validation.message_id(message_id, argument="message_id")
     forked = await state.gateway.fork(conversation_id, agent_id=agent, message_id=message_id)
+    marked = state.access.new_summary(
+        caller, str(forked.get("agent_id")), ownership.visible_summary(forked.get("summary"))
+    )
+    if marked != forked.get("summary") and marked is not None:
+        forked = await state.gateway.update_summary(str(forked["id"]), marked)
     return reply(ConversationInfo.from_letta(forked))
 
 

@@ -1,23 +1,27 @@
-"""Turn tools: send_message, wait_for_reply and cancel_run, over the server's TurnManager."""
+"""Turn tools: send_message, wait_for_reply and cancel_run, over the server's TurnManager.
+
+A turn that stops for a tool approval is settled by ``approvals.report`` (ask the host's user, or
+report the pending calls); a 2026-07-28 retry carrying the answers continues the held turn and never
+sends the message again.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Annotated
 
-import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import Field
 
 from .. import validation
+from ..errors import Busy, Target, not_found
 from ..models import CancelResult, SendResult
-from ..results import reply, turn_result
+from ..results import reply
 from ..state import AppState, app_state
-from ..turns import Progress, Turn
-from . import ConversationIdArg, OptionalAgentIdArg, tool
+from ..turns import Turn
+from . import ConversationIdArg, OptionalAgentIdArg, approvals, tool
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +41,25 @@ async def send_message(
             "(default: the server's setting, LETTA_MCP_WAIT_SECONDS)",
         ),
     ] = None,
-) -> Annotated[CallToolResult, SendResult]:
+) -> Annotated[CallToolResult, SendResult] | InputRequiredResult:
     """Send a user message to a conversation and return the agent's reply, tool calls and stop reason.
 
     Sends to one conversation run one at a time in call order. If the turn takes longer than the
-    wait, the result has status 'running' and a run_id: call wait_for_reply with it.
+    wait, the result has status 'running' and a run_id: call wait_for_reply with it. If the agent
+    wants to run a tool that needs a human's approval, hosts that can ask their user do so here;
+    otherwise the result has status 'awaiting_approval' and lists the calls for respond_to_approval.
     """
     state = app_state(ctx)
+    retried = await approvals.continue_answered(state, ctx)
+    if isinstance(retried, CallToolResult):
+        return retried
+    if retried is not None:  # the answers to this call's approval question: continue, never send again
+        return await approvals.report(state, ctx, retried, wait_seconds, cancel_on_abort=False)
     conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
     caller = await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
     message = validation.message_text(message)
-    turn = await state.turns.submit(conversation_id, agent, message, caller=caller.key)
-    return await _wait_and_report(state, ctx, turn, wait_seconds, cancel_on_abort=True)
+    turn = await state.turns.submit(conversation_id, agent, message, caller=caller.owner_identity)
+    return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=True)
 
 
 @tool("Wait for reply", read_only=True)
@@ -61,20 +72,33 @@ async def wait_for_reply(
     wait_seconds: Annotated[
         float | None, Field(ge=0, le=600, description="How long to wait (default: the server's setting)")
     ] = None,
-) -> Annotated[CallToolResult, SendResult]:
+) -> Annotated[CallToolResult, SendResult] | InputRequiredResult:
     """Wait for a turn that send_message reported as 'running' (or 'queued') and return its reply."""
     state = app_state(ctx)
+    retried = await approvals.continue_answered(state, ctx)
+    if isinstance(retried, CallToolResult):
+        return retried
+    if retried is not None:
+        return await approvals.report(state, ctx, retried, wait_seconds, cancel_on_abort=False)
     turn = await state.turns.lookup(turn_id.strip()) if turn_id else None
     if turn is None and turn_id and not run_id:
-        raise ToolError(
-            f"turn_id {turn_id!r} is unknown to this server (it may have restarted): pass the run_id instead"
-        )
+        raise _unknown_turn(turn_id)
     if turn is None:
         if not run_id:
             raise ToolError("pass run_id (or turn_id) from a send_message result")
-        turn = await _turn_of_run(state, ctx, validation.run_id(run_id))
-    await state.access.authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id)
-    return await _wait_and_report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+        run = validation.run_id(run_id)
+        turn = await state.turns.lookup_run(run)  # started by any server process
+        if turn is None:  # checked by _follow_run before following
+            turn = await _follow_run(state, ctx, run)
+            return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+    # Someone else's turn reads exactly like one that does not exist.
+    missing = not_found(Target("run", run_id.strip())) if run_id else _unknown_turn(turn_id or "")
+    await state.access.authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id, missing=missing)
+    return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+
+
+def _unknown_turn(turn_id: str) -> ToolError:
+    return ToolError(f"turn_id {turn_id!r} is unknown to this server (it may have restarted): pass the run_id instead")
 
 
 @tool("Cancel run", destructive=False, idempotent=True)
@@ -86,7 +110,17 @@ async def cancel_run(
     conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
     await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
     dropped = await state.turns.drop_queued(conversation_id, agent)
-    raw = await state.gateway.cancel(conversation_id, agent_id=agent)
+    try:
+        raw = await state.gateway.cancel(conversation_id, agent_id=agent)
+    except Busy:  # Letta's 409 "no active runs": nothing to cancel, or an approval the agent waits for
+        pending = await state.gateway.pending_approval(conversation_id, agent_id=agent)
+        message = (
+            f"nothing is running: the agent waits for approval of {len(pending)} tool call(s) "
+            f"({', '.join(c.tool_call_id for c in pending)}); deny them with respond_to_approval to end the turn"
+            if pending
+            else "no turn was running in Letta"
+        ) + (f"; dropped {dropped} queued send(s)" if dropped else "")
+        return reply(CancelResult(conversation_id=conversation_id, dropped_queued=dropped, message=message))
     cancelled = [k for k, v in raw.items() if str(k).startswith("run-") and v == "cancelled"]
     message = (f"cancelled {len(cancelled)} run(s)" if cancelled else "no turn was running in Letta") + (
         f"; dropped {dropped} queued send(s)" if dropped else ""
@@ -98,46 +132,13 @@ async def cancel_run(
     )
 
 
-async def _turn_of_run(state: AppState, ctx: Context, run_id: str) -> Turn:
-    """The turn that started a run (in any server process), or a new one that follows a run never seen."""
-    turn = await state.turns.lookup_run(run_id)
-    if turn is None:
-        run = await state.gateway.get_run(run_id)
-        await state.access.authorize(ctx, agent=run.get("agent_id"), conversation=run.get("conversation_id"))
-        turn = state.turns.follow(run)
-    return turn
-
-
-async def _wait_and_report(
-    state: AppState, ctx: Context, turn: Turn, wait_seconds: float | None, *, cancel_on_abort: bool
-) -> CallToolResult:
-    """Wait for the turn up to the budget, reporting progress; a host that aborts a send cancels it."""
-    budget = state.settings.wait_seconds if wait_seconds is None else wait_seconds
-    count = 0
-
-    async def progress(note: Progress) -> None:
-        nonlocal count
-        count += 1
-        try:
-            await ctx.report_progress(count, None, note.message)
-        except Exception:  # a host that went away must not break the turn
-            log.debug("progress notification failed", exc_info=True)
-
-    started = time.monotonic()
-    try:
-        finished = await state.turns.wait(turn, budget, progress)
-    except anyio.get_cancelled_exc_class():
-        if cancel_on_abort:
-            log.info("host cancelled send_message; cancelling turn %s", turn.turn_id)
-            with anyio.CancelScope(shield=True):
-                await state.turns.cancel(turn)
-        raise
-    if finished:
-        await state.turns.delivered(turn)
-    return turn_result(
-        turn,
-        finished=finished,
-        waited=time.monotonic() - started,
-        wait_hint=state.settings.wait_seconds,
-        secrets=state.settings.secrets(),
+async def _follow_run(state: AppState, ctx: Context, run_id: str) -> Turn:
+    """A new turn that follows a run this server never saw (or forgot), once the caller may reach it."""
+    run = await state.gateway.get_run(run_id)
+    await state.access.authorize(
+        ctx,
+        agent=run.get("agent_id"),
+        conversation=run.get("conversation_id") or "default",
+        missing=not_found(Target("run", run_id)),
     )
+    return state.turns.follow(run)

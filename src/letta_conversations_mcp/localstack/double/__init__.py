@@ -6,6 +6,8 @@ the scripted agent language of ``localstack.script`` like the local stack's scri
 - ``store``: agents, blocks, conversations, messages and runs in Letta's JSON shapes
 - ``routes`` / ``streams``: the HTTP routes (agents and conversations / turns, runs, cancel)
 - ``agent``: one scripted turn streamed as Letta frames
+- ``approvals``: tools that need a human's approval, the in-stream refusal while one is pending,
+  the approval message that continues the turn, and the runs listing
 - ``faults``: what a real server will not do on demand (``fail_next``, ``cut_next``,
   ``malformed_next``, ``delay_next``)
 - ``server``: ``LettaDouble``, all of it served by uvicorn on a loopback port

@@ -2,7 +2,9 @@
 streams it as Letta 0.16.8 frames (pings, tool call and return, assistant message, stop reason,
 usage statistics; an ``event: error`` frame for a failed model call).
 
-The agent has one tool, ``memory_insert``, which appends to a memory block as Letta's does.
+The agent has one tool, ``memory_insert``, which appends to a memory block as Letta's does. When
+the agent's ``memory_insert`` needs approval, the turn streams an approval request and stops with
+``requires_approval`` instead (``approvals`` continues it).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import uuid
 from typing import Any
 
 from .. import script
-from .store import Json, Run, Store, envelope, message_date
+from .store import Json, PendingApproval, Run, Store, envelope, message_date
 
 TOOLS = ("memory_insert",)
 LLM_ERROR = {
@@ -58,9 +60,12 @@ class Turn:
                 return self.end("cancelled")
             if plan.fail:
                 return self.fail()
+            calls = plan.tool_calls
+            if calls and self.store.needs_approval(run.agent_id, calls[0].name):
+                return self.ask_approval(calls)
             reply, steps = plan.reply or "", 1
-            if plan.tool_call is not None:
-                reply, steps = script.reply_after_tool(self.text, self.call_tool(plan.tool_call)), 2
+            for call in calls:
+                reply, steps = script.reply_after_tool(self.text, self.call_tool(call)), 2
             self.reply(reply, fragments=self.tokens or plan.fragments)
             return self.end("end_turn", steps=steps)
         finally:
@@ -96,6 +101,19 @@ class Turn:
         fields = {"name": call.name, "stdout": None, "stderr": None, "tool_returns": tool_returns, **returned}
         self.emit(self.frame("tool_return_message", step, **fields))
         return result
+
+    def ask_approval(self, calls: tuple[script.ToolCall, ...]) -> None:
+        """Stream the approval request for the step's calls (the first only without parallel tool calls)."""
+        if self.run.agent_id not in self.store.parallel_agents:
+            calls = calls[:1]
+        wire = [
+            {"name": c.name, "arguments": c.arguments, "tool_call_id": f"call_{uuid.uuid4().hex[:12]}"} for c in calls
+        ]
+        step = f"step-{uuid.uuid4()}"
+        request = self.frame("approval_request_message", step, tool_call=wire[0], tool_calls=wire)
+        self.emit({**request, "otid": request["id"]})
+        self.store.pending_approvals[self.run.conversation_key] = PendingApproval(wire, self.text, step)
+        self.end("requires_approval")
 
     def memory_insert(self, arguments: str) -> tuple[str, str]:
         """Append ``new_string`` to the block ``label``: (the block's new value, 'success') or (why, 'error')."""

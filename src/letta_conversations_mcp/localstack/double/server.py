@@ -10,6 +10,7 @@ import time
 import uvicorn
 from starlette.applications import Starlette
 
+from .approvals import ApprovalRoutes
 from .faults import Faults
 from .routes import ERROR_HANDLERS, AgentRoutes
 from .store import Store
@@ -29,7 +30,11 @@ class LettaDouble(Store):
         self.cut_next = self.faults.cut_next
         self.malformed_next = self.faults.malformed_next
         self.delay_next = self.faults.delay_next
-        routes = [*AgentRoutes(self, self.faults).routes(), *TurnRoutes(self, self.faults).routes()]
+        routes = [
+            *AgentRoutes(self, self.faults).routes(),
+            *TurnRoutes(self, self.faults).routes(),
+            *ApprovalRoutes(self, self.faults).routes(),
+        ]
         self.app = Starlette(routes=routes, exception_handlers=ERROR_HANDLERS)
         self.port = 0
         self._server: uvicorn.Server | None = None

@@ -114,6 +114,15 @@ class Run:
         }
 
 
+@dataclass
+class PendingApproval:
+    """An approval request a conversation waits on: its calls (Letta's shape), the message, the step."""
+
+    calls: list[Json]
+    text: str
+    step_id: str
+
+
 class Store:
     """In-memory Letta: what it holds, how it behaves, and every request it saw.
 
@@ -136,6 +145,9 @@ class Store:
         self.messages: dict[str, list[Json]] = {}
         self.runs: dict[str, Run] = {}
         self.active: dict[str, str] = {}  # conversation key → running run id
+        self.approval_tools: dict[str, set[str]] = {}  # agent id → tools that need a human's approval
+        self.parallel_agents: set[str] = set()  # agents whose steps may make several tool calls
+        self.pending_approvals: dict[str, PendingApproval] = {}  # conversation key → the request waiting
         self.default_agent_id = self.add_agent("echo-agent")
 
     # -- agents and blocks ---------------------------------------------------------------------
@@ -179,6 +191,9 @@ class Store:
         out = {k: v for k, v in agent.items() if k != "block_ids"}
         out["memory"] = {"blocks": self.agent_blocks(agent["id"])}
         return out
+
+    def needs_approval(self, agent_id: str, tool: str) -> bool:
+        return tool in self.approval_tools.get(agent_id, set())
 
     def agent_blocks(self, agent_id: str) -> list[Json]:
         return [self.blocks[b] for b in self.agent(agent_id)["block_ids"]]

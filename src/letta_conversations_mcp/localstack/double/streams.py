@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..sse import DONE, encode
+from . import approvals
 from .agent import Turn
 from .faults import Fault
 from .routes import Handlers, int_param
@@ -91,6 +92,12 @@ class TurnRoutes(Handlers):
         run = Run(run_id, key, conversation_id, self.store.agent_of(key), background=bool(body.get("background")))
         self.store.runs[run.id] = run
         self.store.active[key] = run.id
+        if first.get("type") == "approval":
+            approvals.answer(self.store, run, first)
+            return run
+        if key in self.store.pending_approvals:
+            approvals.refuse_while_pending(self.store, run)
+            return run
         text = str(first.get("content") or "")
         user = envelope("user_message", run.id, seq_id=None, step_id=f"step-{uuid.uuid4()}")
         self.store.messages[key].append({**user, "content": text, "otid": first.get("otid")})
@@ -134,8 +141,10 @@ class TurnRoutes(Handlers):
     async def cancel(self, request: Request) -> Response:
         await self.enter(request)
         run_id = self.store.active.get(self.key(request))
-        if not run_id:
-            return JSONResponse({})
+        if not run_id:  # Letta 0.16.8's NoActiveRunsToCancelError
+            cid = request.path_params.get("conversation_id", "")
+            detail = f"No active runs to cancel for conversation {cid}"
+            return JSONResponse({"detail": detail}, status_code=409)
         self.store.runs[run_id].cancel = True
         return JSONResponse({run_id: "cancelled"})
 

@@ -1,0 +1,57 @@
+"""Multi-user privacy end to end: our server as a streamable-HTTP subprocess (auth file, owner
+secret) against the real Letta 0.16.8 stack, running every scenario of ``tests/privacy_scenarios.py``.
+
+"Restart" here is a new server process on the same Letta. Conversations made "outside" are created
+with letta-client directly in Letta, as the ADE or another API client would. The Letta stack is
+shared by the session, so scenarios only assert about conversations they made themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from letta_client import AsyncLetta
+
+from tests import privacy_scenarios
+from tests.e2e.conftest import http_server
+from tests.privacy_scenarios import OWNER_SECRET, TOKENS, Harness, write_auth_file
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def harness(letta_stack: Any, tmp_path: Path) -> Harness:
+    env = {
+        "LETTA_BASE_URL": letta_stack.base_url,
+        "LETTA_AGENT_ID": letta_stack.agent_id,
+        "LETTA_MCP_AUTH_FILE": str(write_auth_file(tmp_path)),
+        "LETTA_MCP_OWNER_SECRET": OWNER_SECRET,
+        "LETTA_MCP_WAIT_SECONDS": "20",
+        "LETTA_MCP_LOG_LEVEL": "INFO",
+    }
+
+    @contextmanager
+    def start() -> Iterator[str]:
+        with http_server(**env) as (url, proc):
+            yield url
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=15)
+            log = stderr.decode(errors="replace")
+            assert all(token not in log for token in TOKENS.values()), "a bearer token reached the log"
+            assert OWNER_SECRET not in log
+
+    async def outside(summary: str | None) -> str:
+        async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as letta:
+            created = await letta.conversations.create(agent_id=letta_stack.agent_id, summary=summary)
+        return created.id
+
+    return Harness(start=start, agent_id=letta_stack.agent_id, outside=outside)
+
+
+@pytest.mark.parametrize("scenario", privacy_scenarios.SCENARIOS, ids=list(privacy_scenarios.scenario_ids()))
+async def test_privacy_on_real_letta(harness: Harness, scenario: Callable[[Harness], Awaitable[None]]) -> None:
+    await scenario(harness)

@@ -1,0 +1,127 @@
+"""Multi-user privacy over real streamable HTTP (uvicorn on loopback) against the Letta double.
+
+Runs every scenario of ``tests/privacy_scenarios.py`` (own vs agent scope across all tools and
+resources, forged summaries, forks, notifications, a restart) with servers configured the
+production way (an auth file and LETTA_MCP_OWNER_SECRET); "restart" is a new server instance on
+the same double. Also pins that each refusal is logged once, at INFO, without the token, and that
+stdio-style use (no tokens) still sees everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from mcp import Client
+from pydantic import SecretStr
+
+from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.http import build_http_app, load_callers
+from letta_conversations_mcp.settings import Settings
+from tests import privacy_scenarios
+from tests.privacy_scenarios import OWNER_SECRET, TOKENS, Harness, client, failure, ok, write_auth_file
+
+pytestmark = pytest.mark.anyio
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[str]:
+    """One server instance over HTTP, built as ``run_http`` builds it, on a free loopback port."""
+    server = build_server(settings)
+    app = build_http_app(server, settings, load_callers(settings))
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        assert time.monotonic() < deadline, "HTTP server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{uv.config.port}/mcp"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+def settings_for(letta_double: Any, agent_id: str, auth_file: Path | None) -> Settings:
+    return Settings(
+        base_url=letta_double.base_url,
+        agent_id=agent_id,
+        api_key=SecretStr("sk-let-privacy-0003"),
+        owner_secret=SecretStr(OWNER_SECRET),
+        transport="streamable-http",
+        auth_file=auth_file,
+        wait_seconds=10,
+    )  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def harness(letta_double: Any, agent_id: str, tmp_path: Path) -> Harness:
+    settings = settings_for(letta_double, agent_id, write_auth_file(tmp_path))
+
+    async def outside(summary: str | None) -> str:
+        async with httpx.AsyncClient(base_url=letta_double.base_url) as http:
+            response = await http.post("/v1/conversations/", params={"agent_id": agent_id}, json={"summary": summary})
+            response.raise_for_status()
+            return str(response.json()["id"])
+
+    return Harness(start=lambda: serve(settings), agent_id=agent_id, outside=outside)
+
+
+@pytest.mark.parametrize("scenario", privacy_scenarios.SCENARIOS, ids=list(privacy_scenarios.scenario_ids()))
+async def test_privacy(harness: Harness, scenario: Callable[[Harness], Awaitable[None]]) -> None:
+    await scenario(harness)
+
+
+async def test_each_refusal_is_logged_once_at_info_without_the_token(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with harness.start() as url:
+        async with client(url, "alice") as alice:
+            cid = (await ok(alice, "create_conversation", summary="private"))["id"]
+        caplog.clear()
+        async with client(url, "bob") as bob:
+            await failure(bob, "get_conversation", conversation_id=cid)
+            await failure(bob, "list_messages", conversation_id="default", agent_id=harness.agent_id)
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 2, [r.getMessage() for r in refusals]
+    first, second = (r.getMessage() for r in refusals)
+    assert all(r.levelno == logging.INFO for r in refusals)
+    assert "bob" in first and "get_conversation" in first and "other-owner" in first
+    assert "bob" in second and "list_messages" in second and "default-conversation" in second
+    for record in caplog.records:
+        assert all(token not in record.getMessage() for token in TOKENS.values())
+
+
+async def test_without_tokens_one_local_user_sees_everything(letta_double: Any, agent_id: str) -> None:
+    outside = await _outside(letta_double, agent_id, "made in the ADE")
+    with serve(settings_for(letta_double, agent_id, None)) as url:
+        async with Client(url) as local:
+            mine = (await ok(local, "create_conversation", summary="local"))["id"]
+            listed = [c["id"] for c in (await ok(local, "list_conversations", limit=100))["conversations"]]
+            assert {outside, mine} <= set(listed)
+            await ok(local, "get_conversation", conversation_id=outside)
+            await ok(local, "list_messages", conversation_id="default", agent_id=agent_id)
+    assert letta_double.conversations[mine]["summary"] == "local", "no marker without callers to tell apart"
+
+
+async def _outside(letta_double: Any, agent_id: str, summary: str) -> str:
+    async with httpx.AsyncClient(base_url=letta_double.base_url) as http:
+        response = await http.post("/v1/conversations/", params={"agent_id": agent_id}, json={"summary": summary})
+        return str(response.json()["id"])
