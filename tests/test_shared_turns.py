@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.approvals import Decision
 from letta_conversations_mcp.coordination import CoordinationUnavailable
 from letta_conversations_mcp.coordination_valkey import ValkeyCoordinator
 from letta_conversations_mcp.gateway import LettaGateway
@@ -49,11 +51,11 @@ async def process(double: Any, valkey: ValkeyProcess) -> AsyncIterator[TurnManag
         await gateway.aclose()
 
 
-async def conversation(double: Any) -> str:
+async def conversation(double: Any, agent: str | None = None) -> str:
     gateway = LettaGateway(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
     try:
         created = await gateway.create_conversation(
-            agent_id=double.default_agent_id, summary=None, model=None, model_settings=None
+            agent_id=agent or double.default_agent_id, summary=None, model=None, model_settings=None
         )
     finally:
         await gateway.aclose()
@@ -223,6 +225,29 @@ async def test_the_in_process_coordinator_is_the_default(letta_double: Any, agen
         sent = [await client.call_tool("send_message", {"conversation_id": cid, "message": "same"}) for _ in range(2)]
         assert [(r.structured_content or {})["reply"] for r in sent] == ["echo: same", "echo: same"]
     assert letta_double.user_messages(cid) == ["same", "same"]  # one process: a repeat is always a new message
+
+
+async def test_a_turn_parked_for_approval_can_be_answered_through_another_process(
+    letta_double: Any, valkey: ValkeyProcess
+) -> None:
+    agent = letta_double.add_agent("careful-agent")
+    async with httpx.AsyncClient() as http:
+        await http.patch(
+            f"{letta_double.base_url}/v1/agents/{agent}/tools/approval/memory_insert", json={"requires_approval": True}
+        )
+    cid = await conversation(letta_double, agent)
+    async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
+        parked = await finished(one, await one.submit(cid, agent, "REMEMBER tea"))
+        assert parked.state == "awaiting_approval"
+        handle = await two.lookup(parked.turn_id)
+        assert handle is not None
+        await finished(two, handle)
+        assert handle.state == "awaiting_approval" and not handle.watching
+        calls = handle.pending_approvals
+        assert [c.tool_call_id for c in calls] == [c.tool_call_id for c in parked.pending_approvals]
+        assert two.decide(handle, [Decision(c.tool_call_id, approve=True) for c in calls]) == []
+        await finished(two, handle)
+        assert handle.state == "completed" and handle.result().reply == "noted: tea"
 
 
 async def test_coordination_failures_are_letta_request_errors() -> None:
