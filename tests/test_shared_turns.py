@@ -52,11 +52,11 @@ async def process(double: Any, valkey: ValkeyProcess) -> AsyncIterator[TurnManag
         await gateway.aclose()
 
 
-async def conversation(double: Any) -> str:
+async def conversation(double: Any, agent: str | None = None) -> str:
     gateway = LettaGateway(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
     try:
         created = await gateway.create_conversation(
-            agent_id=double.default_agent_id, summary=None, model=None, model_settings=None
+            agent_id=agent or double.default_agent_id, summary=None, model=None, model_settings=None
         )
     finally:
         await gateway.aclose()
@@ -228,6 +228,29 @@ async def test_the_in_process_coordinator_is_the_default(letta_double: Any, agen
     assert letta_double.user_messages(cid) == ["same", "same"]  # one process: a repeat is always a new message
 
 
+async def test_a_turn_parked_for_approval_can_be_answered_through_another_process(
+    letta_double: Any, valkey: ValkeyProcess
+) -> None:
+    agent = letta_double.add_agent("careful-agent")
+    async with httpx.AsyncClient() as http:
+        await http.patch(
+            f"{letta_double.base_url}/v1/agents/{agent}/tools/approval/memory_insert", json={"requires_approval": True}
+        )
+    cid = await conversation(letta_double, agent)
+    async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
+        parked = await finished(one, await one.submit(cid, agent, "REMEMBER tea"))
+        assert parked.state == "awaiting_approval"
+        handle = await two.lookup(parked.turn_id)
+        assert handle is not None
+        await finished(two, handle)
+        assert handle.state == "awaiting_approval" and not handle.watching
+        calls = handle.pending_approvals
+        assert [c.tool_call_id for c in calls] == [c.tool_call_id for c in parked.pending_approvals]
+        assert await two.decide(handle, [Decision(c.tool_call_id, approve=True) for c in calls]) == []
+        await finished(two, handle)
+        assert handle.state == "completed" and handle.result().reply == "noted: tea"
+
+
 async def test_coordination_failures_are_letta_request_errors() -> None:
     # the one error path (failures.py) turns them into one-sentence tool and resource errors
     from letta_conversations_mcp.errors import LettaRequestError
@@ -240,12 +263,7 @@ async def approving_conversation(double: Any) -> tuple[str, str]:
     agent = double.add_agent("careful-agent")
     async with httpx.AsyncClient(base_url=double.base_url) as http:
         await http.patch(f"/v1/agents/{agent}/tools/approval/memory_insert", json={"requires_approval": True})
-    gateway = LettaGateway(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
-    try:
-        created = await gateway.create_conversation(agent_id=agent, summary=None, model=None, model_settings=None)
-    finally:
-        await gateway.aclose()
-    return agent, str(created["id"])
+    return agent, await conversation(double, agent)
 
 
 async def test_a_parked_turn_frees_the_queue_and_its_continuation_waits_behind_earlier_places(

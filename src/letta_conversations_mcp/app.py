@@ -125,7 +125,7 @@ def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyn
                 for warning in settings.startup_warnings():
                     log.warning(warning)
                 log.info(
-                    "ready: Letta at %s (tool approvals: %s); cross-request state: %s",
+                    "ready: Letta at %s (tool approvals: %s; cross-request state: %s)",
                     gateway.base_url,
                     settings.approvals,
                     coordinator.describe(),

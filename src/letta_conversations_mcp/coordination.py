@@ -60,8 +60,7 @@ LOCK_SECONDS = 30.0
 CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 2.0
 
-#: States in which no task works on a turn: it holds no queue place and its owner need not be alive.
-#: ``awaiting_approval`` is a parked turn: any process may continue it (``TurnManager.decide``).
+#: States in which no task works on a turn (``awaiting_approval``: parked until a person answers).
 FINISHED_STATES = frozenset({"completed", "failed", "cancelled", "awaiting_approval"})
 
 Listener = Callable[["Event"], Awaitable[None] | None]

@@ -257,19 +257,22 @@ class LettaGateway:
         ``Rejected`` and ``NotFound`` mean it was not, ``StreamBroken`` and ``ServerFailed`` (with
         ``may_be_stored``) that it may have been. ``BackgroundUnavailable``: Letta has no Redis.
         """
-        kwargs: dict[str, Any] = {
-            "messages": [{"role": "user", "content": text, "otid": otid}],
-            "include_pings": True,
-            "timeout": self._stream_timeout,
-        }
+        message = {"role": "user", "content": text, "otid": otid}
+        async for frame in self._post_message(conversation_id, agent_id, message, background, "send the message"):
+            yield frame
+
+    async def _post_message(
+        self, conversation_id: str, agent_id: str | None, message: dict[str, Any], background: bool, action: str
+    ) -> AsyncIterator[Frame]:
+        """POST one message (never retried) and yield the turn's frames; failures come out typed."""
+        kwargs: dict[str, Any] = {"messages": [message], "include_pings": True, "timeout": self._stream_timeout}
         scope = _agent_scope(conversation_id, agent_id)
         if scope:
             kwargs["agent_id"] = scope
         if background:
             kwargs["background"] = True
         request = self._send_client.conversations.messages.with_streaming_response.create(conversation_id, **kwargs)
-        target = Target("conversation", conversation_id, "send the message")
-        async with self._translate(target, send=True), request as response:
+        async with self._translate(Target("conversation", conversation_id, action), send=True), request as response:
             async for frame in sse_frames(response):
                 yield frame
 
@@ -309,21 +312,9 @@ class LettaGateway:
         does not keep the otid of an approval message, so after a failure whether it was stored
         is told by the pending calls instead (:meth:`pending_approval`).
         """
-        kwargs: dict[str, Any] = {
-            "messages": [{**approvals.approval_message(decisions), "otid": otid}],
-            "include_pings": True,
-            "timeout": self._stream_timeout,
-        }
-        scope = _agent_scope(conversation_id, agent_id)
-        if scope:
-            kwargs["agent_id"] = scope
-        if background:
-            kwargs["background"] = True
-        request = self._send_client.conversations.messages.with_streaming_response.create(conversation_id, **kwargs)
-        target = Target("conversation", conversation_id, "send the approval")
-        async with self._translate(target, send=True), request as response:
-            async for frame in sse_frames(response):
-                yield frame
+        message = {**approvals.approval_message(decisions), "otid": otid}
+        async for frame in self._post_message(conversation_id, agent_id, message, background, "send the approval"):
+            yield frame
 
     async def pending_approval(self, conversation_id: str, *, agent_id: str | None) -> list[approvals.PendingCall]:
         """The tool calls a conversation is waiting on a human for, from its latest messages."""

@@ -34,8 +34,8 @@ from .coordination import (
     conversation_key,
     text_hash,
 )
-from .errors import DeliveryUnknown, LettaRequestError, StreamBroken
-from .streaming import TurnResult
+from .errors import DeliveryUnknown, LettaRequestError, StreamBroken, Target, unexpected
+from .streaming import TurnAggregator, TurnResult
 
 if TYPE_CHECKING:
     from .gateway import LettaGateway
@@ -189,6 +189,9 @@ class TurnSharing:
                     if record is None:
                         return
                 self._apply(turn, record)
+                if record.state == "awaiting_approval":
+                    await self._park_here(turn)
+                    return
                 if record.finished:
                     return
                 if await self._orphaned(record) and await self._adopt(record):
@@ -205,6 +208,11 @@ class TurnSharing:
                 f"{exc.message}. The turn itself goes on in Letta: call wait_for_reply again later"
             )
             turn.state = "failed"
+        except LettaRequestError as exc:
+            turn.error, turn.state = exc, "failed"
+        except Exception as exc:  # a watch must never take the task group down
+            log.exception("watching turn %s failed", turn.turn_id)
+            turn.error, turn.state = unexpected(exc, Target("turn", turn.turn_id, "follow the turn")), "failed"
         finally:
             if turn.watching:
                 self._close_watch(turn)
@@ -247,6 +255,21 @@ class TurnSharing:
         if record.error:
             turn.error = LettaRequestError(record.error)
         turn.state = record.state  # type: ignore[assignment]
+
+    async def _park_here(self, turn: Turn) -> None:
+        """The turn stopped for a person's approval: make it a parked turn of this process, with the
+        pending calls read from Letta, so the answer can be given (and the turn continued) here."""
+        calls = await self.gateway.pending_approval(turn.conversation_id, agent_id=turn.agent_id)
+        if not turn.watching:  # answered here meanwhile (decide() took the handle over): it runs already
+            return
+        aggregator = TurnAggregator(max_chars=self.max_chars)
+        aggregator.run_id = turn.aggregator.run_id
+        aggregator.feed({"message_type": "approval_request_message", "tool_calls": [c.model_dump() for c in calls]})
+        aggregator.feed({"message_type": "stop_reason", "stop_reason": "requires_approval"})
+        aggregator.done = True
+        turn.aggregator, turn.final, turn.watching = aggregator, None, False
+        turn.state = "awaiting_approval" if calls else "completed"
+        turn.done.set()
 
     def _close_watch(self, turn: Turn) -> None:
         """End a watching handle without the owner's side effects (notifications, record writes)."""

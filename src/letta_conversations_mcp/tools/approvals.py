@@ -308,14 +308,14 @@ async def _wait(
 
 async def _final(state: AppState, turn: Turn, *, finished: bool, waited: float) -> CallToolResult:
     """The turn's result; a message Letta refused because of a pending approval lists those calls."""
+    if finished:
+        await state.turns.delivered(turn)
     refused_for: list[PendingCall] | None = None
     if finished and turn.refused_for_approval:
         held = state.turns.awaiting(turn.conversation_id, turn.agent_id)
         refused_for = held.pending_approvals if held else None
         if not refused_for:
             refused_for = await state.gateway.pending_approval(turn.conversation_id, agent_id=turn.agent_id)
-    if finished:
-        await state.turns.delivered(turn)
     return _result(state, turn, finished=finished, waited=waited, refused_for=refused_for or None)
 
 

@@ -87,7 +87,7 @@ async def wait_for_reply(
         if not run_id:
             raise ToolError("pass run_id (or turn_id) from a send_message result")
         run = validation.run_id(run_id)
-        turn = await state.turns.lookup_run(run)
+        turn = await state.turns.lookup_run(run)  # started by any server process
         if turn is None:  # checked by _follow_run before following
             turn = await _follow_run(state, ctx, run)
             return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
