@@ -265,8 +265,6 @@ async def test_in_process_coordinator_keeps_todays_behaviour() -> None:
     first.run_id = "run-1"
     await coordinator.save_turn(first)
     assert await coordinator.turn_for_run("run-1") == "turn-1"
-    await coordinator.remember_conversation_agent(KEY, "agent-1")
-    assert await coordinator.conversation_agent(KEY) == "agent-1"
 
 
 # -- lock, cache, events -------------------------------------------------------------------------
@@ -289,13 +287,6 @@ async def test_named_lock_excludes_across_processes(pair: tuple[ValkeyCoordinato
             for i in range(10):
                 tg.start_soon(contender, i)
     assert (most, done) == (1, 10)
-
-
-async def test_conversation_agent_cache_is_shared(pair: tuple[ValkeyCoordinator, ValkeyCoordinator]) -> None:
-    one, two = pair
-    assert await two.conversation_agent(KEY) is None
-    await one.remember_conversation_agent(KEY, "agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795")
-    assert await two.conversation_agent(KEY) == "agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795"
 
 
 async def _collect(coordinator: Coordinator) -> list[Event]:

@@ -12,7 +12,7 @@ Redis, so any process behind a load balancer can serve any request. What is shar
 - **Turn records** (turn id → conversation, agent, caller, message hash, run id, state, owner
   process, result), so ``wait_for_reply`` and cancellation work from any process.
 - **Re-send de-duplication** (shared store only; see ``attachable`` for the rule).
-- **A named lock** (``open_conversation``), **the conversation → agent cache**, and **events**
+- **A named lock** (``open_conversation``) and **events**
   (pub/sub; each process relays resource updates to its own subscribers).
 
 Valkey unreachable: every call raises ``CoordinationUnavailable`` (one sentence) within a couple
@@ -279,13 +279,6 @@ class Coordinator(ABC):
     def lock(self, name: str, *, wait: float = LOCK_SECONDS + 5) -> contextlib.AbstractAsyncContextManager[None]:
         """Mutual exclusion by name across processes (``LockTimeout`` after ``wait`` seconds)."""
 
-    # -- conversation → agent --------------------------------------------------------------------
-    @abstractmethod
-    async def conversation_agent(self, conversation_id: str) -> str | None: ...
-
-    @abstractmethod
-    async def remember_conversation_agent(self, conversation_id: str, agent_id: str) -> None: ...
-
     # -- events ----------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener`` for every event another process publishes."""
@@ -323,7 +316,6 @@ class InProcessCoordinator(Coordinator):
         self._by_run: dict[str, str] = {}
         self._keep = keep_records
         self._locks: dict[str, tuple[anyio.Lock, int]] = {}
-        self._agents: dict[str, str] = {}
 
     async def enqueue(self, key: str, member: str) -> Ticket:
         fence = self._fences.get(key, 0) + 1
@@ -427,12 +419,6 @@ class InProcessCoordinator(Coordinator):
             self._locks.pop(name, None)
         else:
             self._locks[name] = (lock, users - 1)
-
-    async def conversation_agent(self, conversation_id: str) -> str | None:
-        return self._agents.get(conversation_id)
-
-    async def remember_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
-        self._agents[conversation_id] = agent_id
 
     async def publish(self, kind: str, **data: str) -> None:
         return None  # no other process to tell

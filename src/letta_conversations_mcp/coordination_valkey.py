@@ -11,7 +11,7 @@ touch several of them):
 - ``{lcm}:active:<conversation>``       set: unfinished turn ids of the conversation
 - ``{lcm}:sent:<conversation>:<caller>:<sha256>``  last send of this text (re-send de-duplication)
 - ``{lcm}:proc:<process>``              a process's own lease (is the owner of a turn alive?)
-- ``{lcm}:lock:<name>``, ``{lcm}:agent:<conversation>``, channel ``{lcm}:events``
+- ``{lcm}:lock:<name>``, channel ``{lcm}:events``
 """
 
 from __future__ import annotations
@@ -441,16 +441,6 @@ class ValkeyCoordinator(Coordinator):
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(CoordinationUnavailable), self._guard():
                 await self._unlock(keys=[key], args=[token])
-
-    # -- conversation → agent --------------------------------------------------------------------
-    async def conversation_agent(self, conversation_id: str) -> str | None:
-        with self._guard():
-            found = await self.client.get(P + f"agent:{conversation_id}")
-        return str(found) if found else None
-
-    async def remember_conversation_agent(self, conversation_id: str, agent_id: str) -> None:
-        with self._guard():
-            await self.client.set(P + f"agent:{conversation_id}", agent_id, ex=RECORD_TTL_SECONDS)
 
     # -- events ----------------------------------------------------------------------------------
     async def publish(self, kind: str, **data: str) -> None:
