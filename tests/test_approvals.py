@@ -221,6 +221,17 @@ async def test_send_while_pending_is_refused_and_the_conversation_shows_it(
     assert (await ok(plain, "get_conversation", conversation_id=cid))["awaiting_approval"] is False
 
 
+async def test_list_conversations_flags_every_waiting_conversation_on_the_page(plain: Client) -> None:
+    # More waiting conversations than are checked at once: every one on the page is flagged.
+    waiting = {(await ok(plain, "create_conversation"))["id"] for _ in range(14)}
+    for cid in waiting:
+        sent = await ok(plain, "send_message", conversation_id=cid, message=f"REMEMBER {cid}")
+        assert sent["status"] == "awaiting_approval"
+    listed = await ok(plain, "list_conversations", limit=100)
+    flags = {c["id"]: c["awaiting_approval"] for c in listed["conversations"]}
+    assert all(flags[cid] is True for cid in waiting)
+
+
 async def test_a_request_this_process_never_saw_is_answered_from_letta(
     letta_double: LettaDouble, approving_agent: str
 ) -> None:

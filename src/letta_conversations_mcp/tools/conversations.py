@@ -56,7 +56,7 @@ async def list_conversations(
     return reply(ConversationList(agent_id=agent, conversations=conversations, next_after=next_after))
 
 
-#: Conversations of one list_conversations page checked for a pending approval (one Letta read each).
+#: How many of a page's candidates are checked for a pending approval at once (one Letta read each).
 APPROVAL_CHECKS = 10
 
 
@@ -93,18 +93,23 @@ async def _approval_candidates(state: AppState, agent: str, into: set[str]) -> N
 
 
 async def _mark_awaiting_approval(state: AppState, conversations: list[ConversationInfo], asked: set[str]) -> None:
-    """Flag the listed candidates that still wait for a tool approval (the request may have been answered)."""
+    """Flag the listed candidates that still wait for a tool approval (the request may have been answered).
+
+    Every candidate on the page is checked, at most ``APPROVAL_CHECKS`` at a time.
+    """
     listed = {c.id: c for c in conversations}
+    limiter = anyio.CapacityLimiter(APPROVAL_CHECKS)
 
     async def check(info: ConversationInfo) -> None:
         try:
-            info.pending_approvals = await state.gateway.pending_approval(info.id, agent_id=None)
+            async with limiter:
+                info.pending_approvals = await state.gateway.pending_approval(info.id, agent_id=None)
         except LettaRequestError as exc:  # the flag stays unset; the list itself is still right
             log.info("could not check %s for a pending approval: %s", info.id, exc.message)
         info.awaiting_approval = bool(info.pending_approvals)
 
     async with anyio.create_task_group() as group:
-        for cid in sorted(c for c in asked if c in listed)[:APPROVAL_CHECKS]:
+        for cid in asked & listed.keys():
             group.start_soon(check, listed[cid])
 
 
