@@ -30,7 +30,7 @@ from typing import IO
 
 import httpx
 
-from .stack import StackError, free_port
+from .stack import StackError, free_port, stop_group
 from .valkey import ValkeyProcess
 
 
@@ -220,16 +220,8 @@ class ServerCluster:
 
     def stop(self) -> None:
         for proc in [self._lb, *self.servers]:
-            if proc is None or proc.poll() is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+            if proc is not None:
+                stop_group(proc)
         self._lb = None
         if self.valkey is not None and self._own_valkey:
             self.valkey.__exit__()

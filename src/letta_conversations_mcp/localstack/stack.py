@@ -59,6 +59,20 @@ class StackError(RuntimeError):
         self.details = details
 
 
+def stop_group(proc: subprocess.Popen[Any]) -> None:
+    """Stop a process started in its own process group: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -395,15 +409,7 @@ class LocalStack:
     def stop(self, *, keep_logs: bool = False) -> None:
         """Stop every process; remove the temporary folder (all but the logs with keep_logs, nothing with LCM_STACK_KEEP)."""
         for name, proc in reversed(self._procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=5)
+            stop_group(proc)
             log.debug("stopped %s", name)
         self._procs.clear()
         for handle in self._logs:
