@@ -8,9 +8,6 @@ API key never reaches an HTTP caller.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +15,6 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -30,17 +26,12 @@ from letta_conversations_mcp.access import Caller
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import BearerAuthMiddleware, build_http_app
 from letta_conversations_mcp.settings import Settings
+from tests.http_server import serving
 
 TOKEN_ALL = "token-all-0123456789abcdef"
 TOKEN_LIMITED = "token-limited-0123456789ab"
 LETTA_KEY = "sk-let-http-secret-0002"
 OTHER_AGENT = "agent-11111111-2222-4333-8444-555555555555"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -49,21 +40,8 @@ def serve(base_url: str, agent_id: str, callers: list[Caller]) -> Iterator[str]:
         base_url=base_url, agent_id=agent_id, api_key=SecretStr(LETTA_KEY), transport="streamable-http", wait_seconds=10
     )
     server = build_server(settings)
-    app = build_http_app(server, settings, callers)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline, "HTTP server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
+    with serving(build_http_app(server, settings, callers)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,9 +10,6 @@ stdio-style use (no tokens) still sees everything.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from mcp import Client
 from pydantic import SecretStr
 
@@ -28,34 +24,18 @@ from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import build_http_app, load_callers
 from letta_conversations_mcp.settings import Settings
 from tests import privacy_scenarios
+from tests.http_server import serving
 from tests.privacy_scenarios import OWNER_SECRET, TOKENS, Harness, client, failure, ok, write_auth_file
 
 pytestmark = pytest.mark.anyio
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
 def serve(settings: Settings) -> Iterator[str]:
     """One server instance over HTTP, built as ``run_http`` builds it, on a free loopback port."""
     server = build_server(settings)
-    app = build_http_app(server, settings, load_callers(settings))
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline, "HTTP server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{uv.config.port}/mcp"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
+    with serving(build_http_app(server, settings, load_callers(settings))) as url:
+        yield url
 
 
 def settings_for(letta_double: Any, agent_id: str, auth_file: Path | None) -> Settings:
