@@ -22,23 +22,9 @@ from mcp_types import ElicitRequestParams, ElicitResult, InputResponses
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
+from tests.approval_host import APPROVE, Host
 
 pytestmark = pytest.mark.anyio
-
-APPROVE = {"action": "accept", "content": {"decision": "approve"}}
-
-
-class Host:
-    """An elicitation callback answering from a script, recording each question."""
-
-    def __init__(self, *answers: dict[str, Any]) -> None:
-        self.answers = list(answers)
-        self.questions: list[str] = []
-
-    async def __call__(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        self.questions.append(getattr(params, "message", ""))
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        return ElicitResult(**answer)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.settings import Settings
+from tests.approval_host import APPROVE, Host
 
 pytestmark = pytest.mark.anyio
 
@@ -48,24 +49,6 @@ def approval_agent(letta_stack: Any) -> str:
 
     anyio.run(mark)
     return agent
-
-
-class Host:
-    """An elicitation callback that answers from a script and records every question."""
-
-    def __init__(self, *answers: dict[str, Any]) -> None:
-        self.answers = list(answers)
-        self.questions: list[str] = []
-
-    async def __call__(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        self.questions.append(getattr(params, "message", ""))
-        schema = getattr(params, "requested_schema", {})
-        assert schema["properties"]["decision"]["enum"] == ["approve", "deny"]
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        return ElicitResult(**answer)
-
-
-APPROVE = {"action": "accept", "content": {"decision": "approve"}}
 
 
 def deny(reason: str) -> dict[str, Any]:
