@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from letta_client import AsyncLetta
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -68,3 +69,30 @@ def row(name: str, direct: list[float], ours: list[float], target: float | None 
     if target is not None:
         line += f"  ≤{target:.2f}x {'met' if o / d <= target else 'NOT met'}"
     return line
+
+
+async def direct_sends(base_url: str, agent_id: str, callers: int, messages: int) -> list[float]:
+    """The same load sent straight to Letta with AsyncLetta: ``callers`` conversations (created first),
+    ``messages`` background sends each, streams drained; seconds per send."""
+    latencies: list[float] = []
+    async with AsyncLetta(base_url=base_url, max_retries=0, timeout=120) as client:
+        conversations: dict[int, str] = {}
+
+        async def create(i: int) -> None:
+            conversations[i] = (await client.conversations.create(agent_id=agent_id)).id
+
+        async def caller(i: int) -> None:
+            for n in range(messages):
+                start = time.perf_counter()
+                stream = await client.conversations.messages.create(
+                    conversations[i], messages=[{"role": "user", "content": f"d{i} m{n}"}], background=True
+                )
+                async for _ in stream:
+                    pass
+                latencies.append(time.perf_counter() - start)
+
+        for step in (create, caller):
+            async with anyio.create_task_group() as tg:
+                for i in range(callers):
+                    tg.start_soon(step, i)
+    return latencies

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
-from letta_client import AsyncLetta
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _double import letta_double
 from _mcp_raw import RawCaller, ToolFailed
+from _side_by_side import direct_sends
 
 from letta_conversations_mcp.localstack.cluster import ServerCluster
 
@@ -136,34 +136,6 @@ async def through_cluster(
             await client.aclose()
 
 
-async def direct(base_url: str, agent_id: str, callers: int, messages: int) -> list[float]:
-    latencies: list[float] = []
-    async with AsyncLetta(base_url=base_url, max_retries=0, timeout=120) as client:
-        conversations = {}
-
-        async def create(i: int) -> None:
-            conversations[i] = (await client.conversations.create(agent_id=agent_id)).id
-
-        async with anyio.create_task_group() as tg:
-            for i in range(callers):
-                tg.start_soon(create, i)
-
-        async def caller(i: int) -> None:
-            for n in range(messages):
-                start = time.perf_counter()
-                stream = await client.conversations.messages.create(
-                    conversations[i], messages=[{"role": "user", "content": f"d{i} m{n}"}], background=True
-                )
-                async for _ in stream:
-                    pass
-                latencies.append(time.perf_counter() - start)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(callers):
-                tg.start_soon(caller, i)
-    return latencies
-
-
 def measure(label: str, processes: int, coordinate: bool, args: argparse.Namespace, base_url: str, agent: str) -> Row:
     env = {"LETTA_BASE_URL": base_url, "LETTA_AGENT_ID": agent, "LETTA_MCP_LOG_LEVEL": "WARNING"}
     with ServerCluster(env=env, processes=processes, coordinate=coordinate) as cluster:
@@ -212,7 +184,7 @@ def main() -> None:
 
         async def floor_run() -> list[float]:
             with anyio.fail_after(args.timeout):
-                return await direct(base_url, agent, args.callers, args.messages)
+                return await direct_sends(base_url, agent, args.callers, args.messages)
 
         floor = anyio.run(floor_run)
         floor50, floor95 = percentile(floor, 0.5), percentile(floor, 0.95)

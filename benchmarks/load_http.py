@@ -21,12 +21,12 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
-from letta_client import AsyncLetta
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _double import letta_double
+from _side_by_side import direct_sends
 
 TOKEN = "load-test-token-0123456789"
 
@@ -82,27 +82,6 @@ async def through_mcp(url: str, callers: int, messages: int) -> tuple[list[float
     return latencies, errors
 
 
-async def direct(base_url: str, agent_id: str, callers: int, messages: int) -> list[float]:
-    latencies: list[float] = []
-    async with AsyncLetta(base_url=base_url, max_retries=0, timeout=120) as client:
-
-        async def caller(i: int) -> None:
-            conversation = await client.conversations.create(agent_id=agent_id)
-            for n in range(messages):
-                start = time.perf_counter()
-                stream = await client.conversations.messages.create(
-                    conversation.id, messages=[{"role": "user", "content": f"d{i} m{n}"}], background=True
-                )
-                async for _ in stream:
-                    pass
-                latencies.append(time.perf_counter() - start)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(callers):
-                tg.start_soon(caller, i)
-    return latencies
-
-
 async def bounded(seconds: float, work: Any) -> Any:
     with anyio.fail_after(seconds):
         return await work
@@ -146,7 +125,7 @@ def run_load(args: argparse.Namespace, base_url: str, agent_id: str) -> None:
         ours, errors = anyio.run(bounded, args.timeout, through_mcp(url, args.callers, args.messages))
         ours_wall = time.perf_counter() - started
         started = time.perf_counter()
-        floor = anyio.run(bounded, args.timeout, direct(base_url, agent_id, args.callers, args.messages))
+        floor = anyio.run(bounded, args.timeout, direct_sends(base_url, agent_id, args.callers, args.messages))
         floor_wall = time.perf_counter() - started
         rss = peak_rss_mib(server.pid)
     finally:
