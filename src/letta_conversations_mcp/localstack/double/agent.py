@@ -69,11 +69,17 @@ class Turn:
             self.reply(reply, fragments=self.tokens or plan.fragments)
             return self.end("end_turn", steps=steps)
         finally:
-            run.done = True
-            if run.status == "running":
-                run.status = "completed"
-            self.store.active.pop(run.conversation_key, None)
-            run.push({"message_type": "__done__"})
+            self.close_run()
+
+    def close_run(self) -> None:
+        """The run is over: mark it done (completed unless it failed or was cancelled), free the
+        conversation for the next send, and end every stream following it."""
+        run = self.run
+        run.done = True
+        if run.status == "running":
+            run.status = "completed"
+        self.store.active.pop(run.conversation_key, None)
+        run.push({"message_type": "__done__"})
 
     async def wait(self, seconds: float) -> None:
         """Wait (for a SLOW message) with keep-alive pings every ping_interval, until done or cancelled."""

@@ -152,11 +152,7 @@ class Continuation(Turn):
             self.reply(script.reply_after_tool(self.pending.text, str(returns[0]["tool_return"])), fragments=False)
             self.end("end_turn")
         finally:
-            run.done = True
-            if run.status == "running":
-                run.status = "completed"
-            self.store.active.pop(run.conversation_key, None)
-            run.push({"message_type": "__done__"})
+            self.close_run()
 
     def run_or_deny(self, call: Json) -> dict[str, Any]:
         decision = self.decided[call["tool_call_id"]]
