@@ -73,6 +73,11 @@ def stop_group(proc: subprocess.Popen[Any]) -> None:
         proc.wait(timeout=5)
 
 
+def valkey_command(binary: Path, port: int) -> list[str]:
+    """valkey-server on a loopback port, keeping nothing on disk (no snapshots, no append-only file)."""
+    return [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -584,17 +589,7 @@ class LocalStack:
         self.redis_port = free_port()
         proc = self._spawn(
             "valkey",
-            [
-                str(inst.valkey_server()),
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            valkey_command(inst.valkey_server(), self.redis_port),
         )
 
         def ping() -> bool:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .stack import StackError, free_port
+from .stack import StackError, free_port, valkey_command
 
 
 def valkey_binary() -> Path:
@@ -66,19 +66,7 @@ class ValkeyProcess:
             return self
         log = open(self._dir / "valkey.log", "ab")  # noqa: SIM115 - owned by the child from here
         self.proc = subprocess.Popen(
-            [
-                str(valkey_binary()),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._dir),
-            ],
+            [*valkey_command(valkey_binary(), self.port), "--dir", str(self._dir)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
