@@ -1,0 +1,214 @@
+"""Real hosts (Claude Code, Codex, Gemini CLI from npm) drive our server; we assert on what each handed its model.
+
+Every host runs headless against the scripted host model server, which plays a fixed script of our
+tools and records each request the host made: the tools it offered (with their schemas) and the
+tool results as the model received them. The real Letta stack is behind our server, over stdio
+and over streamable HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
+from letta_conversations_mcp.settings import Settings
+from tests.e2e.conftest import http_server
+from tests.e2e.hosts import RUNNERS, TOKEN, Target, install_hosts
+
+HOSTS = ("claude", "codex", "gemini")
+TRANSPORTS = ("stdio", "http")
+CONVERSATION = r"(conv-[0-9a-f-]{36})"
+RUN = r"(run-[0-9a-f-]{36})"
+#: How each host names our tool ``name`` for its model (checked by the tool-list test).
+PREFIX = {"claude": "mcp__letta__", "codex": "mcp__letta/", "gemini": "mcp_letta_"}
+#: Each host's own tool for reading an MCP resource, and the arguments naming our server.
+READ_RESOURCE = {"claude": "ReadMcpResourceTool", "codex": "read_mcp_resource"}
+
+
+@pytest.fixture(scope="session")
+def host_bins() -> dict[str, Path]:
+    from letta_conversations_mcp.localstack.stack import cache_root
+
+    return install_hosts(cache_root().parent / "host-clis")
+
+
+@pytest.fixture(scope="session")
+def host_model() -> Iterator[HostModelServer]:
+    with HostModelServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def server_env(letta_stack: Any) -> dict[str, str]:
+    return {"LETTA_BASE_URL": letta_stack.base_url, "LETTA_AGENT_ID": letta_stack.agent_id}
+
+
+@pytest.fixture(scope="session")
+def http_target(server_env: dict[str, str]) -> Iterator[Target]:
+    with http_server(**server_env, LETTA_MCP_AUTH_TOKENS=f"hosts:{TOKEN}") as (url, _proc):
+        yield Target("http", server_env, url)
+
+
+@pytest.fixture(scope="session")
+def our_tools(letta_stack: Any) -> dict[str, dict[str, Any]]:
+    """Our tools' input schemas as our server lists them (default settings, as the hosts get them)."""
+    import anyio
+
+    async def listed() -> dict[str, dict[str, Any]]:
+        settings = Settings(base_url=letta_stack.base_url, agent_id=letta_stack.agent_id)
+        async with Client(build_server(settings)) as client:
+            return {t.name: t.input_schema for t in (await client.list_tools()).tools}
+
+    return anyio.run(listed)
+
+
+def target_for(transport: str, server_env: dict[str, str], request: pytest.FixtureRequest) -> Target:
+    if transport == "stdio":
+        return Target("stdio", {**server_env, "LETTA_MCP_LOG_LEVEL": "WARNING"})
+    return request.getfixturevalue("http_target")
+
+
+def play(
+    host: str,
+    script: Script,
+    *,
+    bins: dict[str, Path],
+    model: HostModelServer,
+    target: Target,
+    tmp_path: Path,
+    timeout: float = 300,
+) -> Exchange:
+    """Run ``host`` headless on one prompt while the model plays ``script``; the last main request."""
+    model.model.play(script)
+    home = tmp_path / f"{host}-home"
+    home.mkdir()
+    run = RUNNERS[host](bins[host], home, model.url, target, "Run the scripted task.", timeout)
+    assert run.returncode == 0, run.describe()
+    assert not model.model.errors, f"{model.model.errors}\n{run.describe()}"
+    last = model.model.last()
+    assert script.position(last.results) == len(script.calls), f"script not finished: {last.results}\n{run.describe()}"
+    return last
+
+
+def conversation(results: list[str]) -> dict[str, Any]:
+    return {"conversation_id": find(CONVERSATION, results)}
+
+
+def core_script(host: str, words: str) -> Script:
+    calls = [
+        Call("create_conversation", {"summary": f"host suite {words}"}),
+        Call("send_message", lambda r: {**conversation(r), "message": f"hello {words}"}),
+        Call("list_messages", conversation),
+        Call("get_conversation", conversation),
+    ]
+    if host in READ_RESOURCE:
+        uri = "letta://conversations/{}/transcript"
+        calls.append(Call(READ_RESOURCE[host], lambda r: {"server": "letta", "uri": uri.format(find(CONVERSATION, r))}))
+    return Script(tuple(calls), final="done")
+
+
+def schema_meaning(schema: dict[str, Any]) -> dict[str, Any]:
+    """What a host may not lose from an input schema: property names, types, required, enums, bounds."""
+    keep = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "anyOf")
+
+    def prop(node: dict[str, Any]) -> dict[str, Any]:
+        return {k: node[k] for k in keep if k in node}
+
+    properties = schema.get("properties") or {}
+    return {
+        "properties": {name: prop(value) for name, value in properties.items()},
+        "required": sorted(schema.get("required") or []),
+    }
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("host", HOSTS)
+def test_host_offers_tools_and_runs_create_send_list_summary(
+    host: str,
+    transport: str,
+    host_bins: dict[str, Path],
+    host_model: HostModelServer,
+    server_env: dict[str, str],
+    our_tools: dict[str, dict[str, Any]],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    words = f"from {host} over {transport}"
+    target = target_for(transport, server_env, request)
+    last = play(host, core_script(host, words), bins=host_bins, model=host_model, target=target, tmp_path=tmp_path)
+
+    offered = {name[len(PREFIX[host]) :]: tool for name, tool in last.tools.items() if name.startswith(PREFIX[host])}
+    assert set(offered) == set(our_tools), f"{host} offered {sorted(offered)}; we list {sorted(our_tools)}"
+    for name, schema in our_tools.items():
+        assert schema_meaning(offered[name].schema) == schema_meaning(schema), f"{host} changed {name}'s schema"
+        assert offered[name].description, f"{host} dropped {name}'s description"
+
+    created, sent, listed, summary = last.results[:4]
+    cid = find(CONVERSATION, [created])
+    assert f"echo: hello {words}" in sent, sent
+    assert f"hello {words}" in listed and f"echo: hello {words}" in listed, listed
+    assert f"host suite {words}" in summary and cid in summary, summary
+    if host in READ_RESOURCE:
+        transcript = last.results[4]
+        assert f"hello {words}" in transcript and f"echo: hello {words}" in transcript, transcript
+    assert_wrapping(host, created)
+    record(host, transport, "core", last)
+
+
+def assert_wrapping(host: str, result: str) -> None:
+    """How each host wraps a tool result for its model (what the user's model actually reads)."""
+    if host == "claude":  # JSON.stringify(structuredContent); the text blocks are dropped
+        assert isinstance(json.loads(result), dict), result
+    elif host == "codex":  # "Wall time: …\nOutput:" then the result
+        assert result.startswith("Wall time:") and "Output:" in result, result
+    else:  # Gemini CLI: the MCP result object itself (content blocks as the text)
+        assert "content" in json.loads(result), result
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_a_70s_turn_comes_back_running_and_is_collected_with_wait_for_reply(
+    host: str,
+    host_bins: dict[str, Path],
+    host_model: HostModelServer,
+    server_env: dict[str, str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """The real Letta's scripted model takes 70 s for this turn; the host's send gets 'running' within its limit."""
+    script = Script(
+        (
+            Call("create_conversation", {"summary": f"long turn via {host}"}),
+            Call(
+                "send_message",
+                lambda r: {**conversation(r), "message": f"SLOW 70 long turn via {host}", "wait_seconds": 5},
+            ),
+            Call(
+                "wait_for_reply",
+                lambda r: {"run_id": find(RUN, r), "wait_seconds": 40},
+                repeat_while=r'"status": ?"running"|status: running|still running',
+            ),
+        ),
+        final="collected",
+    )
+    target = target_for("stdio", server_env, request)
+    last = play(host, script, bins=host_bins, model=host_model, target=target, tmp_path=tmp_path, timeout=400)
+    sent, *waits = last.results[1:]
+    assert re.search(RUN, sent) and "running" in sent, sent
+    assert f"echo: SLOW 70 long turn via {host}" in waits[-1], waits
+    record(host, "stdio", "long", last)
+
+
+RECORDS: dict[tuple[str, str, str], Exchange] = {}
+
+
+def record(host: str, transport: str, scenario: str, exchange: Exchange) -> None:
+    """Keep what the host handed its model, for the cross-host checks and the report."""
+    RECORDS[(host, transport, scenario)] = exchange
