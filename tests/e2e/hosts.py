@@ -8,7 +8,8 @@ streamable HTTP. How each host is pointed at a custom model endpoint, from its o
   ``--strict-mcp-config``; ``--allowedTools mcp__letta`` pre-approves our tools. By default it
   defers MCP tools behind its ToolSearch tool; ``ENABLE_TOOL_SEARCH=false`` offers them directly.
 - Codex 0.171: ``$CODEX_HOME/config.toml`` with ``model_provider`` naming a ``[model_providers.x]``
-  table (``base_url``, ``wire_api = "responses"``, ``env_key``); ``[mcp_servers.letta]``.
+  table (``base_url``, ``wire_api = "responses"``, ``env_key``); ``[mcp_servers.letta]`` with
+  ``default_tools_approval_mode = "approve"`` (its default refuses every tool not marked read-only).
 - Gemini CLI 0.61: ``GOOGLE_GEMINI_BASE_URL`` with ``security.auth.selectedType = "gemini-api-key"``
   in ``settings.json`` (the base URL alone selects the "gateway" auth type, which headless mode
   rejects), ``GEMINI_CLI_TRUST_WORKSPACE=true``; ``mcpServers`` in ``settings.json``.
@@ -126,6 +127,9 @@ def run_codex(exe: Path, home: Path, model_url: str, target: Target, prompt: str
         "[mcp_servers.letta]",
         "required = true",
         "tool_timeout_sec = 120",
+        # Codex's default ("auto") refuses non-read-only MCP tools under `codex exec` (approval policy
+        # "never"): "MCP tool call requires approval, but approval policy is never". The user pre-approves.
+        'default_tools_approval_mode = "approve"',
     ]
     if target.transport == "stdio":
         env = ", ".join(f"{key} = {_toml_string(value)}" for key, value in target.env.items())

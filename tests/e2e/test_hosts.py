@@ -115,18 +115,45 @@ def core_script(host: str, words: str) -> Script:
     return Script(tuple(calls), final="done")
 
 
-def schema_meaning(schema: dict[str, Any]) -> dict[str, Any]:
-    """What a host may not lose from an input schema: property names, types, required, enums, bounds."""
-    keep = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "anyOf")
+BOUNDS = ("minimum", "maximum", "minLength", "maxLength", "pattern", "default")
 
-    def prop(node: dict[str, Any]) -> dict[str, Any]:
-        return {k: node[k] for k in keep if k in node}
 
-    properties = schema.get("properties") or {}
-    return {
-        "properties": {name: prop(value) for name, value in properties.items()},
-        "required": sorted(schema.get("required") or []),
-    }
+def _types(node: dict[str, Any]) -> set[str]:
+    if "anyOf" in node:
+        return set().union(*(_types(option) for option in node["anyOf"]))
+    kind = node.get("type")
+    return set(kind) if isinstance(kind, list) else {str(kind)}
+
+
+def lost_meaning(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """What a host's copy of an input schema no longer tells the model.
+
+    Names, types, required and enum values must survive. A bound or default the host drops
+    (Codex drops them) must still be told by the property's description, which must survive.
+    """
+    lost: list[str] = []
+    if sorted(ours.get("required") or []) != sorted(theirs.get("required") or []):
+        lost.append(f"required {ours.get('required')} became {theirs.get('required')}")
+    mine, copied = ours.get("properties") or {}, theirs.get("properties") or {}
+    if set(mine) - set(copied):  # a host may add its own (Gemini CLI adds wait_for_previous)
+        return [*lost, f"properties {sorted(mine)} became {sorted(copied)}"]
+    for name, node in mine.items():
+        copy = copied[name]
+        if _types(node) - _types(copy) - {"None"}:
+            lost.append(f"{name}: type {sorted(_types(node))} became {sorted(_types(copy))}")
+        description = str(copy.get("description", ""))
+        if node.get("description") and node["description"] not in description:
+            lost.append(f"{name}: description dropped")
+        enum = node.get("enum")
+        if enum and enum != copy.get("enum") and not all(str(value) in description for value in enum):
+            lost.append(f"{name}: enum {node['enum']} dropped and not in the description")
+    return lost
+
+
+def dropped_keywords(ours: dict[str, Any], theirs: dict[str, Any]) -> set[str]:
+    """The schema keywords a host's copy no longer has (recorded per host for the report)."""
+    mine, copied = ours.get("properties") or {}, theirs.get("properties") or {}
+    return {key for name, node in mine.items() for key in node if key not in (copied.get(name) or {})}
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -148,8 +175,11 @@ def test_host_offers_tools_and_runs_create_send_list_summary(
     offered = {name[len(PREFIX[host]) :]: tool for name, tool in last.tools.items() if name.startswith(PREFIX[host])}
     assert set(offered) == set(our_tools), f"{host} offered {sorted(offered)}; we list {sorted(our_tools)}"
     for name, schema in our_tools.items():
-        assert schema_meaning(offered[name].schema) == schema_meaning(schema), f"{host} changed {name}'s schema"
+        assert not lost_meaning(schema, offered[name].schema), (
+            f"{host} changed {name}: {lost_meaning(schema, offered[name].schema)}"
+        )
         assert offered[name].description, f"{host} dropped {name}'s description"
+    DROPPED[host] = set().union(*(dropped_keywords(s, offered[n].schema) for n, s in our_tools.items()))
 
     created, sent, listed, summary = last.results[:4]
     cid = find(CONVERSATION, [created])
@@ -169,8 +199,8 @@ def assert_wrapping(host: str, result: str) -> None:
         assert isinstance(json.loads(result), dict), result
     elif host == "codex":  # "Wall time: …\nOutput:" then the result
         assert result.startswith("Wall time:") and "Output:" in result, result
-    else:  # Gemini CLI: the MCP result object itself (content blocks as the text)
-        assert "content" in json.loads(result), result
+    else:  # Gemini CLI: our text, as {"output": "<untrusted_context>…</untrusted_context>"}
+        assert json.loads(result)["output"].startswith("<untrusted_context>"), result
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -207,6 +237,8 @@ def test_a_70s_turn_comes_back_running_and_is_collected_with_wait_for_reply(
 
 
 RECORDS: dict[tuple[str, str, str], Exchange] = {}
+#: Schema keywords each host dropped from our input schemas (none of them carried meaning the description lacks).
+DROPPED: dict[str, set[str]] = {}
 
 
 def record(host: str, transport: str, scenario: str, exchange: Exchange) -> None:

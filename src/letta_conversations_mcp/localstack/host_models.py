@@ -89,6 +89,31 @@ class Exchange:
     def main(self) -> bool:
         return any(name.endswith(MARKER_TOOL) for name in self.tools)
 
+    @property
+    def side_answer(self) -> str:
+        """The answer to a host's side request: JSON fitting the schema it asked for (Gemini CLI's
+        model router retries with back-off on anything else), or a short text."""
+        config = self.body.get("generationConfig") or {}
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        return json.dumps(instance(schema)) if isinstance(schema, dict) else "ok"
+
+
+def instance(schema: dict[str, Any]) -> Any:
+    """A small value that fits a JSON schema (types in either case, as Gemini writes them)."""
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = str(schema.get("type", "object")).lower()
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: instance(node) for name, node in properties.items() if isinstance(node, dict)}
+    if kind == "array":
+        return []
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return False
+    return "scripted"
+
 
 def find(pattern: str, results: list[str], group: int = 1) -> str:
     """The last match of ``pattern`` in the tool results (newest first); raises ScriptError when absent."""
@@ -145,7 +170,7 @@ class HostModel:
             self.exchanges.append(exchange)
             script = self.script
         if not exchange.main:
-            return Step(text="ok")
+            return Step(text=exchange.side_answer)
         done = script.position(exchange.results)
         if done >= len(script.calls):
             return Step(text=script.final)
