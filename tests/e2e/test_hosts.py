@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,10 @@ def _types(node: dict[str, Any]) -> set[str]:
     return set(kind) if isinstance(kind, list) else {str(kind)}
 
 
+def _plain(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
 def lost_meaning(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     """What a host's copy of an input schema no longer tells the model.
 
@@ -141,9 +146,9 @@ def lost_meaning(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
         copy = copied[name]
         if _types(node) - _types(copy) - {"None"}:
             lost.append(f"{name}: type {sorted(_types(node))} became {sorted(_types(copy))}")
-        description = str(copy.get("description", ""))
-        if node.get("description") and node["description"] not in description:
-            lost.append(f"{name}: description dropped")
+        description = _plain(str(copy.get("description", "")))  # Claude Code writes "…" as "..."
+        if node.get("description") and _plain(node["description"]) not in description:
+            lost.append(f"{name}: description {node['description']!r} became {description!r}")
         enum = node.get("enum")
         if enum and enum != copy.get("enum") and not all(str(value) in description for value in enum):
             lost.append(f"{name}: enum {node['enum']} dropped and not in the description")
