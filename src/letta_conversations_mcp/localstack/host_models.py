@@ -233,7 +233,8 @@ def _response_tools(tools: list[dict[str, Any]], namespace: str = "") -> dict[st
 
 def responses_exchange(body: dict[str, Any]) -> Exchange:
     tools = _response_tools(body.get("tools") or [])
-    items = body.get("input") if isinstance(body.get("input"), list) else []
+    raw = body.get("input")
+    items: list[dict[str, Any]] = [i for i in raw if isinstance(i, dict)] if isinstance(raw, list) else []
     results = [
         _texts(item.get("output", "")) for item in items if str(item.get("type")).endswith("function_call_output")
     ]
