@@ -27,6 +27,10 @@ def configure_logging(level: str, secrets: list[str]) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The SDK's HTTP session manager logs session ids at INFO; a session id is a capability, so
+    # those lines appear only at DEBUG.
+    for chatty in ("mcp.server.streamable_http_manager", "mcp.server.streamable_http"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
 
 
 class _RedactingFilter(logging.Filter):

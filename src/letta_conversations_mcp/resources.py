@@ -202,12 +202,6 @@ async def may_watch(state: AppState, ctx: Any, uri: str) -> bool:
     return False
 
 
-def is_ours(uri: str) -> bool:
-    """Whether ``uri`` (without ``?after=``) names one of this server's resources."""
-    uri = uri.split("?")[0]
-    return bool(_TRANSCRIPT_URI.match(uri) or _AGENT_URI.match(uri))
-
-
 def _connection_of(ctx: Any) -> Any:
     """The MCP session's connection (one per session; ``ctx.session`` is a per-request proxy)."""
     return ctx.session._connection  # pyright: ignore[reportPrivateUsage]
@@ -218,10 +212,10 @@ def enable_subscriptions(server: MCPServer[Any]) -> None:
     filter ``subscriptions/listen`` streams, so that change notifications reach only callers that
     may read the resource.
 
-    Only URIs of this server's resources (transcripts and memory) are accepted; any other URI is
-    refused with an invalid-params error. A subscription to one of them that the caller may not read
-    is answered like one to a conversation that does not exist: accepted (legacy) or honoured
-    (listen), kept nowhere, and it never fires. A session holds at most
+    Only subscriptions to this server's resources (transcripts and memory) that the caller may read
+    are kept. Any other (an unknown URI, or one the caller may not read) is answered like one to a
+    resource that does not exist yet: accepted (legacy) or honoured (listen), kept nowhere, and it
+    never fires. A session holds at most
     LETTA_MCP_MAX_SUBSCRIPTIONS_PER_SESSION subscriptions; they are kept by a weak reference to the
     session, so they go when the session ends.
     """
@@ -229,12 +223,6 @@ def enable_subscriptions(server: MCPServer[Any]) -> None:
     async def on_subscribe(ctx: Any, params: Any) -> mcp_types.EmptyResult:
         state: AppState = ctx.lifespan_context
         uri = str(params.uri).split("?")[0]
-        if not is_ours(uri):
-            raise MCPError(
-                mcp_types.INVALID_PARAMS,
-                f"{uri[:200]} is not a resource of this server; subscribe to a transcript or memory URI "
-                "such as letta://conversations/<id>/transcript",
-            )
         if await may_watch(state, ctx, uri):
             held = state.subscriptions.setdefault(_connection_of(ctx), set())
             cap = state.settings.max_subscriptions_per_session
