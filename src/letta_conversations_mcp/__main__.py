@@ -27,6 +27,10 @@ def configure_logging(level: str, secrets: list[str]) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # The SDK's HTTP session manager logs session ids at INFO; a session id is a capability, so
+    # those lines appear only at DEBUG.
+    for chatty in ("mcp.server.streamable_http_manager", "mcp.server.streamable_http"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
 
 
 class _RedactingFilter(logging.Filter):
@@ -67,7 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"letta-conversations-mcp: invalid configuration: {_one_line(error)}", file=sys.stderr)  # noqa: T201
         return 2
-    configure_logging(settings.log_level, settings.secrets())
+    callers = None
+    secrets = settings.secrets()
+    if settings.transport == "streamable-http":
+        from .http import AuthConfigError, load_callers
+
+        try:
+            callers = load_callers(settings)
+        except AuthConfigError as error:
+            print(f"letta-conversations-mcp: invalid configuration: {error}", file=sys.stderr)  # noqa: T201
+            return 2
+        secrets += [caller.token for caller in callers]
+    configure_logging(settings.log_level, secrets)
 
     from .app import build_server
 
@@ -78,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .http import run_http
 
-            run_http(server, settings)
+            run_http(server, settings, callers)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
@@ -54,7 +54,7 @@ class Caller(BaseUser):
     says which conversations of those agents it reaches (``own`` or ``agent``)."""
 
     name: str
-    token: str
+    token: str = field(repr=False)
     agents: frozenset[str] | None = None
     scope: CallerScope = "own"
 

@@ -17,12 +17,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .access import Caller, owner_key
+from .origins import guard_for
 from .ownership import SCOPES, CallerScope, secret_warning
-from .settings import Settings
+from .sessions import SessionGuard
+from .settings import Settings, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,11 @@ def load_callers(settings: Settings) -> list[Caller]:
     for caller in callers:
         if len(caller.token) < 16:
             raise AuthConfigError(
-                f"the token of caller {caller.name!r} is shorter than 16 characters; use a long random token"
+                f"LETTA_MCP_AUTH_TOKENS / LETTA_MCP_AUTH_FILE: the token of caller {caller.name!r} is shorter than 16 characters; use a long random token"
             )
     names = [c.name for c in callers]
     if len(set(names)) != len(names):
-        raise AuthConfigError("caller names in the auth configuration must be unique")
+        raise AuthConfigError("LETTA_MCP_AUTH_TOKENS / LETTA_MCP_AUTH_FILE: caller names must be unique")
     return callers
 
 
@@ -62,15 +65,15 @@ def _load_file(path: Path) -> list[Caller]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise AuthConfigError(f"cannot read auth file {path}: {type(exc).__name__}") from None
+        raise AuthConfigError(f"LETTA_MCP_AUTH_FILE: cannot read auth file {path}: {type(exc).__name__}") from None
     if not isinstance(data, list):
         raise AuthConfigError(
-            f'auth file {path} must hold a JSON list of {{"name", "token", "agents"?, "scope"?}} objects'
+            f'LETTA_MCP_AUTH_FILE: auth file {path} must hold a JSON list of {{"name", "token", "agents"?, "scope"?}} objects'
         )
     callers = []
     for item in data:
         if not isinstance(item, Mapping) or not isinstance(item.get("token"), str) or not item.get("name"):
-            raise AuthConfigError(f"auth file {path}: every entry needs a name and a token")
+            raise AuthConfigError(f"LETTA_MCP_AUTH_FILE: auth file {path}: every entry needs a name and a token")
         agents = item.get("agents")
         callers.append(
             Caller(
@@ -89,7 +92,7 @@ def _scope_of(item: Mapping[str, Any], path: Path) -> CallerScope:
         if scope == known:
             return known
     raise AuthConfigError(
-        f'auth file {path}: caller {item["name"]!r} has scope {scope!r}; use "own" (its own conversations, '
+        f'LETTA_MCP_AUTH_FILE: auth file {path}: caller {item["name"]!r} has scope {scope!r}; use "own" (its own conversations, '
         'the default) or "agent" (every conversation of its agents)'
     )
 
@@ -153,10 +156,28 @@ class BearerAuthMiddleware:
 
 
 def build_http_app(server: Any, settings: Settings, callers: Sequence[Caller]) -> ASGIApp:
-    app = server.streamable_http_app(host=settings.host)
+    """The SDK's session app behind, from the outside in: Origin/Host checks (every bind), bearer auth
+    (when tokens are configured) and the per-caller session guard (``sessions.py``)."""
+    app = server.streamable_http_app(
+        host=settings.host,
+        session_idle_timeout=settings.session_idle_seconds,
+        # Origin and Host are checked by HostOriginGuard on every bind; the SDK keeps its Content-Type check.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    manager = server.session_manager
+    app = SessionGuard(
+        app,
+        max_per_caller=settings.max_sessions_per_caller,
+        open_sessions=lambda: manager._server_instances,  # pyright: ignore[reportPrivateUsage]
+    )
     if callers:
-        return BearerAuthMiddleware(app, callers)
-    return app
+        app = BearerAuthMiddleware(app, callers)
+    return guard_for(
+        app,
+        loopback=is_loopback(settings.host),
+        hosts=settings.allowed_host_list(),
+        origins=settings.allowed_origin_list(),
+    )
 
 
 def owner_secret_warning(settings: Settings, callers: Sequence[Caller]) -> str | None:
@@ -164,10 +185,10 @@ def owner_secret_warning(settings: Settings, callers: Sequence[Caller]) -> str |
     return secret_warning(owner_key(settings).source) if callers else None
 
 
-def run_http(server: Any, settings: Settings) -> None:
+def run_http(server: Any, settings: Settings, callers: Sequence[Caller] | None = None) -> None:
     import uvicorn
 
-    callers = load_callers(settings)
+    callers = load_callers(settings) if callers is None else callers
     warning = owner_secret_warning(settings, callers)
     if warning:
         log.warning(warning)
@@ -188,4 +209,7 @@ def run_http(server: Any, settings: Settings) -> None:
         # balancers 60 s): a balancer must never reuse a connection at the moment we close it, or
         # its client gets a dropped request instead of an answer.
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # Beyond this many connections and requests at once, new ones get 503 at once instead of
+        # queueing, so one flood cannot take every file descriptor.
+        limit_concurrency=settings.max_connections,
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 import mcp_types
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
 from . import validation
@@ -181,11 +182,9 @@ async def _notify_here(server: MCPServer[Any], state: AppState, uri: str) -> Non
         await bus.publish(ResourceUpdated(uri=uri))
     except Exception:
         log.debug("listen publish failed", exc_info=True)
-    for session in list(state.subscribers.get(uri, ())):
-        try:
-            await session.send_resource_updated(uri)
-        except Exception:
-            state.subscribers[uri].discard(session)
+    for connection, uris in list(state.subscriptions.items()):
+        if uri in uris:
+            await connection.notify("notifications/resources/updated", {"uri": uri})  # never raises
 
 
 _TRANSCRIPT_URI = re.compile(r"^letta://conversations/(?P<conversation>[^/?]+)/transcript(?:\.json)?$")
@@ -200,7 +199,12 @@ async def may_watch(state: AppState, ctx: Any, uri: str) -> bool:
     if match := _AGENT_URI.match(uri):
         conversation = "default" if uri.endswith("/transcript") else None
         return await state.access.may_reach(ctx, agent=match["agent"], conversation=conversation)
-    return True
+    return False
+
+
+def _connection_of(ctx: Any) -> Any:
+    """The MCP session's connection (one per session; ``ctx.session`` is a per-request proxy)."""
+    return ctx.session._connection  # pyright: ignore[reportPrivateUsage]
 
 
 def enable_subscriptions(server: MCPServer[Any]) -> None:
@@ -208,20 +212,32 @@ def enable_subscriptions(server: MCPServer[Any]) -> None:
     filter ``subscriptions/listen`` streams, so that change notifications reach only callers that
     may read the resource.
 
-    A subscription to something the caller may not read is answered like one to a resource that
-    does not exist: accepted (legacy) or honoured (listen), and it never fires.
+    Only subscriptions to this server's resources (transcripts and memory) that the caller may read
+    are kept. Any other (an unknown URI, or one the caller may not read) is answered like one to a
+    resource that does not exist yet: accepted (legacy) or honoured (listen), kept nowhere, and it
+    never fires. A session holds at most
+    LETTA_MCP_MAX_SUBSCRIPTIONS_PER_SESSION subscriptions; they are kept by a weak reference to the
+    session, so they go when the session ends.
     """
 
     async def on_subscribe(ctx: Any, params: Any) -> mcp_types.EmptyResult:
         state: AppState = ctx.lifespan_context
         uri = str(params.uri).split("?")[0]
         if await may_watch(state, ctx, uri):
-            state.subscribers.setdefault(uri, set()).add(ctx.session)
+            held = state.subscriptions.setdefault(_connection_of(ctx), set())
+            cap = state.settings.max_subscriptions_per_session
+            if uri not in held and len(held) >= cap:
+                raise MCPError(
+                    mcp_types.INVALID_PARAMS,
+                    f"this session already holds {cap} subscriptions (LETTA_MCP_MAX_SUBSCRIPTIONS_PER_SESSION); "
+                    "unsubscribe from some first",
+                )
+            held.add(uri)
         return mcp_types.EmptyResult()
 
     async def on_unsubscribe(ctx: Any, params: Any) -> mcp_types.EmptyResult:
         state: AppState = ctx.lifespan_context
-        state.subscribers.get(str(params.uri).split("?")[0], set()).discard(ctx.session)
+        state.subscriptions.get(_connection_of(ctx), set()).discard(str(params.uri).split("?")[0])
         return mcp_types.EmptyResult()
 
     lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]

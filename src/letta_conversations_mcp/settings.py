@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .validation import AGENT_ID_PATTERN
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain"):
         return True
     try:
@@ -141,6 +141,69 @@ class Settings(BaseSettings):
         ),
     )
 
+    max_sessions_per_caller: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description=(
+            "Open MCP sessions one HTTP caller may hold at once; a new one beyond it is refused with 429 "
+            "(env LETTA_MCP_MAX_SESSIONS_PER_CALLER)"
+        ),
+    )
+    session_idle_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="Seconds after which an idle HTTP session is closed (env LETTA_MCP_SESSION_IDLE_SECONDS)",
+    )
+    max_subscriptions_per_session: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="resources/subscribe subscriptions one session may hold (env LETTA_MCP_MAX_SUBSCRIPTIONS_PER_SESSION)",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Concurrent HTTP connections and requests served; beyond it new ones get 503 at once "
+            "(uvicorn limit_concurrency) (env LETTA_MCP_MAX_CONNECTIONS)"
+        ),
+    )
+    allowed_hosts: str | None = Field(
+        default=None,
+        description=(
+            "Comma-separated Host header values the HTTP server answers, e.g. mcp.example.com,mcp.example.com:* "
+            "(env LETTA_MCP_ALLOWED_HOSTS). Loopback binds always allow the loopback names; elsewhere unset means "
+            "the Host header is not checked"
+        ),
+    )
+    allowed_origins: str | None = Field(
+        default=None,
+        description=(
+            "Comma-separated browser origins allowed to call the HTTP server, e.g. https://app.example.com "
+            "(env LETTA_MCP_ALLOWED_ORIGINS). A request with any other Origin header gets 403; loopback binds "
+            "also allow the loopback origins"
+        ),
+    )
+
+    def allowed_host_list(self) -> list[str]:
+        return [h.strip() for h in (self.allowed_hosts or "").split(",") if h.strip()]
+
+    def allowed_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in (self.allowed_origins or "").split(",") if o.strip()]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: str | None) -> str | None:
+        for origin in (value or "").split(","):
+            if origin.strip() and not origin.strip().startswith(("http://", "https://")):
+                raise ValueError(
+                    f"{origin.strip()!r} is not an origin; use scheme://host[:port], e.g. https://app.example.com"
+                )
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -196,7 +259,7 @@ class Settings(BaseSettings):
     def _check_bind(self) -> Settings:
         if (
             self.transport == "streamable-http"
-            and not _is_loopback(self.host)
+            and not is_loopback(self.host)
             and not self.token_list()
             and self.auth_file is None
         ):
@@ -213,7 +276,9 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of log lines and messages."""
-        values = self.token_list()
+        values: list[str] = []
+        for entry in self.token_list():
+            values += [entry, entry.partition(":")[2].strip() or entry]
         for secret in (self.api_key, self.owner_secret):
             if secret is not None:
                 values.append(secret.get_secret_value())

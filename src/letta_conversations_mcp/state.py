@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from mcp.server.mcpserver import Context
 
@@ -26,8 +27,8 @@ class AppState:
     gateway: LettaGateway
     turns: TurnManager
     access: Access
-    #: Legacy ``resources/subscribe`` sessions per transcript URI (without ``?after=``).
-    subscribers: dict[str, set[Any]] = field(default_factory=dict)
+    #: Legacy ``resources/subscribe`` URIs (without ``?after=``) per session connection; weak, so they end with it.
+    subscriptions: WeakKeyDictionary[Any, set[str]] = field(default_factory=WeakKeyDictionary)
     #: Cross-request state: queues, turn records, locks, events (memory, or Valkey shared by processes).
     coordinator: Coordinator = field(default_factory=InProcessCoordinator)
 

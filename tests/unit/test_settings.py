@@ -193,7 +193,13 @@ def test_token_list_splits_and_trims() -> None:
 
 def test_secrets_are_collected_and_never_shown() -> None:
     settings = Settings(api_key="sk-let-abc123", auth_tokens="a:tok-1234567890, b:tok-0987654321")  # type: ignore[arg-type]
-    assert settings.secrets() == ["a:tok-1234567890", "b:tok-0987654321", "sk-let-abc123"]
+    assert settings.secrets() == [
+        "a:tok-1234567890",
+        "tok-1234567890",
+        "b:tok-0987654321",
+        "tok-0987654321",
+        "sk-let-abc123",
+    ]
     for shown in (repr(settings), str(settings), settings.model_dump_json()):
         assert "sk-let-abc123" not in shown and "tok-1234567890" not in shown
 
