@@ -3,18 +3,48 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+if TYPE_CHECKING:
+    from .access import Caller
+    from .settings import Settings
 
-def _one_line(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "settings"
-        message = str(item["msg"]).removeprefix("Value error, ")
-        parts.append(f"{field}: {message}")
-    return "; ".join(parts)
+
+@dataclass
+class Prepared:
+    """Configuration checked whole before any transport opens: settings, HTTP callers, the bound socket."""
+
+    settings: Settings
+    callers: list[Caller] = field(default_factory=lambda: [])
+    sock: socket.socket | None = None
+
+
+def prepare(args: list[str]) -> Prepared:
+    """Settings from the environment and ``args``; for HTTP also the callers and the listening socket.
+
+    Any bad value raises ``ConfigError`` with one line naming the setting (never the value).
+    """
+    from pydantic_settings import SettingsError
+
+    from .settings import ConfigError, Settings, describe
+
+    try:
+        settings = Settings(_cli_parse_args=args, _cli_exit_on_error=False)  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise ConfigError(describe(error)) from None
+    except SettingsError as error:
+        raise ConfigError(f"{str(error).splitlines()[0]} (letta-conversations-mcp --help lists the flags)") from None
+    if settings.transport != "streamable-http":
+        return Prepared(settings)
+    from .http import bind_socket, load_callers
+
+    callers = load_callers(settings)
+    return Prepared(settings, callers, bind_socket(settings))
 
 
 def configure_logging(level: str, secrets: list[str]) -> None:
@@ -64,24 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"letta-conversations-mcp {__version__}")  # noqa: T201
         return 0
 
-    from .settings import Settings
+    from .settings import ConfigError
 
     try:
-        settings = Settings(_cli_parse_args=args)  # type: ignore[call-arg]
-    except ValidationError as error:
-        print(f"letta-conversations-mcp: invalid configuration: {_one_line(error)}", file=sys.stderr)  # noqa: T201
+        prepared = prepare(args)
+    except ConfigError as error:
+        print(f"letta-conversations-mcp: invalid configuration: {error}", file=sys.stderr)  # noqa: T201
         return 2
-    callers = None
-    secrets = settings.secrets()
-    if settings.transport == "streamable-http":
-        from .http import AuthConfigError, load_callers
-
-        try:
-            callers = load_callers(settings)
-        except AuthConfigError as error:
-            print(f"letta-conversations-mcp: invalid configuration: {error}", file=sys.stderr)  # noqa: T201
-            return 2
-        secrets += [caller.token for caller in callers]
+    settings, callers = prepared.settings, prepared.callers
+    secrets = settings.secrets() + [caller.token for caller in callers]
     configure_logging(settings.log_level, secrets)
 
     from .app import build_server
@@ -93,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .http import run_http
 
-            run_http(server, settings, callers)
+            run_http(server, settings, callers, prepared.sock)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,14 @@ from .access import Caller, owner_key
 from .origins import guard_for
 from .ownership import SCOPES, CallerScope, secret_warning
 from .sessions import SessionGuard
-from .settings import Settings, is_loopback
+from .settings import ConfigError, Settings, is_header_safe, is_loopback
 
 log = logging.getLogger(__name__)
 
 REALM = "letta-conversations-mcp"
-#: Seconds an idle HTTP connection stays open (see run_http).
-KEEP_ALIVE_SECONDS = 75
 
 
-class AuthConfigError(ValueError):
+class AuthConfigError(ConfigError):
     pass
 
 
@@ -51,6 +50,11 @@ def load_callers(settings: Settings) -> list[Caller]:
     if settings.auth_file is not None:
         callers.extend(_load_file(settings.auth_file))
     for caller in callers:
+        if not is_header_safe(caller.token):
+            raise AuthConfigError(
+                f"LETTA_MCP_AUTH_TOKENS / LETTA_MCP_AUTH_FILE: the token of caller {caller.name!r} holds a space, comma or "
+                "non-ASCII character, so no Authorization header could carry it; use a long random token (openssl rand -hex 24)"
+            )
         if len(caller.token) < 16:
             raise AuthConfigError(
                 f"LETTA_MCP_AUTH_TOKENS / LETTA_MCP_AUTH_FILE: the token of caller {caller.name!r} is shorter than 16 characters; use a long random token"
@@ -180,15 +184,34 @@ def build_http_app(server: Any, settings: Settings, callers: Sequence[Caller]) -
     )
 
 
+def bind_socket(settings: Settings) -> socket.socket:
+    """The listening socket for ``settings.host``/``port`` (as uvicorn binds it), or a ConfigError naming them."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        sock = socket.create_server((settings.host, settings.port), family=family, backlog=2048)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"LETTA_MCP_HOST / LETTA_MCP_PORT (--host / --port): cannot listen on {settings.host}:{settings.port}: {reason}; "
+            "use an address of this machine (e.g. 127.0.0.1 or 0.0.0.0) and a free port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def owner_secret_warning(settings: Settings, callers: Sequence[Caller]) -> str | None:
     """The start-up warning when tokens tell callers apart but LETTA_MCP_OWNER_SECRET is unset."""
     return secret_warning(owner_key(settings).source) if callers else None
 
 
-def run_http(server: Any, settings: Settings, callers: Sequence[Caller] | None = None) -> None:
+def run_http(
+    server: Any, settings: Settings, callers: Sequence[Caller] | None = None, sock: socket.socket | None = None
+) -> None:
+    """Serve until interrupted, on ``sock`` (bound by ``prepare``) or a socket bound here."""
     import uvicorn
 
     callers = load_callers(settings) if callers is None else callers
+    sock = bind_socket(settings) if sock is None else sock
     warning = owner_secret_warning(settings, callers)
     if warning:
         log.warning(warning)
@@ -196,20 +219,22 @@ def run_http(server: Any, settings: Settings, callers: Sequence[Caller] | None =
     log.info(
         "serving MCP over streamable HTTP at http://%s:%d/mcp (%s)",
         settings.host,
-        settings.port,
+        sock.getsockname()[1],
         f"{len(callers)} bearer token(s)" if callers else "no auth: loopback only",
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         log_level=settings.log_level.lower(),
+        # uvicorn's loggers propagate to our stderr handler, which redacts secrets.
+        log_config=None,
         access_log=False,
         # Longer than a load balancer keeps idle connections to us (HAProxy 5 s, nginx 60 s, cloud
         # balancers 60 s): a balancer must never reuse a connection at the moment we close it, or
         # its client gets a dropped request instead of an answer.
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=settings.keep_alive_seconds,
         # Beyond this many connections and requests at once, new ones get 503 at once instead of
         # queueing, so one flood cannot take every file descriptor.
         limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
+    uvicorn.Server(config).run(sockets=[sock])

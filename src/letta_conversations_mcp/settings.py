@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .validation import AGENT_ID_PATTERN
+
+
+class ConfigError(ValueError):
+    """Bad configuration, as one line naming the setting and the fix (the server exits with code 2)."""
+
+
+def is_header_safe(value: str) -> bool:
+    """Whether ``value`` can travel as an HTTP header token: visible ASCII, no spaces or commas."""
+    return all("!" <= ch <= "~" and ch != "," for ch in value)
 
 
 def is_loopback(host: str) -> bool:
@@ -168,7 +178,25 @@ class Settings(BaseSettings):
         le=1_000_000,
         description=(
             "Concurrent HTTP connections and requests served; beyond it new ones get 503 at once "
-            "(uvicorn limit_concurrency) (env LETTA_MCP_MAX_CONNECTIONS)"
+            "(uvicorn limit_concurrency) (env LETTA_MCP_MAX_CONNECTIONS). Lowered at start to what ulimit -n allows"
+        ),
+    )
+    keep_alive_seconds: int = Field(
+        default=75,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds an idle HTTP connection stays open between requests (uvicorn timeout_keep_alive); keep it "
+            "longer than your load balancer keeps idle connections (env LETTA_MCP_KEEP_ALIVE_SECONDS)"
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=16_384,
+        ge=1_024,
+        le=1_048_576,
+        description=(
+            "Largest request line and headers accepted (h11 max_incomplete_event_size); a larger request gets 400 "
+            "(env LETTA_MCP_MAX_HEADER_BYTES)"
         ),
     )
     allowed_hosts: str | None = Field(
@@ -193,6 +221,17 @@ class Settings(BaseSettings):
 
     def allowed_origin_list(self) -> list[str]:
         return [o.strip().rstrip("/") for o in (self.allowed_origins or "").split(",") if o.strip()]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: str | None) -> str | None:
+        for host in (value or "").split(","):
+            if host.strip() and not re.fullmatch(r"[A-Za-z0-9.\-\[\]:*]+", host.strip()):
+                raise ValueError(
+                    f"{host.strip()!r} is not a Host header value; use name or name:port (name:* for any port), "
+                    "e.g. mcp.example.com"
+                )
+        return value
 
     @field_validator("allowed_origins")
     @classmethod
@@ -221,6 +260,15 @@ class Settings(BaseSettings):
             return None
         return SecretStr(value.get_secret_value().strip())
 
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not is_header_safe(value.get_secret_value()):
+            raise ValueError(
+                "must be printable ASCII without spaces (it is sent in an HTTP header); check for a stray quote or line break"
+            )
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -246,8 +294,6 @@ class Settings(BaseSettings):
     @field_validator("agent_id")
     @classmethod
     def _check_agent(cls, value: str | None) -> str | None:
-        import re
-
         if value is None or not value.strip():
             return None
         value = value.strip()
@@ -304,3 +350,30 @@ class Settings(BaseSettings):
     @property
     def effective_base_url(self) -> str:
         return self.base_url or "https://api.letta.com"
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field, e.g. ``LETTA_MCP_PORT`` or ``LETTA_BASE_URL``."""
+    alias = Settings.model_fields[field].validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else f"LETTA_MCP_{field.upper()}"
+
+
+def flag_name(field: str) -> str:
+    """The command-line flag of a settings field, e.g. ``--port`` or ``--letta-base-url``."""
+    aliased = isinstance(Settings.model_fields[field].validation_alias, AliasChoices)
+    return "--" + (env_name(field).lower() if aliased else field).replace("_", "-")
+
+
+def setting_name(field: str) -> str:
+    """How an error names a settings field: ``LETTA_MCP_PORT (--port)``."""
+    return f"{env_name(field)} ({flag_name(field)})" if field in Settings.model_fields else field
+
+
+def describe(error: ValidationError) -> str:
+    """A settings validation error as one line naming each setting; never the rejected value."""
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{setting_name(field)}: {message}" if field else message)
+    return "; ".join(parts).replace("\n", " ")
