@@ -40,6 +40,8 @@ BAD = {
     "max_connections": "0",
     "allowed_hosts": "http://mcp.example.com/",
     "allowed_origins": "evil.example",
+    "header_timeout": "0",
+    "body_timeout": "never",
     "keep_alive_seconds": "0",
     "max_header_bytes": "10",
 }

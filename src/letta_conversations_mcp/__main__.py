@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -47,37 +46,6 @@ def prepare(args: list[str]) -> Prepared:
     return Prepared(settings, callers, bind_socket(settings))
 
 
-def configure_logging(level: str, secrets: list[str]) -> None:
-    """Logs go to stderr only: stdout is the stdio transport's protocol channel."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_RedactingFilter(secrets))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # The SDK's HTTP session manager logs session ids at INFO; a session id is a capability, so
-    # those lines appear only at DEBUG.
-    for chatty in ("mcp.server.streamable_http_manager", "mcp.server.streamable_http"):
-        logging.getLogger(chatty).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
-
-
-class _RedactingFilter(logging.Filter):
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(s in message for s in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, None
-        return True
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["stack"]:
@@ -103,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings, callers = prepared.settings, prepared.callers
     secrets = settings.secrets() + [caller.token for caller in callers]
+    from .logs import configure_logging
+
     configure_logging(settings.log_level, secrets)
 
     from .app import build_server

@@ -9,6 +9,7 @@ request once, as ``scope["user"]`` and ``scope["auth"]`` (like Starlette's
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -23,6 +24,7 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .access import Caller, owner_key
+from .connections import ConnectionLimits, guarded_protocol, plan_connections, quiet_loop_errors
 from .origins import guard_for
 from .ownership import SCOPES, CallerScope, secret_warning
 from .sessions import SessionGuard
@@ -222,8 +224,13 @@ def run_http(
         sock.getsockname()[1],
         f"{len(callers)} bearer token(s)" if callers else "no auth: loopback only",
     )
+    cap, fd_warning = plan_connections(settings.max_connections)
+    if fd_warning:
+        log.warning(fd_warning)
+    limits = ConnectionLimits(settings.header_timeout, settings.body_timeout, cap)
     config = uvicorn.Config(
         app,
+        http=guarded_protocol(limits),
         log_level=settings.log_level.lower(),
         # uvicorn's loggers propagate to our stderr handler, which redacts secrets.
         log_config=None,
@@ -232,9 +239,14 @@ def run_http(
         # balancers 60 s): a balancer must never reuse a connection at the moment we close it, or
         # its client gets a dropped request instead of an answer.
         timeout_keep_alive=settings.keep_alive_seconds,
-        # Beyond this many connections and requests at once, new ones get 503 at once instead of
-        # queueing, so one flood cannot take every file descriptor.
-        limit_concurrency=settings.max_connections,
+        # Beyond this many requests at once, new ones get 503 at once instead of queueing
+        # (connections beyond it are refused as they arrive, by the guarded protocol).
+        limit_concurrency=cap,
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    asyncio.run(_serve(uvicorn.Server(config), sock))
+
+
+async def _serve(server: Any, sock: socket.socket) -> None:
+    asyncio.get_running_loop().set_exception_handler(quiet_loop_errors)
+    await server.serve(sockets=[sock])

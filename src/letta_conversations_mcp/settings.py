@@ -181,6 +181,24 @@ class Settings(BaseSettings):
             "(uvicorn limit_concurrency) (env LETTA_MCP_MAX_CONNECTIONS). Lowered at start to what ulimit -n allows"
         ),
     )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description=(
+            "Seconds a client has to send a request's headers, from their first byte; a slower one gets 408 and "
+            "its connection is closed (env LETTA_MCP_HEADER_TIMEOUT)"
+        ),
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds a client has to send a request's whole body once its headers are in; a slower one gets 408 "
+            "and its connection is closed (env LETTA_MCP_BODY_TIMEOUT)"
+        ),
+    )
     keep_alive_seconds: int = Field(
         default=75,
         ge=1,

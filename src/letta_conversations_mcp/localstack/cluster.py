@@ -60,6 +60,8 @@ defaults
     timeout server 1h
     timeout tunnel 1h
     timeout http-keep-alive 60s
+    # a client must send a whole request (headers and body) within 10 s, as in the README
+    timeout http-request 10s
 
 frontend mcp
     bind 127.0.0.1:{port}
