@@ -157,7 +157,9 @@ def test_trickled_headers_and_bodies_get_408_and_are_closed(letta_double: Any, a
     with server(letta_double, agent_id) as srv:
         started = time.monotonic()
         headers = trickling(srv.port, 5, b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        prefix = f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 500\r\n\r\n{{"
+        prefix = (
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 500\r\n\r\n{{"
+        )
         body = trickling(srv.port, 5, prefix.encode())
         with headers as slow_headers, body as slow_body:
             assert srv.answers() == 200, "others are served meanwhile"
