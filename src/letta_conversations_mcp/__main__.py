@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"letta-conversations-mcp: invalid configuration: {error}", file=sys.stderr)  # noqa: T201
         return 2
     settings, callers = prepared.settings, prepared.callers
-    secrets = settings.secrets() + [caller.token for caller in callers]
+    secrets = settings.secrets()
     from .logs import configure_logging
 
     configure_logging(settings.log_level, secrets)

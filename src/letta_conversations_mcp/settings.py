@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -339,10 +340,12 @@ class Settings(BaseSettings):
         return [t.strip() for t in self.auth_tokens.get_secret_value().split(",") if t.strip()]
 
     def secrets(self) -> list[str]:
-        """Every secret value, for redaction of log lines and messages."""
+        """Every secret value, for redaction of log lines and messages: each bearer token (bare, as
+        ``name:token`` and from the auth file), the API key, the owner secret and the Redis password."""
         values: list[str] = []
         for entry in self.token_list():
             values += [entry, entry.partition(":")[2].strip() or entry]
+        values += self._auth_file_tokens()
         for secret in (self.api_key, self.owner_secret):
             if secret is not None:
                 values.append(secret.get_secret_value())
@@ -354,6 +357,17 @@ class Settings(BaseSettings):
                 if password:
                     values.append(password)
         return values
+
+    def _auth_file_tokens(self) -> list[str]:
+        """The tokens in the auth file (an unreadable file holds none; ``http.load_callers`` reports it)."""
+        if self.auth_file is None:
+            return []
+        try:
+            data = json.loads(self.auth_file.read_text())
+        except (OSError, ValueError):
+            return []
+        entries = data if isinstance(data, list) else []
+        return [e["token"] for e in entries if isinstance(e, dict) and isinstance(e.get("token"), str) and e["token"]]
 
     def startup_warnings(self) -> list[str]:
         """Settings worth a warning in the log when the server starts."""

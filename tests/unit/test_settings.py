@@ -268,3 +268,11 @@ def test_unknown_approval_policy_is_rejected(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValidationError) as caught:
         Settings()
     assert "approvals" in str(caught.value) and "'ask', 'deny' or 'approve'" in str(caught.value)
+
+
+def test_auth_file_tokens_are_secrets(tmp_path: Path) -> None:
+    auth_file = tmp_path / "callers.json"
+    auth_file.write_text('[{"name": "carol", "token": "carol-file-token-0123456789"}, {"name": "x"}]')
+    assert Settings(auth_file=auth_file).secrets() == ["carol-file-token-0123456789"]  # type: ignore[call-arg]
+    auth_file.write_text("not json")
+    assert Settings(auth_file=auth_file).secrets() == []  # type: ignore[call-arg]
