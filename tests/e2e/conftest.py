@@ -1,7 +1,8 @@
 """The real Letta stack, started once per test session for the end-to-end suite.
 
-Every test under tests/e2e is marked `e2e`. The suite is skipped only when LCM_SKIP_E2E=1 is set
-(the skip says so); a stack that fails to start fails the suite loudly.
+Every test under tests/e2e is marked `e2e`. The suite is skipped only when LCM_SKIP_E2E=1 is set:
+then every e2e test is skipped at collection (the skip says so), so no fixture runs, no npm install,
+no Letta start. A stack that fails to start fails the suite loudly.
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ from letta_conversations_mcp.localstack.stack import LocalStack
 HERE = Path(__file__).parent
 
 
+SKIP_E2E = pytest.mark.skip(reason="LCM_SKIP_E2E=1: the end-to-end suite was skipped on request")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = os.environ.get("LCM_SKIP_E2E") == "1"
     for item in items:
         if Path(str(item.fspath)).is_relative_to(HERE):
             item.add_marker(pytest.mark.e2e)
+            if skip:
+                item.add_marker(SKIP_E2E)
 
 
 @pytest.fixture(scope="session")
