@@ -1,4 +1,4 @@
-"""README.md's two commands are exactly the ones CI runs (``.ci/commands.sh``), so neither can change alone."""
+"""Repository rules the tests keep: README.md shows the commands CI runs (`.ci/commands.sh`), and no test module imports another."""
 
 from __future__ import annotations
 
@@ -37,3 +37,18 @@ def test_ci_runs_them_from_that_file() -> None:
     assert 'source "$clone/.ci/commands.sh"' in run
     assert 'eval "$DEMO_COMMAND"' in run and 'eval "$TEST_COMMAND"' in run
     assert "README.md" not in re.sub(r"#.*", "", run), ".ci/run must not read the README"
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in ``tests/helpers``; test modules and conftests never import each other."""
+    offenders = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            match = re.match(r"\s*from (tests(?:\.\w+)*) import (.*)", line)
+            if not match:
+                continue
+            module, names = match.groups()
+            leaf = module.rsplit(".", 1)[-1]
+            if leaf.startswith("test_") or leaf == "conftest" or "conftest" in names or "test_" in names:
+                offenders.append(f"{path.relative_to(ROOT)}: {line.strip()}")
+    assert not offenders, offenders

@@ -8,12 +8,8 @@ no Letta start. A stack that fails to start fails the suite loudly.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -51,7 +47,6 @@ CONFORMANCE_VERSION = "0.1.16"
 def node_tools() -> dict[str, str]:
     """Node 22, the MCP Inspector CLI and the MCP conformance suite (independent MCP clients), from npm, cached."""
     import shutil
-    import subprocess
 
     from letta_conversations_mcp.localstack.stack import cache_root
 
@@ -86,35 +81,3 @@ def node_tools() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def inspector(node_tools: dict[str, str]) -> list[str]:
     return [node_tools["node"], node_tools["inspector"]]
-
-
-@contextmanager
-def http_server(**env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Our server as a streamable-HTTP subprocess on a free loopback port: (URL, process)."""
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "letta_conversations_mcp", "--transport", "streamable-http", "--port", str(port)],
-        env={**os.environ, "LETTA_MCP_LOG_LEVEL": "WARNING", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("our HTTP server did not start")
-                time.sleep(0.2)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.communicate(timeout=15)
