@@ -26,6 +26,7 @@ BAD = {
     "background": "maybe",
     "tools": "some",
     "approvals": "maybe",
+    "no_decision_seconds": "-1",
     "log_level": "LOUD",
     "transport": "sse",
     "host": "256.0.0.1",

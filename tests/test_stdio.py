@@ -120,7 +120,7 @@ def test_stdio_unreachable_letta_is_a_clear_error_not_a_crash() -> None:
         (["--letta-base-url", "ftp://x"], "must start with http:// or https://"),
         (["--letta-agent-id", "bob"], "must be an agent id"),
         (["--transport", "streamable-http", "--host", "0.0.0.0"], "without auth"),
-        (["--wait-seconds", "-1"], "wait_seconds"),
+        (["--wait-seconds", "-1"], "LETTA_MCP_WAIT_SECONDS (--wait-seconds)"),
     ],
 )
 def test_bad_configuration_fails_before_the_transport_opens(args: list[str], expected: str) -> None:
