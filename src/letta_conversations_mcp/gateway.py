@@ -289,6 +289,20 @@ class LettaGateway:
         async with self._translate(Target("run", run_id, "read the run")):
             return as_dict(await self._client.runs.retrieve(run_id))
 
+    async def latest_run(self, conversation_id: str, *, agent_id: str | None) -> Frame | None:
+        """The conversation's newest run (the agent's default conversation when ``conversation_id`` is
+        "default"), from Letta itself: what a new server process knows of the latest turn. None: no run yet."""
+        scope: dict[str, Any] = {"agent_id": agent_id} if conversation_id == "default" else {}
+        if conversation_id != "default":
+            scope["conversation_id"] = conversation_id
+        async with self._translate(Target("conversation", conversation_id, "find its latest run")):
+            page = await self._client.runs.list(**scope, order="desc", limit=20)
+        for run in page.items:
+            data = as_dict(run)
+            if conversation_id != "default" or not data.get("conversation_id"):
+                return data
+        return None
+
     async def cancel(self, conversation_id: str, *, agent_id: str | None) -> Frame:
         kwargs: dict[str, Any] = {}
         if agent_id:
