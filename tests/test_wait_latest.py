@@ -68,7 +68,8 @@ async def test_a_finished_turn_is_collected_again_from_a_new_process(letta_doubl
 async def test_an_approval_parked_in_another_process_is_reported(letta_double: LettaDouble) -> None:
     agent = letta_double.add_agent("careful")
     url = f"{letta_double.base_url}/v1/agents/{agent}/tools/approval/memory_insert"
-    httpx.patch(url, json={"requires_approval": True})
+    async with httpx.AsyncClient() as http:
+        await http.patch(url, json={"requires_approval": True})
     async with Client(build_server(settings(letta_double, agent))) as first:
         cid = (await ok(first, "create_conversation"))["id"]
         assert (await ok(first, "send_message", conversation_id=cid, message="REMEMBER later"))["status"] == (
