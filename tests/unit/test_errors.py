@@ -9,7 +9,7 @@ import letta_client
 import pytest
 
 from letta_conversations_mcp.errors import DeliveryUnknown, LettaRequestError, Target, describe, redact, safe_url
-from tests.unit.conftest import read_json, read_sse, read_status
+from tests.helpers.captures import read_json, read_sse, read_status
 
 BASE = "https://user:pass@letta.example.com/?token=abc#frag"
 CONV_ID = "conv-00000000-0000-4000-8000-000000000000"
@@ -182,7 +182,7 @@ def test_recorded_error_frame_inside_the_stream() -> None:
     assert error.status == 200 and error.run_id == "run-4e59a9f8-3449-4c6a-8a9a-4348ce929919"
     assert error.message.startswith("the agent's turn failed: An error occurred with the LLM request (llm_error)")
     assert "Letta says: INTERNAL_SERVER_ERROR: OpenAI API error" in error.message
-    assert "model provider failed" in error.message and "try again" in error.message
+    assert "model provider failed" in error.message and "try again" not in error.message  # the message is stored
 
 
 def test_error_frame_without_details_and_clipped_detail() -> None:
