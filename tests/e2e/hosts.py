@@ -29,13 +29,14 @@ import shutil
 import subprocess
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from letta_conversations_mcp.localstack.host_models import Call, Script
+from letta_conversations_mcp.localstack.host_models import Call, Script, find
 
 CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.332"
 CODEX = "@openai/codex@0.171.0"
@@ -173,6 +174,52 @@ def run_gemini(exe: Path, home: Path, model_url: str, target: Target, prompt: st
         "GEMINI_CLI_TRUST_WORKSPACE": "true",
     }
     return _run([str(exe), "-p", prompt, "--output-format", "json"], env, home, timeout)
+
+
+# --- what every host's tests read in the results ----------------------------------------------
+
+CONVERSATION = r"(conv-[0-9a-f-]{36})"
+RUN = r"(run-[0-9a-f-]{36})"
+
+
+def conversation(results: list[str]) -> dict[str, Any]:
+    return {"conversation_id": find(CONVERSATION, results)}
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    if "anyOf" in node:
+        return set().union(*(_types(option) for option in node["anyOf"]))
+    kind = node.get("type")
+    return set(kind) if isinstance(kind, list) else {str(kind)}
+
+
+def _plain(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+def lost_meaning(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """What a host's copy of an input schema no longer tells the model.
+
+    Names, types, required and enum values must survive. A bound or default the host drops
+    (Codex drops them) must still be told by the property's description, which must survive.
+    """
+    lost: list[str] = []
+    if sorted(ours.get("required") or []) != sorted(theirs.get("required") or []):
+        lost.append(f"required {ours.get('required')} became {theirs.get('required')}")
+    mine, copied = ours.get("properties") or {}, theirs.get("properties") or {}
+    if set(mine) - set(copied):  # a host may add its own (Gemini CLI adds wait_for_previous)
+        return [*lost, f"properties {sorted(mine)} became {sorted(copied)}"]
+    for name, node in mine.items():
+        copy = copied[name]
+        if _types(node) - _types(copy) - {"None"}:
+            lost.append(f"{name}: type {sorted(_types(node))} became {sorted(_types(copy))}")
+        description = _plain(str(copy.get("description", "")))  # Claude Code writes "…" as "..."
+        if node.get("description") and _plain(node["description"]) not in description:
+            lost.append(f"{name}: description {node['description']!r} became {description!r}")
+        enum = node.get("enum")
+        if enum and enum != copy.get("enum") and not all(str(value) in description for value in enum):
+            lost.append(f"{name}: enum {node['enum']} dropped and not in the description")
+    return lost
 
 
 # --- Letta Code (PyPI), whose model reaches MCP tools through its shell ------------------------

@@ -25,16 +25,19 @@ from mcp import Client
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
-from tests.e2e.conftest import http_server
 from tests.e2e.hosts import (
+    CONVERSATION,
     LETTA_CODE_PREFIX,
+    RUN,
     TOKEN,
     Target,
+    conversation,
     install_letta_code,
+    lost_meaning,
     run_letta_code,
     shell_script,
 )
-from tests.e2e.test_hosts import CONVERSATION, RUN, conversation, lost_meaning
+from tests.helpers.servers import http_server
 
 TRANSPORTS = ("stdio", "http")
 RUNNING = r'"status": ?"running"|status: running|still running'
