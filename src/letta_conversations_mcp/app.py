@@ -92,6 +92,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
             guard_resource(res.fn, secrets)
         )
     resources.enable_subscriptions(server)
+    resources.enable_listing(server, secrets)
     return server
 
 
