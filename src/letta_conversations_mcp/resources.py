@@ -31,7 +31,7 @@ from .failures import guard_request
 from .gateway import LettaGateway
 from .models import transcript_uri
 from .state import AppState, app_state
-from .transcripts import MessageView, message_view, render_json, render_markdown, render_memory, view_size
+from .transcripts import MessageView, fit, message_view, render_json, render_markdown, render_memory, view_size
 from .turns import Turn
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,33 @@ async def _transcript_page(
         cursor = views[-1].id
 
 
+#: How many of the newest messages ``recent_transcript`` reads (prompts embed them).
+RECENT_MESSAGES = 40
+
+
+async def recent_transcript(ctx: Context, conversation_id: str, agent_id: str | None) -> str:
+    """The newest messages of a conversation the caller may reach, oldest first, in Markdown, within
+    the size cap, ending with where the earlier ones are when there are more."""
+    state = app_state(ctx)
+    conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
+    await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
+    raw = await state.gateway.list_messages(conversation_id, agent_id=agent, limit=RECENT_MESSAGES, order="desc")
+    if not raw:
+        await state.gateway.confirm_conversation(conversation_id)
+    views, cut = fit((message_view(m) for m in raw), state.settings.max_result_chars)
+    uri = transcript_uri(conversation_id, agent)
+    title = (
+        f"Conversation {conversation_id}" if conversation_id != "default" else f"Agent {agent} (default conversation)"
+    )
+    earlier = cut or len(raw) == RECENT_MESSAGES
+    return render_markdown(
+        list(reversed(views)),
+        title=title,
+        subtitle=f"the latest {len(views)} message(s), oldest first",
+        continuation=f"Earlier messages: read {uri}." if earlier else None,
+    )
+
+
 # -- the concrete resources a caller may reach -------------------------------------------------
 #: Conversation transcripts per ``resources/list`` page, and agents whose resources open the first page.
 LIST_PAGE = 50
@@ -223,8 +250,8 @@ def transcript_resource(conversation: dict[str, Any]) -> mcp_types.Resource:
         uri=transcript_uri(cid),
         name=f"transcript: {summary or cid}",
         title=f"Conversation {summary!r}" if summary else f"Conversation {cid}",
-        description=f"Transcript of conversation {cid} on agent {agent_id} ({used}), oldest first, in "
-        f"Markdown; as JSON: {transcript_uri(cid, fmt='json')}.",
+        description=f"Transcript of conversation {cid}{f' ({summary!r})' if summary else ''} on agent "
+        f"{agent_id} ({used}), oldest first, in Markdown; as JSON: {transcript_uri(cid, fmt='json')}.",
         mime_type="text/markdown",
         annotations=mcp_types.Annotations(last_modified=str(changed)) if changed else None,
     )

@@ -1,7 +1,7 @@
 """The @modelcontextprotocol/conformance server scenarios that apply to this server, over HTTP.
 
 Scenarios that need features this server does not offer (sampling, elicitation, prompts, images,
-the reference server's fixed test tools) are not run.
+the reference server's fixed test tools and prompts) are not run.
 """
 
 from __future__ import annotations
