@@ -1,7 +1,7 @@
 """Discoverable transcripts: resources/list pages what the caller may reach, newest first, with a cursor.
 
 Runs in both protocol eras against the Letta double. Who may reach what over HTTP is covered by
-the privacy scenarios (``resource_lists_show_reachable_transcripts_only``).
+the privacy scenarios in tests/helpers/privacy.py (``resource_lists_show_reachable_transcripts_only``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from letta_conversations_mcp.access import Access, Caller
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.ownership import OwnerKey
-from tests.test_tools import SECRET, call, make_settings
+from tests.helpers.tools import SECRET, call, make_settings
 
 pytestmark = pytest.mark.anyio
 

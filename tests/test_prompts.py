@@ -1,7 +1,7 @@
 """Prompts and completions: listed, rendered with the caller's transcripts, ids completed within reach.
 
 Both protocol eras, against the Letta double. Completions for HTTP callers are limited by the
-privacy scenario ``resource_lists_show_reachable_transcripts_only``.
+privacy scenario ``resource_lists_show_reachable_transcripts_only`` (tests/helpers/privacy.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from mcp_types import INVALID_PARAMS, PromptReference, ResourceTemplateReference
 
 from letta_conversations_mcp import completions
 from letta_conversations_mcp.app import build_server
-from tests.test_tools import MISSING, SECRET, call, make_settings
+from tests.helpers.tools import MISSING, SECRET, call, make_settings
 
 pytestmark = pytest.mark.anyio
 TRANSCRIPT = ResourceTemplateReference(uri="letta://conversations/{conversation_id}/transcript{?after}")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from letta_conversations_mcp.localstack.double import LettaDouble
-from tests.e2e.conftest import http_server
+from tests.helpers.servers import http_server
 
 SCENARIOS = [
     "server-initialize",
