@@ -133,6 +133,12 @@ async def resources_listed(c: Client) -> list[str]:
     raise AssertionError("resources/list did not end within 50 pages")
 
 
+async def completed_ids(c: Client, typed: str) -> list[str]:
+    """The conversation ids completion/complete offers for the transcript template."""
+    ref = types.ResourceTemplateReference(uri="letta://conversations/{conversation_id}/transcript{?after}")
+    return (await c.complete(ref, {"name": "conversation_id", "value": typed})).completion.values
+
+
 async def list_failure(c: Client, cursor: str) -> str:
     try:
         result = await c.list_resources(cursor=cursor, cache_mode="bypass")
@@ -401,10 +407,14 @@ async def resource_lists_show_reachable_transcripts_only(h: Harness) -> None:
             assert seen == await list_failure(alice, Position(MISSING_CONV).encode()), seen
             assert "cursor" in seen and bob_id not in seen
             assert transcript_uris(bob_id)[0] in await resources_listed(bob)
+            completed = await completed_ids(alice, "")
+            assert set(alice_ids) <= set(completed) and not {bob_id, outside} & set(completed), completed
+            assert await completed_ids(alice, bob_id[:20]) == [], "no completion reveals another caller's id"
         async with client(url, "ops") as ops:
             listed = await resources_listed(ops)
             assert {transcript_uris(cid)[0] for cid in [*alice_ids, bob_id, outside]} <= set(listed)
             assert memory_uri in listed and default_uri in listed
+            assert {*alice_ids, bob_id, outside} <= set(await completed_ids(ops, ""))
 
 
 SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
