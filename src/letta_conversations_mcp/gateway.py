@@ -21,7 +21,7 @@ from letta_client import AsyncLetta
 from letta_client._response import AsyncAPIResponse
 
 from . import approvals
-from .errors import LettaRequestError, StreamBroken, Target, describe, safe_url
+from .errors import LettaRequestError, Malformed, Target, describe, safe_url
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class LettaGateway:
         except ValueError as exc:  # a stream frame that is not JSON: the answer did not come back whole
             text = f"Letta at {safe_url(self.base_url)} sent a malformed stream while trying to {target.action}"
             log.info("Letta stream malformed (%s): %s", type(exc).__name__, text)
-            raise StreamBroken(text, may_be_stored=send) from None
+            raise Malformed(text, may_be_stored=send) from None
         except Exception as exc:
             error = describe(exc, target=target, base_url=self.base_url, send=send)
             log.info("Letta request failed (%s): %s", type(exc).__name__, error.message)
@@ -292,6 +292,20 @@ class LettaGateway:
     async def get_run(self, run_id: str) -> Frame:
         async with self._translate(Target("run", run_id, "read the run")):
             return as_dict(await self._client.runs.retrieve(run_id))
+
+    async def latest_run(self, conversation_id: str, *, agent_id: str | None) -> Frame | None:
+        """The conversation's newest run (the agent's default conversation when ``conversation_id`` is
+        "default"), from Letta itself: what a new server process knows of the latest turn. None: no run yet."""
+        scope: dict[str, Any] = {"agent_id": agent_id} if conversation_id == "default" else {}
+        if conversation_id != "default":
+            scope["conversation_id"] = conversation_id
+        async with self._translate(Target("conversation", conversation_id, "find its latest run")):
+            page = await self._client.runs.list(**scope, order="desc", limit=20)
+        for run in page.items:
+            data = as_dict(run)
+            if conversation_id != "default" or not data.get("conversation_id"):
+                return data
+        return None
 
     async def cancel(self, conversation_id: str, *, agent_id: str | None) -> Frame:
         kwargs: dict[str, Any] = {}
