@@ -21,7 +21,7 @@ from letta_client import AsyncLetta
 from letta_client._response import AsyncAPIResponse
 
 from . import approvals
-from .errors import LettaRequestError, StreamBroken, Target, describe, safe_url
+from .errors import LettaRequestError, Malformed, Target, describe, safe_url
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class LettaGateway:
         except ValueError as exc:  # a stream frame that is not JSON: the answer did not come back whole
             text = f"Letta at {safe_url(self.base_url)} sent a malformed stream while trying to {target.action}"
             log.info("Letta stream malformed (%s): %s", type(exc).__name__, text)
-            raise StreamBroken(text, may_be_stored=send) from None
+            raise Malformed(text, may_be_stored=send) from None
         except Exception as exc:
             error = describe(exc, target=target, base_url=self.base_url, send=send)
             log.info("Letta request failed (%s): %s", type(exc).__name__, error.message)

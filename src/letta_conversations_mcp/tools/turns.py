@@ -94,6 +94,7 @@ async def wait_for_reply(
     # Someone else's turn reads exactly like one that does not exist.
     missing = not_found(Target("run", run_id.strip())) if run_id else _unknown_turn(turn_id or "")
     await state.access.authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id, missing=missing)
+    turn = state.turns.revive(turn)  # a turn given up while Letta was away is followed again
     return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
 
 
