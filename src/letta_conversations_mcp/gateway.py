@@ -289,6 +289,17 @@ class LettaGateway:
         async with self._translate(Target("run", run_id, "read the run")):
             return as_dict(await self._client.runs.retrieve(run_id))
 
+    async def active_runs(self, conversation_id: str, *, agent_id: str | None) -> list[str]:
+        """Ids of the runs still going on the conversation (for 'default': on the agent)."""
+        kwargs: dict[str, Any] = {"active": True, "limit": 20}
+        if conversation_id == "default":
+            kwargs["agent_id"] = agent_id
+        else:
+            kwargs["conversation_id"] = conversation_id
+        async with self._translate(Target("conversation", conversation_id, "list the running turns")):
+            page = await self._client.runs.list(**kwargs)
+            return [str(r.id) for r in page.items]
+
     async def cancel(self, conversation_id: str, *, agent_id: str | None) -> Frame:
         kwargs: dict[str, Any] = {}
         if agent_id:
