@@ -22,7 +22,7 @@ from mcp_types import ElicitRequestParams, ElicitResult, InputResponses
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
-from tests.approval_host import APPROVE, Host
+from tests.helpers.approval_host import APPROVE, Host
 
 pytestmark = pytest.mark.anyio
 
@@ -515,8 +515,7 @@ async def test_a_host_that_never_answers_the_form_counts_as_cancel(
 async def test_another_caller_can_neither_see_nor_answer_an_approval(
     letta_double: LettaDouble, approving_agent: str, tmp_path: Any
 ) -> None:
-    from tests.privacy_scenarios import MISSING_CONV, client, failure, write_auth_file
-    from tests.test_privacy import serve, settings_for
+    from tests.helpers.privacy import MISSING_CONV, client, failure, serve, settings_for, write_auth_file
 
     with serve(settings_for(letta_double, approving_agent, write_auth_file(tmp_path))) as url:
         async with client(url, "alice") as alice:

@@ -27,7 +27,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.settings import Settings
-from tests.approval_host import APPROVE, Host
+from tests.helpers.approval_host import APPROVE, Host
 
 pytestmark = pytest.mark.anyio
 
@@ -327,7 +327,7 @@ async def test_deny_policy_refuses_an_approval_through_the_tool(letta_stack: Any
 async def test_delegated_agent_gets_the_pending_result_and_answers_it(letta_stack: Any, approval_agent: str) -> None:
     """Agent A asks agent B (approval_agent) through this server over stdio, as Letta's MCP client
     (no elicitation): A's tool return lists B's pending call; A then answers with respond_to_approval."""
-    from tests.e2e.test_delegation import load_example
+    from tests.helpers.examples import load_example
 
     example = load_example()
     async with httpx.AsyncClient(base_url=letta_stack.base_url, timeout=120) as http:

@@ -21,8 +21,8 @@ from mcp import Client
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
-from tests.e2e.conftest import http_server
 from tests.e2e.hosts import RUNNERS, TOKEN, Target, install_hosts
+from tests.helpers.servers import http_server
 
 HOSTS = ("claude", "codex", "gemini")
 TRANSPORTS = ("stdio", "http")

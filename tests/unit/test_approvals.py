@@ -14,7 +14,7 @@ from mcp.server.elicitation import render_elicitation_schema
 from letta_conversations_mcp import approvals
 from letta_conversations_mcp.approvals import ApprovalForm, Decision, PendingCall
 from letta_conversations_mcp.validation import InvalidArgument
-from tests.unit.conftest import CAPTURES, SSE_EVENT, parse_sse_text
+from tests.helpers.captures import CAPTURES, SSE_EVENT, parse_sse_text
 
 APPROVALS = CAPTURES / "approvals"
 FIRST_CALL = "call_c7284260316c"
