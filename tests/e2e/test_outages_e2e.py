@@ -1,11 +1,13 @@
 """Letta taken away mid-turn, for 2 and 20 seconds, at each phase of a turn: our server as a stdio
 subprocess (as a desktop host runs it) talks to the real Letta 0.16.8 stack through a TCP fault proxy
-(tests/fault_proxy.py). The reply is delivered, Letta stores the message exactly once, and what the
+(tests/helpers/fault_proxy.py). The reply is delivered, Letta stores the message exactly once, and what the
 host reads while Letta is away is true. The fast variant against the double: tests/test_outages.py.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,12 +15,20 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
-from tests.e2e.test_mcp_e2e import ok, stdio_params
-from tests.fault_proxy import FaultProxy
-from tests.outage_scenarios import PHASES, Phase, assert_honest_progress, progress_log
+from tests.helpers.fault_proxy import FaultProxy
+from tests.helpers.outages import PHASES, Phase, assert_honest_progress, progress_log
+from tests.helpers.tools import call as ok
 
 pytestmark = pytest.mark.anyio
+
+
+def stdio_params(base_url: str, agent_id: str, **extra: str) -> StdioServerParameters:
+    """Our server as a stdio subprocess, as a desktop host starts it, pointed at ``base_url``."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update({"LETTA_BASE_URL": base_url, "LETTA_AGENT_ID": agent_id, "LETTA_MCP_LOG_LEVEL": "INFO", **extra})
+    return StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
 
 
 @pytest.fixture
