@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,11 @@ from mcp import Client
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
-from tests.e2e.hosts import RUNNERS, TOKEN, Target, install_hosts
+from tests.e2e.hosts import CONVERSATION, RUN, RUNNERS, TOKEN, Target, conversation, install_hosts, lost_meaning
 from tests.helpers.servers import http_server
 
 HOSTS = ("claude", "codex", "gemini")
 TRANSPORTS = ("stdio", "http")
-CONVERSATION = r"(conv-[0-9a-f-]{36})"
-RUN = r"(run-[0-9a-f-]{36})"
 #: How each host names our tool ``name`` for its model (checked by the tool-list test).
 PREFIX = {"claude": "mcp__letta__", "codex": "mcp__letta/", "gemini": "mcp_letta_"}
 #: Each host's own tool for reading an MCP resource, and the arguments naming our server.
@@ -99,10 +96,6 @@ def play(
     return last
 
 
-def conversation(results: list[str]) -> dict[str, Any]:
-    return {"conversation_id": find(CONVERSATION, results)}
-
-
 def core_script(host: str, words: str) -> Script:
     calls = [
         Call("create_conversation", {"summary": f"host suite {words}"}),
@@ -117,42 +110,6 @@ def core_script(host: str, words: str) -> Script:
 
 
 BOUNDS = ("minimum", "maximum", "minLength", "maxLength", "pattern", "default")
-
-
-def _types(node: dict[str, Any]) -> set[str]:
-    if "anyOf" in node:
-        return set().union(*(_types(option) for option in node["anyOf"]))
-    kind = node.get("type")
-    return set(kind) if isinstance(kind, list) else {str(kind)}
-
-
-def _plain(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
-
-
-def lost_meaning(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """What a host's copy of an input schema no longer tells the model.
-
-    Names, types, required and enum values must survive. A bound or default the host drops
-    (Codex drops them) must still be told by the property's description, which must survive.
-    """
-    lost: list[str] = []
-    if sorted(ours.get("required") or []) != sorted(theirs.get("required") or []):
-        lost.append(f"required {ours.get('required')} became {theirs.get('required')}")
-    mine, copied = ours.get("properties") or {}, theirs.get("properties") or {}
-    if set(mine) - set(copied):  # a host may add its own (Gemini CLI adds wait_for_previous)
-        return [*lost, f"properties {sorted(mine)} became {sorted(copied)}"]
-    for name, node in mine.items():
-        copy = copied[name]
-        if _types(node) - _types(copy) - {"None"}:
-            lost.append(f"{name}: type {sorted(_types(node))} became {sorted(_types(copy))}")
-        description = _plain(str(copy.get("description", "")))  # Claude Code writes "…" as "..."
-        if node.get("description") and _plain(node["description"]) not in description:
-            lost.append(f"{name}: description {node['description']!r} became {description!r}")
-        enum = node.get("enum")
-        if enum and enum != copy.get("enum") and not all(str(value) in description for value in enum):
-            lost.append(f"{name}: enum {node['enum']} dropped and not in the description")
-    return lost
 
 
 def dropped_keywords(ours: dict[str, Any], theirs: dict[str, Any]) -> set[str]:
@@ -300,3 +257,60 @@ def test_an_approval_through_what_the_host_offers(
     assert "respond_to_approval" in sent and f"{host} likes tea" in sent, sent
     assert "declined" not in sent, f"{host}: a decision nobody made: {sent}"
     assert f"noted: {host} likes tea" in answered, answered
+
+
+#: Each host's own tools for listing and reading MCP resources (Gemini CLI offers them only when a
+#: server lists at least one resource), and the arguments naming our server.
+RESOURCE_TOOLS = {
+    "claude": ("ListMcpResourcesTool", "ReadMcpResourceTool", {"server": "letta"}),
+    "gemini": ("list_mcp_resources", "read_mcp_resource", {}),
+}
+
+
+def seed_conversation(target: Target, words: str) -> str:
+    """A conversation with one exchange, made before the host starts, by the caller the host will be."""
+    import anyio
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def made() -> str:
+        if target.transport == "stdio":
+            settings = Settings(base_url=target.env["LETTA_BASE_URL"], agent_id=target.env["LETTA_AGENT_ID"])
+            client = Client(build_server(settings))
+        else:
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+            client = Client(streamable_http_client(target.url, http_client=http))
+        async with client:
+            created = await client.call_tool("create_conversation", {"summary": f"seeded {words}"})
+            cid = find(CONVERSATION, [json.dumps(created.structured_content)])
+            sent = await client.call_tool("send_message", {"conversation_id": cid, "message": f"hello {words}"})
+            assert not sent.is_error, sent
+            return cid
+
+    return anyio.run(made)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("host", sorted(RESOURCE_TOOLS))
+def test_the_host_lists_our_transcripts_and_reads_one(
+    host: str,
+    transport: str,
+    host_bins: dict[str, Path],
+    host_model: HostModelServer,
+    server_env: dict[str, str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """resources/list names the transcripts the caller may reach: the host's model finds one and reads it."""
+    words = f"listed by {host} over {transport}"
+    target = target_for(transport, server_env, request)
+    cid = seed_conversation(target, words)
+    uri = f"letta://conversations/{cid}/transcript"
+    lister, reader, server = RESOURCE_TOOLS[host]
+    script = Script((Call(lister, dict(server)), Call(reader, {**server, "uri": uri})), final="read")
+    last = play(host, script, bins=host_bins, model=host_model, target=target, tmp_path=tmp_path)
+    assert {lister, reader} <= set(last.tools), f"{host} offered {sorted(last.tools)}"
+    listing, transcript = last.results[:2]
+    assert uri in listing and f"seeded {words}" in listing, listing
+    assert f"hello {words}" in transcript and f"echo: hello {words}" in transcript, transcript
+    record(host, transport, "resources", last)
