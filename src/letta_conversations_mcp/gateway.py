@@ -162,14 +162,18 @@ class LettaGateway:
             await self.get_conversation(conversation_id)
 
     async def list_conversations(
-        self, *, agent_id: str, limit: int, after: str | None, summary_search: str | None
+        self, *, agent_id: str | None, limit: int, after: str | None, summary_search: str | None
     ) -> list[Frame]:
-        kwargs: dict[str, Any] = {"agent_id": agent_id, "limit": limit}
+        """One page, newest first: of ``agent_id``'s conversations, or of every agent's when None."""
+        kwargs: dict[str, Any] = {"limit": limit}
+        if agent_id:
+            kwargs["agent_id"] = agent_id
         if after:
             kwargs["after"] = after
         if summary_search:
             kwargs["summary_search"] = summary_search
-        async with self._translate(Target("agent", agent_id, "list conversations")):
+        target = Target("agent", agent_id, "list conversations") if agent_id else Target("conversation", after)
+        async with self._translate(target):
             result = await self._client.conversations.list(**kwargs)
             return [as_dict(c) for c in result]
 
