@@ -11,7 +11,7 @@ what pydantic's default schemas say at about half the checking cost per list ite
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
@@ -269,24 +269,26 @@ TurnStatus = Literal["completed", "failed", "cancelled", "running", "queued", "a
 
 
 class TurnStep(FlatSchema, Step):
-    """One step of a turn as a result shows it: its message id is left out (message_ids lists them)."""
+    """One step of a turn as a result shows it, without its message id (list_messages shows those)."""
 
-    message_id: Annotated[str | None, SkipJsonSchema()] = Field(default=None, exclude=True)
+    message_id: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
 
 
 class TurnUsage(FlatSchema, Usage):
     """What the turn cost: total tokens and LLM steps (the prompt/completion split is left out)."""
 
-    prompt_tokens: Annotated[int | None, SkipJsonSchema()] = Field(default=None, exclude=True)
-    completion_tokens: Annotated[int | None, SkipJsonSchema()] = Field(default=None, exclude=True)
+    prompt_tokens: SkipJsonSchema[int | None] = Field(default=None, exclude=True)
+    completion_tokens: SkipJsonSchema[int | None] = Field(default=None, exclude=True)
 
 
 class SendResult(FlatSchema, TurnResult):
     """The outcome of send_message / wait_for_reply."""
 
-    steps: list[TurnStep] = Field(default_factory=list, description="Reasoning, tool calls and returns, in order")
-    usage: TurnUsage | None = None
-    message_ids: Annotated[list[str], SkipJsonSchema()] = Field(default_factory=list, exclude=True)
+    steps: list[TurnStep] = Field(  # pyright: ignore[reportIncompatibleVariableOverride]
+        default_factory=list, description="Reasoning, tool calls and returns, in order"
+    )
+    usage: TurnUsage | None = None  # pyright: ignore[reportIncompatibleVariableOverride]
+    message_ids: SkipJsonSchema[list[str]] = Field(default_factory=list, exclude=True)
     next_step: str | None = Field(default=None, description="Which tool to call next, with which ids")
 
     status: TurnStatus = Field(

@@ -1,0 +1,251 @@
+"""Fast start over stdio: the answers a host waits for before its first turn, sent before the SDK loads.
+
+Importing the MCP SDK and letta-client takes 1-3 s on a busy machine, and hosts do not wait that
+long: ``codex exec`` gives an optional server about one second before it starts the model's turn
+without that server's tools. So the stdio server reads the wire itself from the first moment
+(standard library only) and answers ``initialize``, ``server/discover`` and ``tools/list`` from
+a cache of the SDK's own earlier answers, while the SDK is imported. Every message still reaches
+the SDK, in order (its session sees the whole handshake); its answer to a request already
+answered here is dropped, and written to the cache when it differs, so the cache heals itself.
+
+The cache (``$XDG_CACHE_HOME/letta-conversations-mcp/answers/``, one file per version and
+configuration) is filled by the first run of each configuration, which starts as fast as the SDK
+allows. It holds what the server would list to anyone: no secret (the configuration is only part
+of a hash in the file name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import queue
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+#: Requests whose answer depends only on the server's version, configuration and protocol version.
+CACHED = frozenset({"initialize", "server/discover", "tools/list"})
+#: Settings that never change those answers (where Letta is, who calls it), left out of the cache key.
+UNLISTED = frozenset({"LETTA_BASE_URL", "LETTA_API_KEY", "LETTA_AGENT_ID", "LETTA_MCP_LOG_LEVEL"})
+VERSION_META = "io.modelcontextprotocol/protocolVersion"
+_EOF = b""
+
+
+def cache_path(argv: Sequence[str], environ: Mapping[str, str]) -> Path:
+    """The answers file for this server version, SDK version and configuration (argv, LETTA_* env)."""
+    versions = [_version("letta-conversations-mcp"), _version("mcp")]
+    settings = sorted((k, v) for k, v in environ.items() if k.startswith("LETTA_") and k not in UNLISTED)
+    digest = hashlib.sha256(json.dumps([versions, list(argv), settings]).encode()).hexdigest()[:24]
+    root = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "letta-conversations-mcp" / "answers" / f"{digest}.json"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def request_key(message: Mapping[str, Any], session_version: str | None) -> str | None:
+    """The cache key of a request whose answer is cached, or None: method, protocol version, cursor."""
+    method = message.get("method")
+    if method not in CACHED or "id" not in message:
+        return None
+    params = message.get("params")
+    params = params if isinstance(params, Mapping) else {}
+    meta = params.get("_meta")
+    version = params.get("protocolVersion") if method == "initialize" else None
+    if version is None and isinstance(meta, Mapping):
+        version = meta.get(VERSION_META)
+    version = version or session_version
+    if not isinstance(version, str):
+        return None
+    return json.dumps([method, version, params.get("cursor")])
+
+
+class Answers:
+    """The cached answers of one configuration, read once and written back atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        self.entries: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+
+    def get(self, key: str) -> Any:
+        return self.entries.get(key)
+
+    def put(self, key: str, result: Any) -> None:
+        self.entries[key] = result
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as file:
+                json.dump(self.entries, file)
+            os.replace(temporary, self.path)
+        except OSError as error:  # a read-only home only costs the fast start
+            log.debug("could not write the answers cache %s: %s", self.path, error)
+
+
+class Relay:
+    """Between the stdio wire and the SDK: answers cached requests at once, passes every line on.
+
+    ``stdin``/``stdout`` are the file objects to hand the SDK's ``stdio_server``.
+    """
+
+    def __init__(self, answers: Answers, wire_in: IO[bytes], wire_out: IO[bytes]) -> None:
+        self.answers = answers
+        self._wire_in, self._wire_out = wire_in, wire_out
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        self._write_lock = threading.Lock()
+        self._watch: dict[str, str] = {}  # request id (as JSON) → cache key, until the SDK answers
+        self._answered: dict[str, Any] = {}  # request id → the cached result sent for it
+        self._version: str | None = None
+        self.stdin = _SdkInput(self._lines)
+        self.stdout = _SdkOutput(self._from_sdk)
+
+    def start(self) -> None:
+        threading.Thread(target=self._read, name="stdio-relay", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._wire_in:
+                self._from_host(line)
+        finally:
+            self._lines.put(_EOF)
+
+    def _from_host(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if isinstance(message, dict):
+            key = request_key(message, self._version)
+            if message.get("method") == "initialize" and key:
+                self._version = json.loads(key)[1]
+            if key:
+                request_id = json.dumps(message["id"])
+                self._watch[request_id] = key
+                cached = self.answers.get(key)
+                if cached is not None:
+                    self._answered[request_id] = cached
+                    self._write(
+                        json.dumps(
+                            {"jsonrpc": "2.0", "id": message["id"], "result": cached}, separators=(",", ":")
+                        ).encode()
+                    )
+        self._lines.put(line)
+
+    def _from_sdk(self, line: str) -> None:
+        if self._watch:  # only the first few answers are looked into
+            try:
+                message = json.loads(line)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and "id" in message:
+                request_id = json.dumps(message["id"])
+                key = self._watch.pop(request_id, None)
+                result = message.get("result")
+                if key is not None and result is not None and result != self._answered.get(request_id):
+                    self.answers.put(key, result)
+                if request_id in self._answered:
+                    return  # answered already, from the cache
+        self._write(line.encode())
+
+    def _write(self, data: bytes) -> None:
+        with self._write_lock:
+            self._wire_out.write(data.rstrip(b"\n") + b"\n")
+            self._wire_out.flush()
+
+
+class _SdkInput:
+    """What the SDK reads as stdin: the host's lines, in order, once the relay has seen them."""
+
+    def __init__(self, lines: queue.Queue[bytes]) -> None:
+        self._lines = lines
+        self._ended = False
+
+    def readline(self) -> str:
+        if self._ended:
+            return ""
+        line = self._lines.get()
+        if line == _EOF:
+            self._ended = True
+            return ""
+        return line.decode("utf-8", errors="replace")
+
+
+class _SdkOutput:
+    """What the SDK writes as stdout: whole lines go to the relay."""
+
+    def __init__(self, deliver: Any) -> None:
+        self._deliver = deliver
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        while "\n" in self._pending:
+            line, self._pending = self._pending.split("\n", 1)
+            if line:
+                self._deliver(line)
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+def claim_stdio() -> tuple[IO[bytes], IO[bytes]]:
+    """The wire as private file objects; fd 0 then reads the null device and fd 1 writes to stderr.
+
+    As the SDK's own stdio transport does: stray output of any library or child cannot reach the
+    protocol channel.
+    """
+    wire_in = os.fdopen(os.dup(0), "rb")
+    wire_out = os.fdopen(os.dup(1), "wb")
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.dup2(2, 1)
+    return wire_in, wire_out
+
+
+def start(argv: Sequence[str]) -> Relay:
+    """Claim the stdio wire and start answering from the cache; hand ``relay.stdin/stdout`` to the SDK."""
+    wire_in, wire_out = claim_stdio()
+    relay = Relay(Answers(cache_path(argv, os.environ)), wire_in, wire_out)
+    relay.start()
+    return relay
+
+
+async def serve(server: Any, relay: Relay) -> None:
+    """Run an MCPServer over the relay's streams (what ``MCPServer.run("stdio")`` does over the process's own)."""
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    lowlevel = server._lowlevel_server  # the SDK's stdio entry point takes no streams of our choosing
+    async with stdio_server(anyio.wrap_file(relay.stdin), anyio.wrap_file(relay.stdout)) as (reading, writing):  # type: ignore[arg-type]
+        await lowlevel.run(reading, writing, lowlevel.create_initialization_options())
+
+
+def is_stdio(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether this command line serves stdio (checked cheaply, before the settings are parsed)."""
+    transport = environ.get("LETTA_MCP_TRANSPORT", "stdio")
+    for index, arg in enumerate(argv):
+        if arg.startswith("--transport="):
+            transport = arg.split("=", 1)[1]
+        elif arg == "--transport" and index + 1 < len(argv):
+            transport = argv[index + 1]
+    return transport == "stdio" and sys.platform != "win32"
