@@ -152,3 +152,4 @@ def test_only_stdio_command_lines_use_the_relay() -> None:
     assert not fast_start.is_stdio(["--transport", "streamable-http"], {})
     assert not fast_start.is_stdio(["--transport=streamable-http"], {})
     assert not fast_start.is_stdio([], {"LETTA_MCP_TRANSPORT": "streamable-http"})
+    assert not fast_start.is_stdio(["--help"], {})  # help goes to stdout, as any command's does

@@ -241,7 +241,9 @@ async def serve(server: Any, relay: Relay) -> None:
 
 
 def is_stdio(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
-    """Whether this command line serves stdio (checked cheaply, before the settings are parsed)."""
+    """Whether this command line serves stdio (checked cheaply, before the settings are parsed); --help does not."""
+    if "--help" in argv or "-h" in argv:
+        return False
     transport = environ.get("LETTA_MCP_TRANSPORT", "stdio")
     for index, arg in enumerate(argv):
         if arg.startswith("--transport="):

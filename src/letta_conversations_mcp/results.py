@@ -116,7 +116,7 @@ def next_step(result: SendResult, *, agent_id: str | None, wait_hint: float, spe
     if advice:
         return f"{advice} {go_on}"
     if result.status == "failed":
-        return f"The turn failed (see error). list_messages with {ids('conversation_id')} shows what was stored."
+        return "The turn failed: error says why and what to call next."
     return go_on
 
 
@@ -142,7 +142,8 @@ def render_send(result: SendResult, *, wait_hint_seconds: float, agent_id: str |
         facts.append(f"run {result.run_id}")
     if facts:
         lines.append(" · ".join(facts))
-    lines.append(f"Next: {next_step(result, agent_id=agent_id, wait_hint=wait_hint_seconds, spelled=True)}")
+    if result.status != "failed" or result.next_step:  # a failure's error text says what to do
+        lines.append(f"Next: {next_step(result, agent_id=agent_id, wait_hint=wait_hint_seconds, spelled=True)}")
     return "\n".join(lines)
 
 

@@ -47,7 +47,6 @@ def result_of(turn: Turn, *, finished: bool) -> tuple[dict[str, Any], str]:
         ("queued", False, "wait_for_reply", ("turn_id",)),
         ("completed", True, "send_message", ("conversation_id",)),
         ("cancelled", True, "send_message", ("conversation_id",)),
-        ("failed", True, "list_messages", ("conversation_id",)),
     ],
 )
 def test_every_status_names_the_next_tool_and_its_ids(
@@ -60,6 +59,16 @@ def test_every_status_names_the_next_tool_and_its_ids(
     for name in ids:
         assert f"this {name}" in data["next_step"] and data[name]  # the id sits next to it
         assert f'{name}="{data[name]}"' in text  # the text spells it out
+
+
+def test_a_failed_turn_points_at_its_error_which_says_what_to_do() -> None:
+    turn = turn_in("failed")
+    turn.aggregator.record_error("conversation conv-1 not found (404). Call list_conversations to see them")
+    data, text = result_of(turn, finished=True)
+    assert (
+        data["status"] == "failed" and "error says why" in data["next_step"] and "list_conversations" in data["error"]
+    )
+    assert text.rstrip().endswith("Call list_conversations to see them") or "Next:" not in text
 
 
 def test_a_running_turn_says_wait_for_reply_with_its_run_id_and_how_long_it_waited() -> None:
