@@ -22,7 +22,7 @@ from mcp_types import ElicitRequestParams, ElicitResult, InputResponses
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
-from tests.approval_host import APPROVE, Host
+from tests.helpers.approval_host import APPROVE, Host
 
 pytestmark = pytest.mark.anyio
 
@@ -101,6 +101,73 @@ async def test_cancel_leaves_it_pending_and_nothing_is_sent(
         turn, text, failed = await call(c, "send_message", conversation_id=cid, message="REMEMBER maybe")
     assert not failed and turn["status"] == "awaiting_approval" and "nothing was sent to Letta" in text
     assert approval_posts(letta_double) == [] and stored_types(letta_double, cid)[-1] == "approval_request_message"
+
+
+async def test_a_decline_faster_than_a_person_is_no_decision(
+    letta_double: LettaDouble, approving_agent: str, mode: str
+) -> None:
+    """codex exec declines every form at once: that is nobody's decision, so nothing is denied."""
+    host = Host({"action": "decline"})
+    async with Client(build_server(settings(letta_double, approving_agent)), mode=mode, elicitation_callback=host) as c:
+        cid = (await ok(c, "create_conversation"))["id"]
+        turn, text, failed = await call(c, "send_message", conversation_id=cid, message="REMEMBER nobody asked")
+        assert not failed and turn["status"] == "awaiting_approval" and len(host.questions) == 1
+        assert "faster than a person" in text and "respond_to_approval" in (turn["next_step"] or "")
+        assert [c["name"] for c in turn["pending_approvals"]] == ["memory_insert"]
+        assert approval_posts(letta_double) == [] and stored_types(letta_double, cid)[-1] == "approval_request_message"
+        done = await ok(c, "respond_to_approval", conversation_id=cid, approve=True)
+    assert done["reply"] == "noted: nobody asked"
+
+
+async def test_a_person_who_declines_denies(letta_double: LettaDouble, approving_agent: str, mode: str) -> None:
+    host = Host({"action": "decline"}, think=0.3)
+    server = build_server(settings(letta_double, approving_agent, no_decision_seconds=0.2))
+    async with Client(server, mode=mode, elicitation_callback=host) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        turn = await ok(client, "send_message", conversation_id=cid, message="REMEMBER not this")
+    assert turn["status"] == "completed"
+    (answer,) = approval_posts(letta_double)
+    assert answer["approvals"][0] == {
+        "type": "approval",
+        "tool_call_id": answer["approvals"][0]["tool_call_id"],
+        "approve": False,
+        "reason": "declined by the user",
+    }
+
+
+async def test_the_return_policy_never_asks(letta_double: LettaDouble, approving_agent: str, mode: str) -> None:
+    host = Host(APPROVE)
+    server = build_server(settings(letta_double, approving_agent, approvals="return"))
+    async with Client(server, mode=mode, elicitation_callback=host) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        turn = await ok(client, "send_message", conversation_id=cid, message="REMEMBER headless")
+        assert host.questions == [] and turn["status"] == "awaiting_approval" and approval_posts(letta_double) == []
+        assert [c["name"] for c in turn["pending_approvals"]] == ["memory_insert"]
+        done = await ok(client, "respond_to_approval", conversation_id=cid, approve=False, reason="not now")
+    assert done["status"] == "completed" and host.questions == []
+
+
+async def test_progress_only_increases_through_an_approval_round(
+    letta_double: LettaDouble, approving_agent: str, mode: str
+) -> None:
+    """One call: progress before the question, then after the answer (a 2026 retry counts on)."""
+    values: list[float] = []
+    messages: list[str | None] = []
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        values.append(progress)
+        messages.append(message)
+
+    host = Host(APPROVE)
+    async with Client(build_server(settings(letta_double, approving_agent)), mode=mode, elicitation_callback=host) as c:
+        cid = (await ok(c, "create_conversation"))["id"]
+        result = await c.call_tool(
+            "send_message", {"conversation_id": cid, "message": "REMEMBER_EACH up | up"}, progress_callback=progress
+        )
+    assert (result.structured_content or {})["reply"] == "noted: up | up" and len(host.questions) == 2
+    answered = next(i for i, m in enumerate(messages) if "sending the answer" in (m or ""))
+    assert answered >= 1 and len(messages) > answered + 1, f"progress on both sides of the question: {messages}"
+    assert values == sorted(set(values)), f"progress went back or repeated: {values}"
 
 
 async def test_a_host_that_errors_on_the_form_counts_as_cancel(letta_double: LettaDouble, approving_agent: str) -> None:
@@ -450,8 +517,7 @@ async def test_a_host_that_never_answers_the_form_counts_as_cancel(
 async def test_another_caller_can_neither_see_nor_answer_an_approval(
     letta_double: LettaDouble, approving_agent: str, tmp_path: Any
 ) -> None:
-    from tests.privacy_scenarios import MISSING_CONV, client, failure, write_auth_file
-    from tests.test_privacy import serve, settings_for
+    from tests.helpers.privacy import MISSING_CONV, client, failure, serve, settings_for, write_auth_file
 
     with serve(settings_for(letta_double, approving_agent, write_auth_file(tmp_path))) as url:
         async with client(url, "alice") as alice:

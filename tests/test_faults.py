@@ -16,7 +16,7 @@ from mcp import Client
 
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
-from tests.test_tools import SECRET, call, call_error, make_settings, text_of
+from tests.helpers.tools import SECRET, call, call_error, make_settings, text_of
 
 pytestmark = pytest.mark.anyio
 SEND = r"/v1/conversations/[^/]+/messages$"

@@ -26,7 +26,7 @@ from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import build_http_app, load_callers
 from letta_conversations_mcp.localstack.stack import free_port
 from letta_conversations_mcp.settings import Settings
-from tests.http_server import serving
+from tests.helpers.servers import serving
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdefgh"

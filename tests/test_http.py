@@ -26,7 +26,7 @@ from letta_conversations_mcp.access import Caller
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import BearerAuthMiddleware, build_http_app
 from letta_conversations_mcp.settings import Settings
-from tests.http_server import serving
+from tests.helpers.servers import serving
 
 TOKEN_ALL = "token-all-0123456789abcdef"
 TOKEN_LIMITED = "token-limited-0123456789ab"

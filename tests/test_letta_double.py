@@ -10,7 +10,7 @@ import time
 import httpx
 
 from letta_conversations_mcp.localstack.double import LettaDouble, parse_sse
-from tests.unit.conftest import read_sse
+from tests.helpers.captures import read_sse
 
 
 def send(double: LettaDouble, cid: str, text: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:

@@ -13,7 +13,7 @@ from mcp import Client
 
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
-from tests.test_tools import call, make_settings
+from tests.helpers.tools import call, make_settings
 
 pytestmark = pytest.mark.anyio
 

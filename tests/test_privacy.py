@@ -1,6 +1,6 @@
 """Multi-user privacy over real streamable HTTP (uvicorn on loopback) against the Letta double.
 
-Runs every scenario of ``tests/privacy_scenarios.py`` (own vs agent scope across all tools and
+Runs every scenario of ``tests/helpers/privacy.py`` (own vs agent scope across all tools and
 resources, forged summaries, forks, notifications, a restart) with servers configured the
 production way (an auth file and LETTA_MCP_OWNER_SECRET); "restart" is a new server instance on
 the same double. Also pins that each refusal is logged once, at INFO, without the token, and that
@@ -10,44 +10,27 @@ stdio-style use (no tokens) still sees everything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from mcp import Client
-from pydantic import SecretStr
 
-from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.http import build_http_app, load_callers
-from letta_conversations_mcp.settings import Settings
-from tests import privacy_scenarios
-from tests.http_server import serving
-from tests.privacy_scenarios import OWNER_SECRET, TOKENS, Harness, client, failure, ok, write_auth_file
+from tests.helpers import privacy as privacy_scenarios
+from tests.helpers.privacy import (
+    TOKENS,
+    Harness,
+    client,
+    failure,
+    ok,
+    serve,
+    settings_for,
+    write_auth_file,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-@contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """One server instance over HTTP, built as ``run_http`` builds it, on a free loopback port."""
-    server = build_server(settings)
-    with serving(build_http_app(server, settings, load_callers(settings))) as url:
-        yield url
-
-
-def settings_for(letta_double: Any, agent_id: str, auth_file: Path | None) -> Settings:
-    return Settings(
-        base_url=letta_double.base_url,
-        agent_id=agent_id,
-        api_key=SecretStr("sk-let-privacy-0003"),
-        owner_secret=SecretStr(OWNER_SECRET),
-        transport="streamable-http",
-        auth_file=auth_file,
-        wait_seconds=10,
-    )  # type: ignore[call-arg]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
 from letta_conversations_mcp.app import build_server
-from tests.test_tools import MISSING, SECRET, call, call_error, make_settings
+from tests.helpers.tools import MISSING, SECRET, call, call_error, make_settings
 
 pytestmark = pytest.mark.anyio
 UNKNOWN_AGENT = "agent-11111111-2222-4333-8444-555555555555"

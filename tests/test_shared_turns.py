@@ -26,7 +26,7 @@ from letta_conversations_mcp.localstack.valkey import ValkeyProcess
 from letta_conversations_mcp.settings import Settings
 from letta_conversations_mcp.turns import Turn, TurnManager
 from letta_conversations_mcp.validation import InvalidArgument
-from tests.test_tools import make_settings
+from tests.helpers.tools import make_settings
 
 pytestmark = pytest.mark.anyio
 

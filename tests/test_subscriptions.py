@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 
 from letta_conversations_mcp.app import build_server
-from tests.test_tools import call, make_settings
+from tests.helpers.tools import call, make_settings
 
 pytestmark = pytest.mark.anyio
 

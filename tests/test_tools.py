@@ -14,10 +14,7 @@ import pytest
 from mcp import Client
 
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.settings import Settings
-
-SECRET = "sk-let-in-memory-secret-0001"
-MISSING = "conv-00000000-0000-4000-8000-000000000000"
+from tests.helpers.tools import MISSING, call, call_error, make_settings, text_of
 
 
 @pytest.fixture(params=["auto", "legacy"])
@@ -25,36 +22,11 @@ def mode(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def make_settings(base_url: str, agent_id: str | None, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"base_url": base_url, "agent_id": agent_id, "api_key": SECRET, "wait_seconds": 10.0}
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture
 async def client(letta_double: Any, agent_id: str, mode: str) -> AsyncIterator[Client]:
     server = build_server(make_settings(letta_double.base_url, agent_id))
     async with Client(server, mode=mode) as c:
         yield c
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(getattr(b, "text", "") for b in result.content)
-
-
-async def call(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(name, arguments)
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def call_error(client: Client, name: str, **arguments: Any) -> str:
-    result = await client.call_tool(name, arguments)
-    assert result.is_error, f"expected an error from {name}, got {text_of(result)}"
-    text = text_of(result)
-    assert "Traceback" not in text and SECRET not in text
-    return text
 
 
 @pytest.mark.anyio

@@ -34,11 +34,18 @@ start another one (re-sending the user message would be refused, or worse, dupli
 
 In both eras: accept → the form's decision and optional reason; decline → deny with the reason
 "declined by the user"; cancel (or a host that never answers) → nothing is sent to Letta and the
-result says the request is still pending and how to answer it later. Hosts without the form
-elicitation capability (and agents delegating through this server) get the pending calls in the
-result and answer with ``respond_to_approval``; a decision for some calls (``tool_call_ids``) is
-kept until every call of the request has one, then all go out together. The ``deny`` and
-``approve`` policies answer in the turn task itself, before any result is built.
+result says the request is still pending and how to answer it later. A decline that comes back
+faster than a person could read the question (``LETTA_MCP_NO_DECISION_SECONDS``, 1 s) was made by
+no one: headless hosts such as ``codex exec`` decline every form on their own. It is treated like
+a cancel (:func:`is_no_decision`): nothing is denied, the pending calls come back in the result.
+Hosts without the form elicitation capability (and agents delegating through this server), and
+every host under the ``return`` policy, get the pending calls in the result and answer with
+``respond_to_approval``; a decision for some calls (``tool_call_ids``) is kept until every call of
+the request has one, then all go out together. The ``deny`` and ``approve`` policies answer in
+the turn task itself, before any result is built.
+
+Progress only increases across the whole call: one counter spans every wait of the call, and the
+2026 request_state carries its value, so the retry that brings the answers counts on from there.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from pydantic import BaseModel, Field
 
 from .validation import InvalidArgument
 
-Policy = Literal["ask", "deny", "approve"]
+Policy = Literal["ask", "return", "deny", "approve"]
 
 DECLINED_REASON = "declined by the user"
 CANCELLED_NOTE = (
@@ -68,7 +75,7 @@ CONFLICT_MARKER = "waiting for approval"
 #: Characters of one argument value shown to a person, and of all arguments together.
 VALUE_CHARS = 400
 ARGUMENTS_CHARS = 1_500
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class PendingCall(BaseModel):
@@ -178,8 +185,8 @@ def is_pending_conflict(error_text: str | None) -> bool:
 
 # -- deciding ----------------------------------------------------------------------------------
 def policy_decisions(policy: Policy, calls: Sequence[PendingCall]) -> list[Decision] | None:
-    """The automatic answers of the ``deny``/``approve`` policies; None under ``ask``."""
-    if policy == "ask" or not calls:
+    """The automatic answers of the ``deny``/``approve`` policies; None under ``ask`` and ``return``."""
+    if policy in ("ask", "return") or not calls:
         return None
     approve = policy == "approve"
     return [Decision(c.tool_call_id, approve, POLICY_REASONS[policy]) for c in calls]
@@ -206,6 +213,31 @@ def decide(
     return [Decision(i, approve, clean) for i in wanted]
 
 
+@dataclass(frozen=True)
+class NoDecision:
+    """Nobody decided (the form was cancelled, never answered, or declined by the host on its own)."""
+
+    note: str
+
+
+CANCELLED = NoDecision(CANCELLED_NOTE)
+
+
+def is_no_decision(action: str, seconds: float, threshold: float) -> bool:
+    """Whether a form's answer was made by no one: a decline faster than a person can answer."""
+    return action == "decline" and seconds < threshold
+
+
+def no_decision(seconds: float) -> NoDecision:
+    """The note for a decline the host made on its own (too fast for a person)."""
+    return NoDecision(
+        f"The host answered the approval question with decline after {seconds:.2f}s, faster than a person can "
+        "read it, so nobody decided (headless hosts such as codex exec answer every question on their own). "
+        "Nothing was sent to Letta: the tool calls are still pending. Ask your user, then answer them with "
+        "respond_to_approval."
+    )
+
+
 def from_form(call: PendingCall, action: str, form: ApprovalForm | None) -> Decision | None:
     """An elicitation outcome as a decision: accept → the form; decline → deny; cancel → None."""
     if action == "accept" and form is not None:
@@ -228,13 +260,28 @@ def approval_message(decisions: Sequence[Decision]) -> dict[str, Any]:
 
 
 # -- the 2026 round trip -----------------------------------------------------------------------
-def encode_state(turn_id: str, calls: Sequence[PendingCall]) -> str:
-    """The request_state of an approval round: which held turn, and which calls were asked."""
-    return json.dumps({"v": STATE_VERSION, "turn": turn_id, "calls": [c.tool_call_id for c in calls]})
+@dataclass(frozen=True)
+class HeldState:
+    """What an approval round's request_state holds (the SDK seals it: the client cannot change it)."""
+
+    turn_id: str
+    #: The tool_call_ids asked about.
+    calls: list[str]
+    #: The last progress value the call reported before asking.
+    progress: int = 0
+    #: When the question went out (epoch seconds): tells a person's answer from the host's own.
+    asked_at: float = 0.0
 
 
-def decode_state(state: str | None) -> tuple[str, list[str]] | None:
-    """(turn id, asked tool_call_ids) from a request_state this module wrote; None otherwise."""
+def encode_state(held: HeldState) -> str:
+    """The request_state of an approval round: which held turn, which calls were asked, progress so far, when."""
+    return json.dumps(
+        {"v": STATE_VERSION, "turn": held.turn_id, "calls": held.calls, "progress": held.progress, "at": held.asked_at}
+    )
+
+
+def decode_state(state: str | None) -> HeldState | None:
+    """The HeldState of a request_state this module wrote; None otherwise."""
     if not state:
         return None
     try:
@@ -244,7 +291,13 @@ def decode_state(state: str | None) -> tuple[str, list[str]] | None:
     if not isinstance(data, dict) or data.get("v") != STATE_VERSION or not isinstance(data.get("turn"), str):
         return None
     calls = data.get("calls")
-    return data["turn"], [str(c) for c in calls] if isinstance(calls, list) else []
+    progress, asked_at = data.get("progress"), data.get("at")
+    return HeldState(
+        turn_id=data["turn"],
+        calls=[str(c) for c in calls] if isinstance(calls, list) else [],
+        progress=progress if isinstance(progress, int) and progress >= 0 else 0,
+        asked_at=float(asked_at) if isinstance(asked_at, (int, float)) else 0.0,
+    )
 
 
 # -- rendering for people and models -----------------------------------------------------------

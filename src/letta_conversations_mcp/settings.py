@@ -89,13 +89,24 @@ class Settings(BaseSettings):
             "how many tools they show) (env LETTA_MCP_TOOLS)"
         ),
     )
-    approvals: Literal["ask", "deny", "approve"] = Field(
+    approvals: Literal["ask", "return", "deny", "approve"] = Field(
         default="ask",
         description=(
             "Tool calls a Letta agent may make only with a human's approval. ask: the host's user answers a form "
-            "where the host supports it, elsewhere the calling model answers with respond_to_approval; deny: "
+            "where the host supports it, elsewhere the calling model answers with respond_to_approval; return: "
+            "never ask a form, always return the pending calls for respond_to_approval (headless hosts); deny: "
             "refuse every call automatically; approve: run every call (trusted automation only) "
             "(env LETTA_MCP_APPROVALS)"
+        ),
+    )
+    no_decision_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description=(
+            "An approval form declined faster than this was declined by the host, not a person (codex exec "
+            "declines every form on its own): nothing is denied and the pending calls are returned. 0: every "
+            "decline denies (env LETTA_MCP_NO_DECISION_SECONDS)"
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -1,18 +1,15 @@
 """The real Letta stack, started once per test session for the end-to-end suite.
 
-Every test under tests/e2e is marked `e2e`. The suite is skipped only when LCM_SKIP_E2E=1 is set
-(the skip says so); a stack that fails to start fails the suite loudly.
+Every test under tests/e2e is marked `e2e`. The suite is skipped only when LCM_SKIP_E2E=1 is set:
+then every e2e test is skipped at collection (the skip says so), so no fixture runs, no npm install,
+no Letta start. A stack that fails to start fails the suite loudly.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,10 +19,16 @@ from letta_conversations_mcp.localstack.stack import LocalStack
 HERE = Path(__file__).parent
 
 
+SKIP_E2E = pytest.mark.skip(reason="LCM_SKIP_E2E=1: the end-to-end suite was skipped on request")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip = os.environ.get("LCM_SKIP_E2E") == "1"
     for item in items:
         if Path(str(item.fspath)).is_relative_to(HERE):
             item.add_marker(pytest.mark.e2e)
+            if skip:
+                item.add_marker(SKIP_E2E)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +47,6 @@ CONFORMANCE_VERSION = "0.1.16"
 def node_tools() -> dict[str, str]:
     """Node 22, the MCP Inspector CLI and the MCP conformance suite (independent MCP clients), from npm, cached."""
     import shutil
-    import subprocess
 
     from letta_conversations_mcp.localstack.stack import cache_root
 
@@ -79,35 +81,3 @@ def node_tools() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def inspector(node_tools: dict[str, str]) -> list[str]:
     return [node_tools["node"], node_tools["inspector"]]
-
-
-@contextmanager
-def http_server(**env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Our server as a streamable-HTTP subprocess on a free loopback port: (URL, process)."""
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "letta_conversations_mcp", "--transport", "streamable-http", "--port", str(port)],
-        env={**os.environ, "LETTA_MCP_LOG_LEVEL": "WARNING", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("our HTTP server did not start")
-                time.sleep(0.2)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.communicate(timeout=15)

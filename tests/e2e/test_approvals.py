@@ -27,7 +27,7 @@ from mcp_types import ElicitRequestParams, ElicitResult
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.settings import Settings
-from tests.approval_host import APPROVE, Host
+from tests.helpers.approval_host import APPROVE, Host
 
 pytestmark = pytest.mark.anyio
 
@@ -133,8 +133,9 @@ async def test_deny_with_a_reason(letta_stack: Any, approval_agent: str, mode: s
 
 
 async def test_decline_denies_with_the_reason_declined(letta_stack: Any, approval_agent: str) -> None:
-    host = Host({"action": "decline"})
-    async with Client(build_server(settings(letta_stack, approval_agent)), elicitation_callback=host) as client:
+    host = Host({"action": "decline"}, think=0.5)  # a person takes a moment
+    server = build_server(settings(letta_stack, approval_agent, no_decision_seconds=0.3))
+    async with Client(server, elicitation_callback=host) as client:
         cid = (await ok(client, "create_conversation"))["id"]
         turn = await ok(client, "send_message", conversation_id=cid, message="REMEMBER declined fact")
     assert turn["status"] == "completed"
@@ -142,6 +143,38 @@ async def test_decline_denies_with_the_reason_declined(letta_stack: Any, approva
         ("denied", "declined by the user")
     ]
     assert "User reason: declined by the user" in turn["steps"][-1]["tool_result"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_an_instant_decline_is_no_decision_and_the_calls_come_back(
+    letta_stack: Any, approval_agent: str, mode: str
+) -> None:
+    """Over real stdio, in both eras: a host that declines at once (codex exec) denies nothing."""
+    host = Host({"action": "decline"})
+    async with Client(stdio(letta_stack, approval_agent), mode=mode, elicitation_callback=host) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        turn, text, failed = await call(client, "send_message", conversation_id=cid, message=f"REMEMBER nobody {mode}")
+        assert not failed and turn["status"] == "awaiting_approval" and len(host.questions) == 1
+        assert "faster than a person" in text and [c["name"] for c in turn["pending_approvals"]] == ["memory_insert"]
+        assert [m["message_type"] for m in await history(letta_stack, cid)] == [
+            "user_message",
+            "approval_request_message",
+        ], "nothing was denied"
+        done = await ok(client, "respond_to_approval", conversation_id=cid, approve=True, reason="asked the user")
+    assert done["reply"] == f"noted: nobody {mode}"
+
+
+async def test_the_return_policy_returns_the_calls_to_a_host_that_could_ask(
+    letta_stack: Any, approval_agent: str
+) -> None:
+    host = Host(APPROVE)
+    params = stdio(letta_stack, approval_agent, LETTA_MCP_APPROVALS="return")
+    async with Client(params, elicitation_callback=host) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        turn = await ok(client, "send_message", conversation_id=cid, message="REMEMBER returned")
+        assert turn["status"] == "awaiting_approval" and host.questions == []
+        done = await ok(client, "respond_to_approval", conversation_id=cid, approve=True)
+    assert done["reply"] == "noted: returned" and host.questions == []
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -294,7 +327,7 @@ async def test_deny_policy_refuses_an_approval_through_the_tool(letta_stack: Any
 async def test_delegated_agent_gets_the_pending_result_and_answers_it(letta_stack: Any, approval_agent: str) -> None:
     """Agent A asks agent B (approval_agent) through this server over stdio, as Letta's MCP client
     (no elicitation): A's tool return lists B's pending call; A then answers with respond_to_approval."""
-    from tests.e2e.test_delegation import load_example
+    from tests.helpers.examples import load_example
 
     example = load_example()
     async with httpx.AsyncClient(base_url=letta_stack.base_url, timeout=120) as http:

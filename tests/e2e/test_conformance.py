@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import http_server
+from tests.helpers.servers import http_server
 
 SCENARIOS = [
     "server-initialize",

@@ -3,26 +3,14 @@ registered with Letta as a stdio MCP server) to ask agent B, and gets B's reply 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.helpers.examples import load_example
+
 pytestmark = pytest.mark.anyio
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "delegation.py"
-
-
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("delegation_example", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 async def test_agent_a_gets_agent_b_reply_through_our_server(letta_stack: Any) -> None:

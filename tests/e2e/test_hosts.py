@@ -21,8 +21,8 @@ from mcp import Client
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
-from tests.e2e.conftest import http_server
 from tests.e2e.hosts import RUNNERS, TOKEN, Target, install_hosts
+from tests.helpers.servers import http_server
 
 HOSTS = ("claude", "codex", "gemini")
 TRANSPORTS = ("stdio", "http")
@@ -271,21 +271,7 @@ def approval_agent(letta_stack: Any) -> str:
     return agent
 
 
-@pytest.mark.parametrize(
-    "host",
-    [
-        "claude",
-        pytest.param(
-            "codex",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="codex exec answers every elicitation with decline on its own and the server still denies the "
-                "call as 'declined by the user' (issue 18's headless policy, server side, not landed yet)",
-            ),
-        ),
-        "gemini",
-    ],
-)
+@pytest.mark.parametrize("host", HOSTS)
 def test_an_approval_through_what_the_host_offers(
     host: str,
     host_bins: dict[str, Path],
@@ -297,7 +283,8 @@ def test_an_approval_through_what_the_host_offers(
     """Headless, none of these hosts asks its user a form: the model gets the pending call and answers it.
 
     Claude Code -p and Gemini CLI do not elicit (the server returns the pending call with the
-    respond_to_approval step); codex exec declares elicitation and declines every form on its own.
+    respond_to_approval step); codex exec declares elicitation and declines every form on its own, at
+    once: that is nobody's decision, so the server returns the pending call too instead of denying it.
     """
     script = Script(
         (

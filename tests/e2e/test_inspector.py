@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import http_server
+from tests.helpers.servers import http_server
 
 TOKEN = "inspector-token-0123456789"
 

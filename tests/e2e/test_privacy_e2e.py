@@ -1,5 +1,5 @@
 """Multi-user privacy end to end: our server as a streamable-HTTP subprocess (auth file, owner
-secret) against the real Letta 0.16.8 stack, running every scenario of ``tests/privacy_scenarios.py``.
+secret) against the real Letta 0.16.8 stack, running every scenario of ``tests/helpers/privacy.py``.
 
 "Restart" here is a new server process on the same Letta. Conversations made "outside" are created
 with letta-client directly in Letta, as the ADE or another API client would. The Letta stack is
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from letta_client import AsyncLetta
 
-from tests import privacy_scenarios
-from tests.e2e.conftest import http_server
-from tests.privacy_scenarios import OWNER_SECRET, TOKENS, Harness, write_auth_file
+from tests.helpers import privacy as privacy_scenarios
+from tests.helpers.privacy import OWNER_SECRET, TOKENS, Harness, write_auth_file
+from tests.helpers.servers import http_server
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from letta_conversations_mcp.approvals import Decision
 from letta_conversations_mcp.streaming import STOP_REASON_ADVICE, TurnAggregator
-from tests.unit.conftest import CAPTURES, SSE_EVENT, parse_sse_text
+from tests.helpers.captures import CAPTURES, SSE_EVENT, parse_sse_text
 
 APPROVALS = CAPTURES / "approvals"
 FIRST_CALL = "call_c7284260316c"

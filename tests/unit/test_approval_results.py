@@ -8,7 +8,7 @@ from letta_conversations_mcp.approvals import Decision, PendingCall
 from letta_conversations_mcp.results import turn_result
 from letta_conversations_mcp.streaming import TurnAggregator
 from letta_conversations_mcp.turns import Turn
-from tests.unit.conftest import CAPTURES, SSE_EVENT, parse_sse_text
+from tests.helpers.captures import CAPTURES, SSE_EVENT, parse_sse_text
 
 APPROVALS = CAPTURES / "approvals"
 CALL = "call_c7284260316c"

@@ -14,7 +14,7 @@ from mcp.server.elicitation import render_elicitation_schema
 from letta_conversations_mcp import approvals
 from letta_conversations_mcp.approvals import ApprovalForm, Decision, PendingCall
 from letta_conversations_mcp.validation import InvalidArgument
-from tests.unit.conftest import CAPTURES, SSE_EVENT, parse_sse_text
+from tests.helpers.captures import CAPTURES, SSE_EVENT, parse_sse_text
 
 APPROVALS = CAPTURES / "approvals"
 FIRST_CALL = "call_c7284260316c"
@@ -160,6 +160,7 @@ def test_policy_decisions() -> None:
     denied = approvals.policy_decisions("deny", CALLS)
     assert denied is not None and [d.approve for d in denied] == [False, False]
     assert all("policy" in (d.reason or "") and "LETTA_MCP_APPROVALS=deny" in (d.reason or "") for d in denied)
+    assert approvals.policy_decisions("return", CALLS) is None
     approved = approvals.policy_decisions("approve", CALLS)
     assert approved is not None and all(d.approve and "policy" in (d.reason or "") for d in approved)
 
@@ -175,6 +176,15 @@ def test_elicitation_outcomes_become_decisions() -> None:
     assert approvals.from_form(call, "accept", None) is None
 
 
+def test_a_decline_faster_than_a_person_is_no_decision() -> None:
+    assert approvals.is_no_decision("decline", 0.05, 1.0)
+    assert not approvals.is_no_decision("decline", 1.5, 1.0), "a person's decline denies"
+    assert not approvals.is_no_decision("accept", 0.05, 1.0), "only declines are suspect"
+    assert not approvals.is_no_decision("decline", 0.0, 0.0), "0 turns the check off"
+    note = approvals.no_decision(0.02).note
+    assert "0.02s" in note and "still pending" in note and "respond_to_approval" in note and "declined" not in note
+
+
 def test_the_form_is_a_valid_elicitation_schema() -> None:
     schema = render_elicitation_schema(ApprovalForm)
     assert schema["required"] == ["decision"]
@@ -183,8 +193,9 @@ def test_the_form_is_a_valid_elicitation_schema() -> None:
 
 
 def test_request_state_round_trip() -> None:
-    state = approvals.encode_state("turn-1", CALLS)
-    assert approvals.decode_state(state) == ("turn-1", TWO_CALLS)
+    held = approvals.HeldState("turn-1", TWO_CALLS, progress=3, asked_at=1700000000.5)
+    assert approvals.decode_state(approvals.encode_state(held)) == held
+    assert approvals.decode_state(json.dumps({"v": 2, "turn": "t", "progress": -1})) == approvals.HeldState("t", [])
     assert approvals.decode_state(None) is None
     assert approvals.decode_state("not json") is None
     assert approvals.decode_state(json.dumps({"v": 99, "turn": "t"})) is None

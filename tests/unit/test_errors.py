@@ -9,7 +9,7 @@ import letta_client
 import pytest
 
 from letta_conversations_mcp.errors import DeliveryUnknown, LettaRequestError, Target, describe, redact, safe_url
-from tests.unit.conftest import read_json, read_sse, read_status
+from tests.helpers.captures import read_json, read_sse, read_status
 
 BASE = "https://user:pass@letta.example.com/?token=abc#frag"
 CONV_ID = "conv-00000000-0000-4000-8000-000000000000"

@@ -255,6 +255,16 @@ def test_approvals_from_environment_and_flag(monkeypatch: pytest.MonkeyPatch) ->
     assert Settings().approvals == "deny"
     assert cli("--approvals", "approve").approvals == "approve", "the flag wins over the environment"
     assert cli().approvals == "deny"
+    assert cli("--approvals", "return").approvals == "return"
+
+
+def test_no_decision_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().no_decision_seconds == 1.0
+    monkeypatch.setenv("LETTA_MCP_NO_DECISION_SECONDS", "0")
+    assert Settings().no_decision_seconds == 0
+    monkeypatch.setenv("LETTA_MCP_NO_DECISION_SECONDS", "-1")
+    with pytest.raises(ValidationError):
+        Settings()
 
 
 def test_approve_policy_warns_at_start() -> None:
@@ -267,4 +277,4 @@ def test_unknown_approval_policy_is_rejected(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("LETTA_MCP_APPROVALS", "maybe")
     with pytest.raises(ValidationError) as caught:
         Settings()
-    assert "approvals" in str(caught.value) and "'ask', 'deny' or 'approve'" in str(caught.value)
+    assert "approvals" in str(caught.value) and "'ask', 'return', 'deny' or 'approve'" in str(caught.value)

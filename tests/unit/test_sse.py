@@ -11,7 +11,7 @@ import letta_client
 import pytest
 
 from letta_conversations_mcp.gateway import sse_frames
-from tests.unit.conftest import CAPTURES
+from tests.helpers.captures import CAPTURES
 
 pytestmark = pytest.mark.anyio
 

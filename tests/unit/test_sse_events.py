@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from letta_conversations_mcp.localstack.sse import DONE, Event, encode, events, parse_sse
-from tests.unit.conftest import capture_path
+from tests.helpers.captures import capture_path
 
 
 def test_encode_reads_back_as_the_same_events() -> None:

@@ -18,8 +18,8 @@ from letta_conversations_mcp.streaming import (
     text_of,
     tool_call_of,
 )
-from tests.unit import conftest
-from tests.unit.conftest import SSE_EVENT, parse_sse_text, read_sse
+from tests.helpers import captures
+from tests.helpers.captures import SSE_EVENT, parse_sse_text, read_sse
 
 Frames = Callable[[str], list[dict[str, Any]]]
 
@@ -79,12 +79,12 @@ def test_capture_parser_joins_multiline_data_and_ignores_comments() -> None:
 
 
 def test_missing_captures_fail_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(conftest, "CAPTURES", tmp_path / "nowhere")
+    monkeypatch.setattr(captures, "CAPTURES", tmp_path / "nowhere")
     with pytest.raises(pytest.fail.Exception, match=r"in tests/data/letta of the repository"):
-        conftest.load_frames("send_plain.sse")
-    monkeypatch.setattr(conftest, "CAPTURES", tmp_path)
+        captures.load_frames("send_plain.sse")
+    monkeypatch.setattr(captures, "CAPTURES", tmp_path)
     with pytest.raises(pytest.fail.Exception, match=r"capture .*send_plain.sse is missing"):
-        conftest.read_json("send_plain.sse")
+        captures.read_json("send_plain.sse")
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from letta_conversations_mcp.transcripts import (
     render_memory,
     view_size,
 )
-from tests.unit.conftest import read_json
+from tests.helpers.captures import read_json
 
 RUN = "run-eec29214-65fe-4e5e-b52b-1ae2906a3975"
 

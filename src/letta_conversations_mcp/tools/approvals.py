@@ -2,7 +2,7 @@
 
 ``report`` follows every wait on a turn (send_message, wait_for_reply, respond_to_approval). When
 the turn is parked for approval, the policy is ``ask`` and the host declared form elicitation, the
-user is asked once per pending call and the same turn continues: on protocol 2026-07-28 through an
+user is asked once per pending call (a decline faster than a person answers counts as no decision) and the same turn continues: on protocol 2026-07-28 through an
 ``InputRequiredResult`` whose retry :func:`continue_answered` picks up, on 2025 connections with a
 mid-call ``ctx.elicit``. Otherwise the result lists the pending calls and how to answer them. Why
 the two eras differ, and why the retry must never send the message again: ``approvals.py``.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 import anyio
@@ -24,7 +25,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import Field, ValidationError
 
 from .. import approvals, validation
-from ..approvals import ApprovalForm, Decision, PendingCall
+from ..approvals import ApprovalForm, Decision, HeldState, NoDecision, PendingCall
 from ..errors import LettaRequestError
 from ..models import SendResult
 from ..results import turn_result
@@ -156,8 +157,7 @@ async def continue_answered(state: AppState, ctx: Context) -> Turn | CallToolRes
     held = approvals.decode_state(ctx.request_state)
     if held is None:
         return None
-    turn_id, asked = held
-    turn = await state.turns.lookup(turn_id)
+    turn = await state.turns.lookup(held.turn_id)
     if turn is None:
         raise InvalidArgument(
             "the approval answers refer to a turn this server no longer holds (it restarted); the request is still "
@@ -166,21 +166,30 @@ async def continue_answered(state: AppState, ctx: Context) -> Turn | CallToolRes
     await state.access.authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id)
     if turn.state != "awaiting_approval":
         return turn  # answered meanwhile (e.g. respond_to_approval): follow the turn on
-    calls = [c for c in turn.pending_approvals if c.tool_call_id in asked]
-    decisions = _answers(calls, ctx.input_responses or {})
-    if decisions is None or not calls:
-        return _result(state, turn, finished=True, waited=0.0, note=approvals.CANCELLED_NOTE)
+    calls = [c for c in turn.pending_approvals if c.tool_call_id in held.calls]
+    seconds = max(0.0, time.time() - held.asked_at)
+    decisions = _answers(calls, ctx.input_responses or {}, seconds, state.settings.no_decision_seconds)
+    if isinstance(decisions, NoDecision) or not calls:
+        note = decisions.note if isinstance(decisions, NoDecision) else approvals.CANCELLED_NOTE
+        return _result(state, turn, finished=True, waited=0.0, note=note)
     await state.turns.decide(turn, decisions)
     return turn
 
 
-def _answers(calls: list[PendingCall], responses: Mapping[str, object]) -> list[Decision] | None:
-    """Decisions from the client's answers; None when any call was cancelled or left unanswered."""
+def _answers(
+    calls: list[PendingCall], responses: Mapping[str, object], seconds: float, threshold: float
+) -> list[Decision] | NoDecision:
+    """Decisions from the client's answers (given ``seconds`` after the question went out).
+
+    NoDecision when any call was cancelled or left unanswered, or declined faster than a person answers.
+    """
     decisions: list[Decision] = []
     for call in calls:
         response = responses.get(call.tool_call_id)
         if not isinstance(response, ElicitResult):
-            return None
+            return approvals.CANCELLED
+        if approvals.is_no_decision(response.action, seconds, threshold):
+            return approvals.no_decision(seconds)
         form: ApprovalForm | None = None
         if response.action == "accept":
             try:
@@ -192,17 +201,19 @@ def _answers(calls: list[PendingCall], responses: Mapping[str, object]) -> list[
                 ) from None
         decision = approvals.from_form(call, response.action, form)
         if decision is None:
-            return None
+            return approvals.CANCELLED
         decisions.append(decision)
     return decisions
 
 
-async def _ask_now(ctx: Context, calls: list[PendingCall], agent: str) -> list[Decision] | None:
-    """2025 era: one mid-call form per pending call. None when one was cancelled or never answered."""
+async def _ask_now(ctx: Context, calls: list[PendingCall], agent: str, threshold: float) -> list[Decision] | NoDecision:
+    """2025 era: one mid-call form per pending call. NoDecision when one was cancelled, never answered,
+    or declined faster than a person answers (the host's own answer)."""
     decisions: list[Decision] = []
     for index, call in enumerate(calls, 1):
         message = approvals.question(call, agent=agent, index=index, total=len(calls))
         outcome = None
+        started = time.monotonic()
         with anyio.move_on_after(ELICIT_SECONDS):
             try:
                 outcome = await ctx.elicit(message, ApprovalForm)
@@ -214,16 +225,20 @@ async def _ask_now(ctx: Context, calls: list[PendingCall], agent: str) -> list[D
                     "Letta. Answer with respond_to_approval"
                 ) from None
         if outcome is None:
-            return None
+            return approvals.CANCELLED
+        seconds = time.monotonic() - started
+        if approvals.is_no_decision(outcome.action, seconds, threshold):
+            log.info("approval form declined after %.2fs: counted as no decision", seconds)
+            return approvals.no_decision(seconds)
         form = outcome.data if isinstance(outcome, AcceptedElicitation) else None
         decision = approvals.from_form(call, outcome.action, form)
         if decision is None:
-            return None
+            return approvals.CANCELLED
         decisions.append(decision)
     return decisions
 
 
-def _input_required(turn: Turn, calls: list[PendingCall], agent: str) -> InputRequiredResult:
+def _input_required(turn: Turn, calls: list[PendingCall], agent: str, progress: int) -> InputRequiredResult:
     """2026-07-28: the questions go back as the call's result; the turn stays held by the TurnManager."""
     schema = render_elicitation_schema(ApprovalForm)
     requests = {
@@ -234,7 +249,8 @@ def _input_required(turn: Turn, calls: list[PendingCall], agent: str) -> InputRe
         )
         for index, call in enumerate(calls, 1)
     }
-    return InputRequiredResult(input_requests=dict(requests), request_state=approvals.encode_state(turn.turn_id, calls))
+    held = HeldState(turn.turn_id, [c.tool_call_id for c in calls], progress=progress, asked_at=time.time())
+    return InputRequiredResult(input_requests=dict(requests), request_state=approvals.encode_state(held))
 
 
 async def _agent_label(state: AppState, turn: Turn) -> str:
@@ -251,24 +267,44 @@ async def _agent_label(state: AppState, turn: Turn) -> str:
 
 
 # -- waiting and reporting -----------------------------------------------------------------------
+@dataclass
+class ProgressCounter:
+    """The call's progress notifications: one count for every wait of the call, so it only increases.
+
+    A 2026 retry starts where the asking round stopped (its request_state carries the count).
+    """
+
+    ctx: Context
+    count: int = 0
+
+    async def __call__(self, note: Progress) -> None:
+        self.count += 1
+        try:
+            await self.ctx.report_progress(self.count, None, note.message)
+        except Exception:  # a host that went away must not break the turn
+            log.debug("progress notification failed", exc_info=True)
+
+
 async def report(
     state: AppState, ctx: Context, turn: Turn, wait_seconds: float | None, *, cancel_on_abort: bool
 ) -> Outcome:
     """Wait for the turn (bounded, with progress); settle an approval stop by asking, or report it."""
     policy_asks = state.settings.approvals == "ask"
+    held = approvals.decode_state(ctx.request_state)
+    progress = ProgressCounter(ctx, held.progress if held else 0)
     for _ in range(ROUNDS):
         started = time.monotonic()
-        finished = await _wait(state, ctx, turn, wait_seconds, cancel_on_abort=cancel_on_abort)
+        finished = await _wait(state, turn, wait_seconds, progress, cancel_on_abort=cancel_on_abort)
         waited = time.monotonic() - started
         if not (finished and turn.state == "awaiting_approval" and policy_asks and can_ask(ctx)):
             return await _final(state, turn, finished=finished, waited=waited)
         calls = turn.pending_approvals
         agent = await _agent_label(state, turn)
         if is_modern(ctx):
-            return _input_required(turn, calls, agent)
-        decisions = await _ask_now(ctx, calls, agent)
-        if decisions is None:
-            return _result(state, turn, finished=True, waited=waited, note=approvals.CANCELLED_NOTE)
+            return _input_required(turn, calls, agent, progress.count)
+        decisions = await _ask_now(ctx, calls, agent, state.settings.no_decision_seconds)
+        if isinstance(decisions, NoDecision):
+            return _result(state, turn, finished=True, waited=waited, note=decisions.note)
         await state.turns.decide(turn, decisions)
         cancel_on_abort = False  # the user's answer is on its way: a host that gives up must not undo it
     return await _final(state, turn, finished=turn.done.is_set(), waited=0.0)
@@ -283,19 +319,14 @@ async def _report_or_result(
 
 
 async def _wait(
-    state: AppState, ctx: Context, turn: Turn, wait_seconds: float | None, *, cancel_on_abort: bool
+    state: AppState,
+    turn: Turn,
+    wait_seconds: float | None,
+    progress: ProgressCounter,
+    *,
+    cancel_on_abort: bool,
 ) -> bool:
     budget = state.settings.wait_seconds if wait_seconds is None else wait_seconds
-    count = 0
-
-    async def progress(note: Progress) -> None:
-        nonlocal count
-        count += 1
-        try:
-            await ctx.report_progress(count, None, note.message)
-        except Exception:  # a host that went away must not break the turn
-            log.debug("progress notification failed", exc_info=True)
-
     try:
         return await state.turns.wait(turn, budget, progress)
     except anyio.get_cancelled_exc_class():

@@ -17,7 +17,7 @@ import json
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,13 @@ import httpx2
 import mcp_types as types
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
 
+from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.http import build_http_app, load_callers
 from letta_conversations_mcp.ownership import OwnerKey
+from letta_conversations_mcp.settings import Settings
+from tests.helpers.servers import serving
 
 TOKENS = {
     "alice": "alice-token-0123456789abcdef",
@@ -369,3 +374,23 @@ SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
 
 def scenario_ids() -> Iterator[str]:
     return (s.__name__ for s in SCENARIOS)
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[str]:
+    """One server instance over HTTP, built as ``run_http`` builds it, on a free loopback port."""
+    server = build_server(settings)
+    with serving(build_http_app(server, settings, load_callers(settings))) as url:
+        yield url
+
+
+def settings_for(letta_double: Any, agent_id: str, auth_file: Path | None) -> Settings:
+    return Settings(
+        base_url=letta_double.base_url,
+        agent_id=agent_id,
+        api_key=SecretStr("sk-let-privacy-0003"),
+        owner_secret=SecretStr(OWNER_SECRET),
+        transport="streamable-http",
+        auth_file=auth_file,
+        wait_seconds=10,
+    )  # type: ignore[call-arg]

@@ -1,0 +1,8 @@
+"""What several test modules share, so that no test module imports from another.
+
+- ``tools``: settings for the server under test and calling its tools through an SDK client
+- ``captures``: the recorded Letta frames in ``tests/data/letta``
+- ``servers``: our streamable HTTP server in a thread or as a subprocess, on a free loopback port
+- ``approval_host``: a scripted host answering elicitations
+- ``privacy``: the privacy scenarios run against the double and the real stack
+"""
