@@ -157,10 +157,11 @@ class Relay:
             if isinstance(message, dict) and "id" in message:
                 request_id = json.dumps(message["id"])
                 key = self._watch.pop(request_id, None)
+                sent = self._answered.pop(request_id, None)
                 result = message.get("result")
-                if key is not None and result is not None and result != self._answered.get(request_id):
+                if key is not None and result is not None and result != sent:
                     self.answers.put(key, result)
-                if request_id in self._answered:
+                if sent is not None:
                     return  # answered already, from the cache
         self._write(line.encode())
 

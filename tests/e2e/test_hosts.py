@@ -21,7 +21,7 @@ from mcp import Client
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
-from tests.e2e.hosts import RUNNERS, TOKEN, Target, install_hosts
+from tests.e2e.hosts import RUNNERS, TOKEN, Target, install_hosts, run_codex
 from tests.helpers.servers import http_server
 
 HOSTS = ("claude", "codex", "gemini")
@@ -242,7 +242,35 @@ def test_a_70s_turn_comes_back_running_and_is_collected_with_wait_for_reply(
 
 
 RECORDS: dict[tuple[str, str, str], Exchange] = {}
+
+
 #: Schema keywords each host dropped from our input schemas (none of them carried meaning the description lacks).
+def test_codex_with_a_default_entry_offers_our_tools_on_its_first_turn(
+    host_bins: dict[str, Path], host_model: HostModelServer, server_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`codex exec` gives a server that is not `required` about a second to list its tools, then starts
+    the model's turn without them. Each run starts a new server process; the first start of a
+    configuration fills the answers cache (fast_start.py), and from then on the handshake and the
+    tool list are answered before the SDK is even imported. The entry holds only command, args, env."""
+    cache = tmp_path / "cache"  # one user's cache across runs (each run gets a new HOME here)
+    target = Target("stdio", {**server_env, "LETTA_MCP_LOG_LEVEL": "WARNING", "XDG_CACHE_HOME": str(cache)})
+    offered: list[bool] = []
+    for attempt in range(3):
+        host_model.model.play(Script((Call("list_agents"),), final="done"))
+        home = tmp_path / f"codex-{attempt}"
+        home.mkdir()
+        run = run_codex(host_bins["codex"], home, host_model.url, target, "List the agents.", default_entry=True)
+        assert run.returncode == 0, run.describe()
+        exchanges = host_model.model.exchanges
+        assert exchanges, run.describe()
+        offered.append(exchanges[0].main)
+        if attempt:
+            seen = [sorted(e.tools) for e in exchanges]
+            assert exchanges[0].main, f"run {attempt + 1}: Codex's first request had no tools of ours: {seen}"
+            assert any("agent" in r for r in host_model.model.last().results), host_model.model.last().results
+    print(f"codex default entry, our tools on the first turn of runs 1-3: {offered}")  # run 1: cache cold
+
+
 DROPPED: dict[str, set[str]] = {}
 
 
