@@ -20,6 +20,7 @@ from letta_conversations_mcp.errors import (
     BackgroundUnavailable,
     Busy,
     LettaRequestError,
+    Malformed,
     NotFound,
     Rejected,
     ServerFailed,
@@ -93,7 +94,7 @@ def status(code: int, body: Any, **headers: str) -> Handler:
         (status(502, {"detail": "bad gateway"}), ServerFailed, True),
         (status(500, {"detail": "Background streaming requires Redis to be running."}), BackgroundUnavailable, True),
         (cut, StreamBroken, True),
-        (lambda r: httpx.Response(200, content=b"data: {not json\n\n"), StreamBroken, True),
+        (lambda r: httpx.Response(200, content=b"data: {not json\n\n"), Malformed, True),
     ],
 )
 async def test_send_failures_that_may_have_stored_the_message(handler: Handler, kind: type, stored: bool) -> None:

@@ -13,6 +13,7 @@ from letta_conversations_mcp.localstack.host_models import (
     Script,
     ScriptError,
     anthropic_exchange,
+    chat_exchange,
     find,
     gemini_exchange,
     instance,
@@ -141,3 +142,51 @@ def test_a_script_the_model_cannot_follow_is_reported_not_guessed() -> None:
         assert server.model.errors and "conv-" in server.model.errors[0]
         with pytest.raises(AssertionError, match="never offered our tools"):
             HostModelServer().model.last()
+
+
+def test_chat_completions_read_tools_and_tool_results_as_letta_code_sends_them() -> None:
+    bash = {"type": "function", "function": {"name": "Bash", "description": "runs", "parameters": {"type": "object"}}}
+    exchange = chat_exchange(
+        {
+            "tools": [bash],
+            "messages": [
+                {"role": "system", "content": "you are"},
+                {"role": "user", "content": [{"type": "text", "text": "<system-reminder>x</system-reminder>go"}]},
+                {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ran it"},
+            ],
+        }
+    )
+    assert list(exchange.tools) == ["Bash"] and exchange.tools["Bash"].description == "runs"
+    assert exchange.results == ["ran it"] and exchange.offers("Bash") and not exchange.main
+
+
+def test_chat_completions_play_a_shell_script_streamed_and_not() -> None:
+    script = Script(
+        (Call("Bash", {"command": "letta mcp tools", "description": "list"}),), final="shell done", marker="Bash"
+    )
+    bash = {"type": "function", "function": {"name": "Bash", "parameters": {"type": "object"}}}
+    with HostModelServer() as server:
+        server.model.play(script)
+        body = {"model": "scripted", "tools": [bash], "messages": [{"role": "user", "content": "go"}]}
+        options = {"stream": True, "stream_options": {"include_usage": True}}
+        frames, _ = parse_sse(httpx.post(f"{server.url}/v1/chat/completions", json={**body, **options}).text)
+        calls = [call for f in frames for c in f["choices"] for call in c["delta"].get("tool_calls", [])]
+        assert calls[0]["function"]["name"] == "Bash" and calls[0]["id"].startswith("call_")
+        arguments = "".join(call["function"].get("arguments", "") for call in calls)
+        assert json.loads(arguments) == {"command": "letta mcp tools", "description": "list"}
+        assert [c["finish_reason"] for f in frames for c in f["choices"]][-1] == "tool_calls"
+        assert frames[-1]["choices"] == [] and frames[-1]["usage"]["total_tokens"] > 0
+
+        call_id = calls[0]["id"]
+        body["messages"] += [
+            {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function"}]},
+            {"role": "tool", "tool_call_id": call_id, "content": "mcp__letta__send_message"},
+        ]
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json=body).json()
+        assert reply["choices"][0]["message"] == {"role": "assistant", "content": "shell done"}
+        assert reply["choices"][0]["finish_reason"] == "stop"
+
+        side = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "scripted", "messages": []}).json()
+        assert side["choices"][0]["message"]["content"] == "ok"
+        assert len(server.model.main_exchanges()) == 2 and not server.model.errors

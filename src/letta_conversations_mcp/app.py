@@ -1,7 +1,7 @@
 """The MCP server: its lifespan (one gateway, coordinator and turn manager per process) and what it exposes.
 
-``build_server`` registers the tools and resources listed below, each wrapped once in the error
-path of ``failures.py``. ``--tools core`` exposes ``CORE_TOOLS``; ``--tools all`` (the default)
+``build_server`` registers the tools, resources and prompts listed below, each wrapped once in the
+error path of ``failures.py``, and completions for their ids. ``--tools core`` exposes ``CORE_TOOLS``; ``--tools all`` (the default)
 also ``ALL_ONLY_TOOLS``.
 """
 
@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from . import resources
+from . import completions, prompts, resources
 from .access import Access, owner_key
 from .coordination import create_coordinator
 from .failures import guard_resource, guard_tool
@@ -92,6 +92,9 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
             guard_resource(res.fn, secrets)
         )
     resources.enable_subscriptions(server)
+    resources.enable_listing(server, secrets)
+    names = prompts.register(server, secrets)
+    completions.enable_completions(server, secrets, templates={r.uri for r in RESOURCES}, prompts=names)
     return server
 
 

@@ -15,8 +15,11 @@ types, never on status codes, bodies or exception chains:
 - ``StreamBroken``: the request went out and the answer did not come back whole.
 - ``ServerFailed``: 5xx. ``BackgroundUnavailable``: the 5xx of a background send on a Letta
   without Redis.
+- ``Malformed``: a ``StreamBroken`` whose stream arrived but was not valid SSE/JSON (not an outage).
 - ``DeliveryUnknown``: raised by the turn logic, not the gateway: the message may or may not be
   stored and checking failed.
+- ``Interrupted``: raised by the turn logic: Letta stayed unreachable for too long while a turn whose
+  message it holds (or may hold) was followed. Never final: ``wait_for_reply`` follows it again.
 
 ``may_be_stored`` on ``StreamBroken`` and ``ServerFailed`` is true when the request was a message
 send that may have reached Letta.
@@ -90,6 +93,10 @@ class StreamBroken(LettaRequestError):
         return "the connection to Letta broke"
 
 
+class Malformed(StreamBroken):
+    """The answer arrived but was not a valid stream (a frame that is not JSON): Letta is up."""
+
+
 class ServerFailed(LettaRequestError):
     """Letta answered with a server error (5xx)."""
 
@@ -108,6 +115,11 @@ class BackgroundUnavailable(ServerFailed):
 
 class DeliveryUnknown(LettaRequestError):
     """The message may or may not be stored, and checking Letta's history did not settle it."""
+
+
+class Interrupted(LettaRequestError):
+    """Letta was unreachable for longer than this server waits while following a turn; the message is
+    (or may be) stored. Not a final answer: ``TurnManager.revive`` follows the turn again."""
 
 
 def _str_or_none(value: object) -> str | None:
@@ -187,8 +199,8 @@ def _stream_error_sentence(body: dict[str, Any]) -> str:
         text += f"; Letta says: {detail[:300]}"
     if error_type == "llm_error":
         text += (
-            ". The agent's model provider failed: try again in a moment, and if it keeps failing check "
-            "the agent's model and provider key in Letta"
+            ". The agent's model provider failed: if it keeps failing, check the agent's model and "
+            "provider key in Letta"
         )
     return text
 

@@ -6,7 +6,8 @@ Tool and resource bodies just raise: ``validation.InvalidArgument`` (bad input),
 and ``guard_resource`` wrap each handler once, at registration, and turn those into ``ToolError``
 (the SDK answers an ``isError`` result with the message) or ``ResourceError`` (the SDK answers a
 JSON-RPC error with the message; ``ResourceNotFoundError`` for unknown or malformed ids), with the
-configured secrets redacted. Anything else is a bug: the SDK logs it and tells the host only that
+configured secrets redacted. ``guard_request`` does the same for a request handler registered on the
+lowlevel server (``resources/list``, ``completion/complete``, prompts): ``MCPError`` with the message. Anything else is a bug: the SDK logs it and tells the host only that
 the handler failed.
 """
 
@@ -17,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
 from .access import AccessDenied
 from .errors import LettaRequestError, NotFound, redact
@@ -65,3 +68,19 @@ def guard_resource(fn: Callable[P, Awaitable[R]], secrets: list[str]) -> Callabl
             raise ResourceError(message_of(exc, secrets)) from None
 
     return resource
+
+
+def guard_request(fn: Callable[P, Awaitable[R]], secrets: list[str]) -> Callable[P, Awaitable[R]]:
+    """``fn`` with expected failures raised as ``MCPError``: bad input (a malformed id or cursor, an
+    unknown or unreachable id) as invalid params (-32602), a Letta failure as internal error (-32603)."""
+
+    @functools.wraps(fn)
+    async def handler(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except (NotFound, InvalidArgument, AccessDenied) as exc:
+            raise MCPError(INVALID_PARAMS, message_of(exc, secrets)) from None
+        except EXPECTED as exc:
+            raise MCPError(INTERNAL_ERROR, message_of(exc, secrets)) from None
+
+    return handler

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from . import approvals
-from .errors import LettaRequestError, StreamBroken, Target, describe, safe_url
+from .errors import LettaRequestError, Malformed, Target, describe, safe_url
 from .settings import Settings
 
 if TYPE_CHECKING:  # letta-client is imported on the first request, not at start-up (fast_start.py)
@@ -127,7 +127,7 @@ class LettaGateway:
         except ValueError as exc:  # a stream frame that is not JSON: the answer did not come back whole
             text = f"Letta at {safe_url(self.base_url)} sent a malformed stream while trying to {target.action}"
             log.info("Letta stream malformed (%s): %s", type(exc).__name__, text)
-            raise StreamBroken(text, may_be_stored=send) from None
+            raise Malformed(text, may_be_stored=send) from None
         except Exception as exc:
             error = describe(exc, target=target, base_url=self.base_url, send=send)
             log.info("Letta request failed (%s): %s", type(exc).__name__, error.message)
@@ -179,14 +179,18 @@ class LettaGateway:
             await self.get_conversation(conversation_id)
 
     async def list_conversations(
-        self, *, agent_id: str, limit: int, after: str | None, summary_search: str | None
+        self, *, agent_id: str | None, limit: int, after: str | None, summary_search: str | None
     ) -> list[Frame]:
-        kwargs: dict[str, Any] = {"agent_id": agent_id, "limit": limit}
+        """One page, newest first: of ``agent_id``'s conversations, or of every agent's when None."""
+        kwargs: dict[str, Any] = {"limit": limit}
+        if agent_id:
+            kwargs["agent_id"] = agent_id
         if after:
             kwargs["after"] = after
         if summary_search:
             kwargs["summary_search"] = summary_search
-        async with self._translate(Target("agent", agent_id, "list conversations")):
+        target = Target("agent", agent_id, "list conversations") if agent_id else Target("conversation", after)
+        async with self._translate(target):
             result = await self._client.conversations.list(**kwargs)
             return [as_dict(c) for c in result]
 
@@ -305,6 +309,20 @@ class LettaGateway:
     async def get_run(self, run_id: str) -> Frame:
         async with self._translate(Target("run", run_id, "read the run")):
             return as_dict(await self._client.runs.retrieve(run_id))
+
+    async def latest_run(self, conversation_id: str, *, agent_id: str | None) -> Frame | None:
+        """The conversation's newest run (the agent's default conversation when ``conversation_id`` is
+        "default"), from Letta itself: what a new server process knows of the latest turn. None: no run yet."""
+        scope: dict[str, Any] = {"agent_id": agent_id} if conversation_id == "default" else {}
+        if conversation_id != "default":
+            scope["conversation_id"] = conversation_id
+        async with self._translate(Target("conversation", conversation_id, "find its latest run")):
+            page = await self._client.runs.list(**scope, order="desc", limit=20)
+        for run in page.items:
+            data = as_dict(run)
+            if conversation_id != "default" or not data.get("conversation_id"):
+                return data
+        return None
 
     async def cancel(self, conversation_id: str, *, agent_id: str | None) -> Frame:
         kwargs: dict[str, Any] = {}

@@ -1,5 +1,10 @@
 """MCP resources: conversation transcripts (Markdown and JSON), the agent's default-conversation
-transcript, and the agent's memory blocks; plus change notifications for transcripts.
+transcript, and the agent's memory blocks; the concrete ones a caller may reach (``resources/list``);
+plus change notifications for transcripts.
+
+``resources/list`` answers per caller: on its first page the memory (and, for callers that see
+everything, the default-conversation transcript) of the agents it may use, then the transcripts of
+the conversations it may reach, newest first, ``LIST_PAGE`` at a time with a cursor (``catalog.py``).
 
 After each turn, subscribers learn that the conversation's transcripts changed: 2026-era clients
 through ``subscriptions/listen`` (the SDK's bus), legacy clients through ``resources/subscribe``
@@ -19,11 +24,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
-from . import validation
+from . import catalog, validation
+from .access import Caller, caller
 from .coordination import Event
+from .failures import guard_request
+from .gateway import LettaGateway
 from .models import transcript_uri
 from .state import AppState, app_state
-from .transcripts import MessageView, message_view, render_json, render_markdown, render_memory, view_size
+from .transcripts import MessageView, fit, message_view, render_json, render_markdown, render_memory, view_size
 from .turns import Turn
 
 log = logging.getLogger(__name__)
@@ -150,6 +158,113 @@ async def _transcript_page(
         if len(raw) < page_size or not views:
             return views, None
         cursor = views[-1].id
+
+
+#: How many of the newest messages ``recent_transcript`` reads (prompts embed them).
+RECENT_MESSAGES = 40
+
+
+async def recent_transcript(ctx: Context, conversation_id: str, agent_id: str | None) -> str:
+    """The newest messages of a conversation the caller may reach, oldest first, in Markdown, within
+    the size cap, ending with where the earlier ones are when there are more."""
+    state = app_state(ctx)
+    conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
+    await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
+    raw = await state.gateway.list_messages(conversation_id, agent_id=agent, limit=RECENT_MESSAGES, order="desc")
+    if not raw:
+        await state.gateway.confirm_conversation(conversation_id)
+    views, cut = fit((message_view(m) for m in raw), state.settings.max_result_chars)
+    uri = transcript_uri(conversation_id, agent)
+    title = (
+        f"Conversation {conversation_id}" if conversation_id != "default" else f"Agent {agent} (default conversation)"
+    )
+    earlier = cut or len(raw) == RECENT_MESSAGES
+    return render_markdown(
+        list(reversed(views)),
+        title=title,
+        subtitle=f"the latest {len(views)} message(s), oldest first",
+        continuation=f"Earlier messages: read {uri}." if earlier else None,
+    )
+
+
+# -- the concrete resources a caller may reach -------------------------------------------------
+#: Conversation transcripts per ``resources/list`` page, and agents whose resources open the first page.
+LIST_PAGE = 50
+LIST_AGENTS = 10
+
+
+async def list_reachable(state: AppState, who: Caller, cursor: str | None) -> mcp_types.ListResourcesResult:
+    """One ``resources/list`` page for ``who``: agent resources first (first page only), then transcripts."""
+    position = catalog.Position.decode(cursor) if cursor else catalog.Position()
+    listed: list[mcp_types.Resource] = []
+    if cursor is None:
+        for agent in await usable_agents(state.gateway, who, default=state.settings.agent_id):
+            listed += agent_resources(agent, default_transcript=who.viewer.sees_everything)
+    conversations, following = await catalog.reachable_conversations(
+        state.gateway, state.access, who, limit=LIST_PAGE, position=position
+    )
+    listed += [transcript_resource(c) for c in conversations]
+    return mcp_types.ListResourcesResult(resources=listed, next_cursor=following.encode() if following else None)
+
+
+async def usable_agents(gateway: LettaGateway, who: Caller, *, default: str | None) -> list[dict[str, Any]]:
+    """Up to ``LIST_AGENTS`` agents the caller may use, the server's default agent first."""
+    agents = [a for a in await gateway.list_agents(name=None, limit=100) if who.may_use(str(a.get("id")))]
+    agents.sort(key=lambda a: a.get("id") != default)
+    return agents[:LIST_AGENTS]
+
+
+def agent_resources(agent: dict[str, Any], *, default_transcript: bool) -> list[mcp_types.Resource]:
+    """An agent's memory resource, and its default-conversation transcript when asked."""
+    agent_id, name = str(agent.get("id")), str(agent.get("name") or agent.get("id"))
+    found = [
+        mcp_types.Resource(
+            uri=f"letta://agents/{agent_id}/memory",
+            name=f"memory: {name}",
+            title=f"Memory blocks of agent {name}",
+            description=f"Agent {agent_id}'s memory blocks, shared by all of its conversations.",
+            mime_type="text/markdown",
+        )
+    ]
+    if default_transcript:
+        found.append(
+            mcp_types.Resource(
+                uri=transcript_uri("default", agent_id),
+                name=f"default conversation: {name}",
+                title=f"Agent {name}'s own history (default conversation)",
+                description=f"Agent {agent_id}'s default-conversation transcript, oldest first, in Markdown.",
+                mime_type="text/markdown",
+            )
+        )
+    return found
+
+
+def transcript_resource(conversation: dict[str, Any]) -> mcp_types.Resource:
+    """A conversation's Markdown transcript as a listed resource (the JSON form is named in the description)."""
+    cid, agent_id = str(conversation.get("id")), str(conversation.get("agent_id"))
+    summary = catalog.visible_title(conversation)
+    last = conversation.get("last_message_at")
+    used = f"last message {last}" if last else "no message yet"
+    changed = last or conversation.get("updated_at") or conversation.get("created_at")
+    return mcp_types.Resource(
+        uri=transcript_uri(cid),
+        name=f"transcript: {summary or cid}",
+        title=f"Conversation {summary!r}" if summary else f"Conversation {cid}",
+        description=f"Transcript of conversation {cid}{f' ({summary!r})' if summary else ''} on agent "
+        f"{agent_id} ({used}), oldest first, in Markdown; as JSON: {transcript_uri(cid, fmt='json')}.",
+        mime_type="text/markdown",
+        annotations=mcp_types.Annotations(last_modified=str(changed)) if changed else None,
+    )
+
+
+def enable_listing(server: MCPServer[Any], secrets: list[str]) -> None:
+    """Serve ``resources/list`` per caller (the SDK's lists only static resources, and we have none)."""
+
+    async def on_list(ctx: Any, params: mcp_types.PaginatedRequestParams) -> mcp_types.ListResourcesResult:
+        return await list_reachable(ctx.lifespan_context, caller(ctx), params.cursor)
+
+    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel.add_request_handler("resources/list", mcp_types.PaginatedRequestParams, guard_request(on_list, secrets))
 
 
 # -- change notifications --------------------------------------------------------------------

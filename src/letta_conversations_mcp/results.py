@@ -77,6 +77,9 @@ def turn_result(
         model.pending_approvals = refused_for
         model.next_step = approvals.how_to_answer(turn.conversation_id, refused_for, agent_id=turn.agent_id)
         return structured(model, redact(refusal, secrets), is_error=True)
+    outage = None if finished else turn.outage_note()
+    if outage:  # Letta is away: the turn is still followed, and the caller must not send again
+        model.next_step, note = outage, f"{note}\n\n{outage}" if note else outage
     if status == "awaiting_approval":
         model.pending_approvals = turn.pending_approvals
         model.next_step = approvals.how_to_answer(turn.conversation_id, model.pending_approvals, agent_id=turn.agent_id)

@@ -40,13 +40,23 @@ STOP_REASON_ADVICE: dict[str, str] = {
         "then answer with respond_to_approval; the conversation accepts new messages after that."
     ),
     "llm_api_error": (
-        "The agent's model provider returned an error. Try again shortly; if it persists, check the agent's "
+        "The agent's model provider returned an error. Your message is stored: do not send it again; to retry, "
+        "send a short follow-up such as 'please answer my last message'. If it persists, check the agent's "
         "model and provider key in Letta."
     ),
-    "invalid_llm_response": "The model's answer could not be parsed. Send the message again or rephrase it.",
-    "invalid_tool_call": "The model called a tool with invalid arguments. Send the message again or rephrase it.",
+    "invalid_llm_response": (
+        "The model's answer could not be parsed. Your message is stored: send a follow-up asking for the answer "
+        "again (not the same message)."
+    ),
+    "invalid_tool_call": (
+        "The model called a tool with invalid arguments. Your message is stored: send a follow-up asking it to "
+        "try again (not the same message)."
+    ),
     "max_tokens_exceeded": "The answer hit the model's output token limit. Ask for a shorter answer or continue.",
-    "no_tool_call": "The model ended without calling a required tool. Send the message again or rephrase it.",
+    "no_tool_call": (
+        "The model ended without calling a required tool. Your message is stored: send a follow-up asking it to "
+        "try again (not the same message)."
+    ),
     "tool_rule": "A tool rule of the agent ended the turn. Check the agent's tool rules if this is unexpected.",
     "cancelled": "The run was cancelled. The conversation accepts new messages.",
     "insufficient_credits": "The Letta account has run out of credits. Add credits, then send again.",
@@ -54,7 +64,10 @@ STOP_REASON_ADVICE: dict[str, str] = {
         "The agent's system prompt and memory no longer fit its context window. Shorten its memory blocks or "
         "use a model with a larger context."
     ),
-    "error": "The turn failed inside Letta. See error; try again, and check the Letta server's logs if it persists.",
+    "error": (
+        "The turn failed inside Letta (see error). Your message is stored: do not send it again; check the "
+        "Letta server's logs if it keeps happening."
+    ),
 }
 
 

@@ -11,6 +11,12 @@ and ``wait_for_reply`` picks the same turn up later. Delivery rules, in order of
 3. If no run id was seen, the conversation's recent history is searched for the ``otid``: found
    means delivered (follow its run). Absent after a broken stream means it never arrived and it
    is sent once more; absent after a server error means Letta refused it, which is reported.
+4. Letta away (refused connections, cut streams, a proxy's 502–504) once the message may have
+   reached it: every read above is tried again with backoff (``outages.py``) until Letta answers,
+   for up to ``OUTAGE_SECONDS``. A turn given up after that fails with ``Interrupted``, which is
+   never final: ``wait_for_reply`` (``revive``) follows it again, and an identical re-send from the
+   same caller joins it (``_rejoinable``) instead of storing the message twice. Every failure
+   after the message may have been stored says so and says not to send it again.
 
 The gateway raises typed failures (``errors.py``); this module decides on their types only.
 
@@ -36,17 +42,18 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import approvals
+from . import approvals, outages
 from .approvals import Decision, PendingCall, Policy
 from .coordination import (
+    RESEND_WINDOW_SECONDS,
     CoordinationUnavailable,
     Coordinator,
     InProcessCoordinator,
@@ -58,11 +65,14 @@ from .errors import (
     BackgroundUnavailable,
     Busy,
     DeliveryUnknown,
+    Interrupted,
     LettaRequestError,
     ServerFailed,
     StreamBroken,
     Target,
     TurnFailed,
+    Unreachable,
+    safe_url,
     unexpected,
 )
 from .gateway import Frame, LettaGateway
@@ -86,6 +96,10 @@ CONFLICT_WAITS = 3
 CONFLICT_WAIT_SECONDS = 600.0
 #: Approval rounds the policy answers within one turn (an agent may ask again after each answer).
 POLICY_ROUNDS = 10
+#: How long a turn is followed while Letta is away before it is given up (``Interrupted``, not final).
+OUTAGE_SECONDS = 600.0
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -126,6 +140,15 @@ class Turn:
     digest: str = ""
     #: Decisions for some of the pending calls, kept until every call has one (then sent together).
     decisions: dict[str, Decision] = field(default_factory=dict)
+    #: Whether Letta holds the message: False (not sent, or refused), None (may be), True (it does).
+    stored: bool | None = False
+    #: When Letta went away while this turn was being followed (monotonic), None while it answers.
+    outage_since: float | None = None
+    outage_retries: int = 0
+    #: The Letta URL (credentials stripped) that went away, for the caller's sentence.
+    away_from: str = ""
+    #: Letta was away at some point after the message may have reached it (re-sends may join it).
+    outage_seen: bool = False
 
     @property
     def otid(self) -> str:
@@ -148,6 +171,30 @@ class Turn:
     @property
     def run_id(self) -> str | None:
         return self.aggregator.run_id
+
+    @property
+    def interrupted(self) -> bool:
+        """Given up while Letta was away: not final, ``TurnManager.revive`` follows it again."""
+        return self.state == "failed" and isinstance(self.error, Interrupted)
+
+    @property
+    def away_seconds(self) -> float | None:
+        """How long Letta has been away while this turn was followed (None: it answers)."""
+        return None if self.outage_since is None else time.monotonic() - self.outage_since
+
+    def outage_note(self) -> str | None:
+        """While Letta is away: what Letta holds, that the turn is still followed, how to collect it."""
+        away = self.away_seconds
+        if away is None or self.state in FINISHED:
+            return None
+        return outages.still_away(
+            self.away_from,
+            away,
+            conversation_id=self.conversation_id,
+            run_id=self.run_id,
+            turn_id=self.turn_id,
+            stored=True if self.run_id else self.stored,
+        )
 
     def emit(self, note: Progress) -> None:
         for listener in list(self.listeners):
@@ -218,6 +265,10 @@ class TurnManager(TurnSharing):
     async def submit(self, conversation_id: str, agent_id: str | None, text: str, *, caller: str = "local") -> Turn:
         """Queue a send in arrival order and start it; with a shared coordinator, an identical
         re-send of an unfinished (or undelivered) turn returns that turn instead (``attachable``)."""
+        rejoined = self._rejoinable(conversation_id, agent_id, text, caller)
+        if rejoined is not None:
+            log.info("identical re-send after an outage joins turn %s instead of sending again", rejoined.turn_id)
+            return self.revive(rejoined)
         turn = Turn(
             turn_id=str(uuid.uuid4()),
             conversation_id=conversation_id,
@@ -240,6 +291,40 @@ class TurnManager(TurnSharing):
         self._turns[turn.turn_id] = turn
         self._prune()
         self.task_group.start_soon(self._run, turn, name=f"turn {turn.turn_id}")
+        return turn
+
+    def _rejoinable(self, conversation_id: str, agent_id: str | None, text: str, caller: str) -> Turn | None:
+        """The turn an identical send (same caller, conversation and text) joins, in this process.
+
+        Only a turn that Letta was away for after its message may have reached it, and only the newest
+        identical one, within ``RESEND_WINDOW_SECONDS``: when it is still being followed, was given up
+        (``Interrupted``), or completed without its reply reaching anyone. Any other identical send
+        is a new message (a caller may mean to say the same thing twice).
+        """
+        key = conversation_key(conversation_id, agent_id)
+        for turn in reversed(self._turns.values()):
+            same = turn.text == text and turn.caller == caller and not turn.watching
+            if not same or conversation_key(turn.conversation_id, turn.agent_id) != key:
+                continue
+            if not turn.outage_seen or turn.stored is False or time.time() - turn.created_at > RESEND_WINDOW_SECONDS:
+                return None
+            if turn.interrupted or turn.state not in FINISHED:
+                return turn
+            return turn if turn.state == "completed" and not turn.delivered else None
+        return None
+
+    def revive(self, turn: Turn) -> Turn:
+        """Follow a turn given up while Letta was away (``Interrupted``) again; other turns as they are.
+
+        An outage is never a final answer: the turn goes back to running, and its run (or, without a
+        run id, its otid in the history) is followed again in a new task.
+        """
+        if not turn.interrupted or turn.watching:
+            return turn
+        log.info("following turn %s again after Letta was away", turn.turn_id)
+        turn.error, turn.state, turn.done = None, "running", anyio.Event()
+        turn.outage_since, turn.outage_retries, turn.delivered = None, 0, False
+        self.task_group.start_soon(self._follow_existing, turn, self.gateway.background_supported is not False)
         return turn
 
     async def _enqueue(self, turn: Turn) -> None:
@@ -323,6 +408,9 @@ class TurnManager(TurnSharing):
             receive.close()
 
     def _heartbeat(self, turn: Turn, waited: int) -> str:
+        away = turn.away_seconds
+        if away is not None:
+            return f"Letta not reachable for {away:.0f}s; still retrying ({waited}s so far, nothing is lost)"
         if turn.state == "queued" and turn.watching:
             return f"queued in another server process, {waited}s so far"
         if turn.state == "queued":
@@ -418,6 +506,8 @@ class TurnManager(TurnSharing):
             self._settle_parked(turn)
         if turn.aggregator.stop_reason == "cancelled":
             turn.state = "cancelled"
+        if turn.state == "failed":
+            self._say_stored(turn)
         # A caller of this process is waiting for it: the result goes out with this very wake-up, so
         # the record says delivered already (one store round trip less per turn).
         turn.delivered = turn.delivered or bool(turn.listeners)
@@ -430,6 +520,58 @@ class TurnManager(TurnSharing):
                 callback(turn)
             except Exception:
                 log.exception("turn-finished callback failed")
+
+    def _say_stored(self, turn: Turn) -> None:
+        """A failure after Letta stored (or may have stored) the message says so: do not send it again."""
+        stored = True if turn.run_id else turn.stored
+        already = isinstance(turn.error, Interrupted | DeliveryUnknown)
+        if stored is False or already or turn.watching or turn.refused_for_approval:
+            return
+        note = outages.stored_sentence(turn.conversation_id, turn.run_id, stored)
+        if turn.error is None:
+            turn.error = LettaRequestError(f"{(turn.aggregator.error or 'the turn failed').rstrip('.')}. {note}")
+        elif note not in turn.error.message:
+            turn.error.message = f"{turn.error.message.rstrip('.')}. {note}"
+
+    async def _ride_out(self, turn: Turn, failure: LettaRequestError) -> None:
+        """Letta is away while ``turn`` is followed: wait (backoff) so the caller tries again, or raise
+        ``Interrupted`` once it has been away ``OUTAGE_SECONDS``. Any other failure is raised as it is."""
+        if not outages.is_outage(failure):
+            raise failure
+        now = time.monotonic()
+        if turn.outage_since is None:
+            log.warning("Letta is away while following turn %s (%s); retrying", turn.turn_id, failure.message)
+            turn.outage_since, turn.outage_retries = now, 0
+            turn.away_from = safe_url(self.gateway.base_url)
+        turn.outage_seen = True
+        away = now - turn.outage_since
+        if away >= OUTAGE_SECONDS:
+            raise Interrupted(
+                outages.gave_up(
+                    safe_url(self.gateway.base_url),
+                    away,
+                    conversation_id=turn.conversation_id,
+                    run_id=turn.run_id,
+                    turn_id=turn.turn_id,
+                    stored=True if turn.run_id else turn.stored,
+                ),
+                run_id=turn.run_id,
+            ) from None
+        delay = min(outages.backoff(turn.outage_retries), max(0.05, OUTAGE_SECONDS - away))
+        turn.outage_retries += 1
+        turn.emit(Progress(outages.retrying(away, delay, True if turn.run_id else turn.stored)))
+        await anyio.sleep(delay)
+
+    async def _patiently(self, turn: Turn, request: Callable[[], Awaitable[T]]) -> T:
+        """``request()``, tried again while Letta is away (``_ride_out``)."""
+        while True:
+            try:
+                value = await request()
+            except LettaRequestError as failure:
+                await self._ride_out(turn, failure)
+                continue
+            turn.outage_since = None
+            return value
 
     async def _deliver(self, turn: Turn) -> None:
         """Send the turn's message once and follow it to its end (the delivery rules above)."""
@@ -461,6 +603,12 @@ class TurnManager(TurnSharing):
                 log.warning("send of turn %s ended unclear (%s); checking what Letta received", turn.turn_id, failure)
                 if not await self._settle(turn, failure, background, sends):
                     return
+            except Unreachable as failure:  # never sent: nothing was stored
+                if not turn.outage_seen:  # Letta was down before it got the message: say so at once
+                    turn.error = failure
+                    return
+                sends -= 1  # a re-send mid-outage: wait for Letta, then send
+                await self._ride_out(turn, failure)
             except LettaRequestError as failure:  # never sent, or refused: nothing was stored
                 turn.error = failure
                 return
@@ -469,7 +617,11 @@ class TurnManager(TurnSharing):
         """Finish a send whose answer did not come back whole; True when it must be sent again."""
         if turn.aggregator.done:  # the stream carried the whole turn before it broke
             return False
+        if turn.run_id is None:
+            turn.stored = None
         delivered = turn.run_id is not None or await self._was_delivered(turn, failure)
+        if not delivered:
+            turn.stored = False
         if isinstance(failure, BackgroundUnavailable) and self.gateway.background_supported is None:
             log.info("Letta has no background runs (no Redis); sending in the foreground from now on")
             self.gateway.background_supported = False
@@ -515,13 +667,18 @@ class TurnManager(TurnSharing):
     async def _was_delivered(self, turn: Turn, failure: StreamBroken | ServerFailed) -> bool:
         """Look for the turn's otid in the history; remember its run id when found."""
         try:
-            recent = await self.gateway.list_messages(
-                turn.conversation_id,
-                agent_id=turn.agent_id,
-                limit=50,
-                order="desc",
-                message_types=["user_message"],
+            recent = await self._patiently(
+                turn,
+                lambda: self.gateway.list_messages(
+                    turn.conversation_id,
+                    agent_id=turn.agent_id,
+                    limit=50,
+                    order="desc",
+                    message_types=["user_message"],
+                ),
             )
+        except Interrupted:
+            raise
         except LettaRequestError as exc:
             raise DeliveryUnknown(
                 f"{failure.what_happened} after the message was sent, and checking whether Letta stored it "
@@ -537,10 +694,12 @@ class TurnManager(TurnSharing):
 
     def _remember_run(self, turn: Turn, run_id: str) -> None:
         turn.aggregator.run_id = run_id
+        turn.stored = True
         self._by_run[run_id] = turn.turn_id
 
     async def _consume(self, turn: Turn, frames: AsyncIterator[Frame]) -> None:
         async for frame in frames:
+            turn.outage_since = None  # Letta answers
             had_run = turn.aggregator.run_id is not None
             event = turn.aggregator.feed(frame)
             if not had_run and turn.aggregator.run_id:
@@ -562,20 +721,35 @@ class TurnManager(TurnSharing):
         run_id = turn.run_id
         assert run_id is not None
         turn.state = "running"
-        if background:
-            for attempt in range(RESUME_ATTEMPTS):
-                try:
-                    after = turn.aggregator.last_seq_id or 0
-                    await self._consume(turn, self.gateway.resume_turn(run_id, starting_after=after))
-                    if turn.aggregator.done or turn.aggregator.stop_reason:
-                        return
-                except LettaRequestError as exc:
-                    log.warning("resuming run %s failed (attempt %d): %s", run_id, attempt + 1, exc.message)
-                    await anyio.sleep(0.5 * (attempt + 1))
+        misses = 0
+        while background and misses < RESUME_ATTEMPTS:
+            try:
+                after = turn.aggregator.last_seq_id or 0
+                await self._consume(turn, self.gateway.resume_turn(run_id, starting_after=after))
+                if turn.aggregator.done or turn.aggregator.stop_reason:
+                    return
+                misses += 1  # the stream ended before the turn did
+            except LettaRequestError as exc:
+                if outages.is_outage(exc):  # Letta away: wait for it, without counting a miss
+                    await self._ride_out(turn, exc)
+                    continue
+                misses += 1
+                log.warning("resuming run %s failed (attempt %d): %s", run_id, misses, exc.message)
+                await anyio.sleep(0.5 * misses)
         await self._poll_and_collect(turn, run_id, cause)
 
     async def _follow_existing(self, turn: Turn, background: bool) -> None:
+        """Follow a turn by its run (by its otid in the history first when no run id is known)."""
         try:
+            if turn.run_id is None:
+                stopped = StreamBroken("Letta was away while the message was sent", may_be_stored=True)
+                if not await self._was_delivered(turn, stopped):
+                    turn.stored = False
+                    turn.error = DeliveryUnknown(
+                        "Letta is reachable again and has no trace of the message (its otid is not in the "
+                        "conversation's history): it was not stored. Send it again"
+                    )
+                    return
             await self._follow_run(turn, background)
             await self._answer_by_policy(turn)
         except LettaRequestError as exc:
@@ -589,7 +763,7 @@ class TurnManager(TurnSharing):
     async def _poll_and_collect(self, turn: Turn, run_id: str, cause: StreamBroken | ServerFailed | None) -> None:
         """Wait for the run to end, then rebuild the turn from the messages stored under its run id."""
         while True:
-            run = await self.gateway.get_run(run_id)
+            run = await self._patiently(turn, lambda: self.gateway.get_run(run_id))
             status = run.get("status")
             if status not in ("created", "running", None):
                 break
@@ -597,8 +771,9 @@ class TurnManager(TurnSharing):
             await anyio.sleep(RUN_POLL_SECONDS)
         collected = TurnAggregator(max_chars=self.max_chars)
         collected.run_id = run_id
-        messages = await self.gateway.list_messages(
-            turn.conversation_id, agent_id=turn.agent_id, limit=100, order="desc"
+        messages = await self._patiently(
+            turn,
+            lambda: self.gateway.list_messages(turn.conversation_id, agent_id=turn.agent_id, limit=100, order="desc"),
         )
         runs = {run_id, *self._runs_of(turn)}
         for message in reversed(messages):

@@ -1,7 +1,7 @@
 """The @modelcontextprotocol/conformance server scenarios that apply to this server, over HTTP.
 
 Scenarios that need features this server does not offer (sampling, elicitation, prompts, images,
-the reference server's fixed test tools) are not run.
+the reference server's fixed test tools and prompts) are not run.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from letta_conversations_mcp.localstack.double import LettaDouble
 from tests.helpers.servers import http_server
 
 SCENARIOS = [
@@ -27,7 +28,8 @@ SCENARIOS = [
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with http_server(LETTA_BASE_URL="http://127.0.0.1:9") as (url, _):
+    # Behind the Letta double: resources/list reads Letta (the transcripts the caller may reach).
+    with LettaDouble() as double, http_server(LETTA_BASE_URL=double.base_url) as (url, _):
         yield url
 
 

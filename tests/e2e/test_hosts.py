@@ -328,3 +328,60 @@ def test_an_approval_through_what_the_host_offers(
     assert "respond_to_approval" in sent and f"{host} likes tea" in sent, sent
     assert "declined" not in sent, f"{host}: a decision nobody made: {sent}"
     assert f"noted: {host} likes tea" in answered, answered
+
+
+#: Each host's own tools for listing and reading MCP resources (Gemini CLI offers them only when a
+#: server lists at least one resource), and the arguments naming our server.
+RESOURCE_TOOLS = {
+    "claude": ("ListMcpResourcesTool", "ReadMcpResourceTool", {"server": "letta"}),
+    "gemini": ("list_mcp_resources", "read_mcp_resource", {}),
+}
+
+
+def seed_conversation(target: Target, words: str) -> str:
+    """A conversation with one exchange, made before the host starts, by the caller the host will be."""
+    import anyio
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def made() -> str:
+        if target.transport == "stdio":
+            settings = Settings(base_url=target.env["LETTA_BASE_URL"], agent_id=target.env["LETTA_AGENT_ID"])
+            client = Client(build_server(settings))
+        else:
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+            client = Client(streamable_http_client(target.url, http_client=http))
+        async with client:
+            created = await client.call_tool("create_conversation", {"summary": f"seeded {words}"})
+            cid = find(CONVERSATION, [json.dumps(created.structured_content)])
+            sent = await client.call_tool("send_message", {"conversation_id": cid, "message": f"hello {words}"})
+            assert not sent.is_error, sent
+            return cid
+
+    return anyio.run(made)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("host", sorted(RESOURCE_TOOLS))
+def test_the_host_lists_our_transcripts_and_reads_one(
+    host: str,
+    transport: str,
+    host_bins: dict[str, Path],
+    host_model: HostModelServer,
+    server_env: dict[str, str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """resources/list names the transcripts the caller may reach: the host's model finds one and reads it."""
+    words = f"listed by {host} over {transport}"
+    target = target_for(transport, server_env, request)
+    cid = seed_conversation(target, words)
+    uri = f"letta://conversations/{cid}/transcript"
+    lister, reader, server = RESOURCE_TOOLS[host]
+    script = Script((Call(lister, dict(server)), Call(reader, {**server, "uri": uri})), final="read")
+    last = play(host, script, bins=host_bins, model=host_model, target=target, tmp_path=tmp_path)
+    assert {lister, reader} <= set(last.tools), f"{host} offered {sorted(last.tools)}"
+    listing, transcript = last.results[:2]
+    assert uri in listing and f"seeded {words}" in listing, listing
+    assert f"hello {words}" in transcript and f"echo: hello {words}" in transcript, transcript
+    record(host, transport, "resources", last)

@@ -30,6 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.catalog import Position
 from letta_conversations_mcp.http import build_http_app, load_callers
 from letta_conversations_mcp.ownership import OwnerKey
 from letta_conversations_mcp.settings import Settings
@@ -117,6 +118,33 @@ async def ids_listed(c: Client, **arguments: Any) -> list[str]:
         if not after:
             return ids
     raise AssertionError("list_conversations did not end within 50 pages")
+
+
+async def resources_listed(c: Client) -> list[str]:
+    """Every URI resources/list gives, following next_cursor to the end."""
+    uris: list[str] = []
+    cursor: str | None = None
+    for _ in range(50):
+        page = await c.list_resources(cursor=cursor, cache_mode="bypass")
+        uris.extend(str(r.uri) for r in page.resources)
+        cursor = page.next_cursor
+        if not cursor:
+            return uris
+    raise AssertionError("resources/list did not end within 50 pages")
+
+
+async def completed_ids(c: Client, typed: str) -> list[str]:
+    """The conversation ids completion/complete offers for the transcript template."""
+    ref = types.ResourceTemplateReference(uri="letta://conversations/{conversation_id}/transcript{?after}")
+    return (await c.complete(ref, {"name": "conversation_id", "value": typed})).completion.values
+
+
+async def list_failure(c: Client, cursor: str) -> str:
+    try:
+        result = await c.list_resources(cursor=cursor, cache_mode="bypass")
+    except Exception as exc:  # the SDK raises MCPError for a refused list
+        return str(exc)
+    raise AssertionError(f"expected resources/list with cursor {cursor} to fail, got {result}")
 
 
 def conversation_calls(cid: str) -> list[tuple[str, dict[str, Any]]]:
@@ -361,7 +389,36 @@ async def ownership_survives_a_restart(h: Harness) -> None:
             assert (await ok(bob, "open_conversation", key="support"))["id"] != opened
 
 
+async def resource_lists_show_reachable_transcripts_only(h: Harness) -> None:
+    outside = await h.outside("made in the ADE, listed")
+    memory_uri = f"letta://agents/{h.agent_id}/memory"
+    default_uri = f"letta://agents/{h.agent_id}/transcript"
+    with h.start() as url:
+        async with client(url, "alice") as alice, client(url, "bob") as bob:
+            alice_ids = [(await ok(alice, "create_conversation", summary=f"alice {i}"))["id"] for i in range(2)]
+            bob_id = (await ok(bob, "create_conversation", summary="bob's"))["id"]
+            listed = await resources_listed(alice)
+            assert all(transcript_uris(cid)[0] in listed for cid in alice_ids), listed
+            assert not any(cid in uri for uri in listed for cid in (bob_id, outside)), listed
+            assert memory_uri in listed and default_uri not in listed, "own scope: memory yes, default history no"
+            assert len(listed) == len(set(listed))
+            # A cursor naming another caller's conversation reads like a cursor naming a missing one.
+            seen = await list_failure(alice, Position(bob_id).encode())
+            assert seen == await list_failure(alice, Position(MISSING_CONV).encode()), seen
+            assert "cursor" in seen and bob_id not in seen
+            assert transcript_uris(bob_id)[0] in await resources_listed(bob)
+            completed = await completed_ids(alice, "")
+            assert set(alice_ids) <= set(completed) and not {bob_id, outside} & set(completed), completed
+            assert await completed_ids(alice, bob_id[:20]) == [], "no completion reveals another caller's id"
+        async with client(url, "ops") as ops:
+            listed = await resources_listed(ops)
+            assert {transcript_uris(cid)[0] for cid in [*alice_ids, bob_id, outside]} <= set(listed)
+            assert memory_uri in listed and default_uri in listed
+            assert {*alice_ids, bob_id, outside} <= set(await completed_ids(ops, ""))
+
+
 SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
+    resource_lists_show_reachable_transcripts_only,
     other_callers_get_not_found_everywhere,
     lists_show_own_conversations_only,
     forged_summaries_gain_nothing,

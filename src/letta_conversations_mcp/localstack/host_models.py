@@ -5,14 +5,18 @@ One HTTP server answers, in each host's own format:
 - Anthropic Messages (``POST /v1/messages``, streamed or not): Claude Code via ``ANTHROPIC_BASE_URL``;
 - OpenAI Responses (``POST /v1/responses``, streamed): Codex via a custom ``model_providers`` entry;
 - Gemini ``streamGenerateContent`` / ``generateContent`` / ``countTokens`` (``/v1beta/models/…``):
-  Gemini CLI via ``GOOGLE_GEMINI_BASE_URL``.
+  Gemini CLI via ``GOOGLE_GEMINI_BASE_URL``;
+- OpenAI-compatible chat completions (``POST /v1/chat/completions``, streamed or not): Letta Code's
+  local backend via ``letta connect openai-compatible``.
 
 The model plays a fixed :class:`Script`: step *n* (counted by the tool results already in the
 request) calls one of our MCP tools, found among the host's tools by its name's suffix (hosts
 prefix it, e.g. ``mcp__letta__send_message``); after the last step it replies with text. A step's
 arguments may be computed from the tool results so far, exactly as the host handed them to the
-model, so an id the host hid would fail the script. A request that offers none of our tools (a
-host's side request, such as a title) gets a short text answer.
+model, so an id the host hid would fail the script. A request that does not offer the script's
+marker tool (a host's side request, such as a title) gets a short text answer. The marker is one
+of our tools, or the host's shell tool where the model reaches MCP tools through a shell (Letta
+Code's ``Bash`` running ``letta mcp call``).
 
 Every request is recorded as an :class:`Exchange`: the tools offered (name → description and
 input schema) and the tool results (the text the model receives). Tests assert on these.
@@ -29,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sse import encode
+from .sse import DONE, encode
 
 #: A tool every host offers once our server's tools are loaded; marks a request as the host's main loop.
 MARKER_TOOL = "create_conversation"
@@ -56,6 +60,8 @@ class Script:
 
     calls: tuple[Call, ...] = ()
     final: str = "script finished"
+    #: The tool whose presence marks a request as the host's main loop (not a side request).
+    marker: str = MARKER_TOOL
 
     def position(self, results: list[str]) -> int:
         """The index of the next call, given the results of the calls made so far."""
@@ -87,7 +93,11 @@ class Exchange:
 
     @property
     def main(self) -> bool:
-        return any(name.endswith(MARKER_TOOL) for name in self.tools)
+        return self.offers(MARKER_TOOL)
+
+    def offers(self, marker: str) -> bool:
+        """Whether the host offered a tool named ``marker`` (or ending in it) in this request."""
+        return any(name.endswith(marker) for name in self.tools)
 
     @property
     def side_answer(self) -> str:
@@ -155,7 +165,7 @@ class HostModel:
             self.errors = []
 
     def main_exchanges(self) -> list[Exchange]:
-        return [e for e in self.exchanges if e.main]
+        return [e for e in self.exchanges if e.offers(self.script.marker)]
 
     def last(self) -> Exchange:
         """The last main-loop request (the one that holds every tool result)."""
@@ -169,7 +179,7 @@ class HostModel:
         with self._lock:
             self.exchanges.append(exchange)
             script = self.script
-        if not exchange.main:
+        if not exchange.offers(script.marker):
             return Step(text=exchange.side_answer)
         done = script.position(exchange.results)
         if done >= len(script.calls):
@@ -254,6 +264,21 @@ def gemini_exchange(body: dict[str, Any]) -> Exchange:
         if isinstance(part, dict) and "functionResponse" in part
     ]
     return Exchange("gemini", tools, results, body)
+
+
+def chat_exchange(body: dict[str, Any]) -> Exchange:
+    functions = [t.get("function") for t in body.get("tools") or [] if isinstance(t, dict)]
+    tools = {
+        f["name"]: Tool(f["name"], f.get("description", ""), f.get("parameters") or {})
+        for f in functions
+        if isinstance(f, dict) and "name" in f
+    }
+    results = [
+        _texts(message.get("content", ""))
+        for message in body.get("messages") or []
+        if isinstance(message, dict) and message.get("role") == "tool"
+    ]
+    return Exchange("chat", tools, results, body)
 
 
 # --- writing each wire format -------------------------------------------------------------------
@@ -361,6 +386,58 @@ def gemini_chunk(step: Step, model: str) -> dict[str, Any]:
     }
 
 
+def _chat_usage() -> dict[str, int]:
+    return {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+
+def _chat_tool_call(step: Step) -> dict[str, Any]:
+    return {
+        "id": f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {"name": step.tool, "arguments": json.dumps(step.arguments)},
+    }
+
+
+def chat_completion(step: Step, model: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None if step.tool else step.text}
+    if step.tool:
+        message["tool_calls"] = [_chat_tool_call(step)]
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if step.tool else "stop"}],
+        "usage": _chat_usage(),
+    }
+
+
+def chat_chunks(step: Step, model: str, include_usage: bool) -> Iterator[bytes]:
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return encode({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    if step.tool:
+        call = _chat_tool_call(step)
+        arguments = call["function"]["arguments"]
+        yield chunk({"tool_calls": [{"index": 0, **call, "function": {"name": step.tool, "arguments": ""}}]})
+        yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]})
+        yield chunk({}, "tool_calls")
+    else:
+        yield chunk({"content": step.text})
+        yield chunk({}, "stop")
+    if include_usage:
+        yield encode({**base, "choices": [], "usage": _chat_usage()})
+    yield DONE
+
+
 def create_app(model: HostModel) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -397,6 +474,15 @@ def create_app(model: HostModel) -> Any:
             return stream(iter([b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n"]))
         return JSONResponse(chunk)
 
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        step = model.step(chat_exchange(body))
+        name = str(body.get("model", "scripted"))
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return stream(chat_chunks(step, name, include_usage))
+        return JSONResponse(chat_completion(step, name))
+
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model", "owned_by": "lcm"}]})
 
@@ -405,6 +491,7 @@ def create_app(model: HostModel) -> Any:
             Route("/v1/messages", messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1beta/models/{target:path}", gemini, methods=["POST"]),
         ]

@@ -21,6 +21,7 @@ from ..models import CancelResult, SendResult
 from ..results import reply
 from ..state import AppState, app_state
 from ..turns import Turn
+from ..validation import InvalidArgument
 from . import ConversationIdArg, OptionalAgentIdArg, approvals, tool
 
 log = logging.getLogger(__name__)
@@ -69,23 +70,37 @@ async def wait_for_reply(
     turn_id: Annotated[
         str | None, Field(description="The turn_id send_message returned (when it had no run_id yet)")
     ] = None,
+    conversation_id: Annotated[
+        str | None,
+        Field(
+            description="Instead of an id: the conversation whose latest turn to collect (e.g. after your host "
+            "gave up on send_message), or 'default' with agent_id"
+        ),
+    ] = None,
+    agent_id: OptionalAgentIdArg = None,
     wait_seconds: Annotated[
         float | None, Field(ge=0, le=600, description="How long to wait (default: the server's setting)")
     ] = None,
 ) -> Annotated[CallToolResult, SendResult] | InputRequiredResult:
-    """Wait for a turn that send_message reported as 'running' (or 'queued') and return its reply."""
+    """Wait for a turn and return its reply: one send_message reported as 'running' or 'queued' (by run_id
+    or turn_id), or the latest turn of a conversation (conversation_id), also when send_message never answered."""
     state = app_state(ctx)
     retried = await approvals.continue_answered(state, ctx)
     if isinstance(retried, CallToolResult):
         return retried
     if retried is not None:
         return await approvals.report(state, ctx, retried, wait_seconds, cancel_on_abort=False)
+    if not (run_id or turn_id) and conversation_id:
+        turn = await _latest_turn(state, ctx, conversation_id, agent_id)
+        return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
     turn = await state.turns.lookup(turn_id.strip()) if turn_id else None
     if turn is None and turn_id and not run_id:
         raise _unknown_turn(turn_id)
     if turn is None:
         if not run_id:
-            raise ToolError("pass run_id (or turn_id) from a send_message result")
+            raise ToolError(
+                "pass run_id (or turn_id) from a send_message result, or conversation_id for its latest turn"
+            )
         run = validation.run_id(run_id)
         turn = await state.turns.lookup_run(run)  # started by any server process
         if turn is None:  # checked by _follow_run before following
@@ -94,7 +109,24 @@ async def wait_for_reply(
     # Someone else's turn reads exactly like one that does not exist.
     missing = not_found(Target("run", run_id.strip())) if run_id else _unknown_turn(turn_id or "")
     await state.access.authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id, missing=missing)
+    turn = state.turns.revive(turn)  # a turn given up while Letta was away is followed again
     return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+
+
+async def _latest_turn(state: AppState, ctx: Context, conversation_id: str, agent_id: str | None) -> Turn:
+    """The conversation's latest turn: an unfinished one of any server process, else its newest run in Letta
+    (so a new server process, e.g. one per call as Letta Code starts them, finds it too)."""
+    conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
+    await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
+    active = sorted(await state.turns.active_everywhere(conversation_id, agent), key=lambda r: r.created_at)
+    if active:
+        turn = await state.turns.lookup(active[-1].turn_id)
+        if turn is not None:
+            return turn
+    run = await state.gateway.latest_run(conversation_id, agent_id=agent)
+    if run is None:
+        raise InvalidArgument(f"conversation {conversation_id} has no turn to wait for yet; send_message starts one")
+    return await state.turns.lookup_run(str(run["id"])) or state.turns.follow(run)
 
 
 def _unknown_turn(turn_id: str) -> ToolError:

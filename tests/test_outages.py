@@ -1,0 +1,113 @@
+"""Letta away mid-turn, through a real TCP proxy in front of the Letta double (the fast variant of
+tests/e2e/test_outages_e2e.py): the reply is delivered, the message is stored exactly once, and
+everything the host reads while Letta is away or after it gave up is true.
+
+Each case has a row in the README's reliability table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+import pytest
+from mcp import Client
+
+from letta_conversations_mcp import turns
+from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.localstack.double import LettaDouble
+from tests.fault_proxy import FaultProxy
+from tests.outage_scenarios import PHASES, Phase, assert_honest_progress, progress_log
+from tests.test_tools import call, call_error, make_settings, text_of
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def proxy(letta_double: LettaDouble) -> Iterator[FaultProxy]:
+    with FaultProxy(letta_double.base_url) as p:
+        yield p
+
+
+def server(proxy: FaultProxy, agent_id: str) -> Client:
+    return Client(build_server(make_settings(proxy.url, agent_id, wait_seconds=30)))
+
+
+@pytest.mark.parametrize("phase", PHASES, ids=[p.name for p in PHASES])
+async def test_an_outage_at_each_phase_loses_no_reply(
+    proxy: FaultProxy, letta_double: LettaDouble, agent_id: str, phase: Phase
+) -> None:
+    async with server(proxy, agent_id) as client:
+        cid = (await call(client, "create_conversation"))["id"]
+        phase.arm(proxy, 2.0)
+        notes, on_progress = progress_log()
+        result = await client.call_tool(
+            "send_message", {"conversation_id": cid, "message": "SLOW 1.5 outage"}, progress_callback=on_progress
+        )
+    assert not result.is_error, text_of(result)
+    assert (result.structured_content or {})["reply"] == "echo: SLOW 1.5 outage"
+    assert proxy.names_fired() == list(phase.fires)
+    assert letta_double.user_messages(cid) == ["SLOW 1.5 outage"], "stored twice, or not at all"
+    assert len(letta_double.sends()) == 1
+    assert_honest_progress(notes, phase)
+
+
+async def test_an_outage_longer_than_the_wait_says_so_and_wait_for_reply_delivers(
+    proxy: FaultProxy, letta_double: LettaDouble, agent_id: str
+) -> None:
+    async with server(proxy, agent_id) as client:
+        cid = (await call(client, "create_conversation"))["id"]
+        PHASES[2].arm(proxy, 4.0)
+        result = await client.call_tool(
+            "send_message", {"conversation_id": cid, "message": "SLOW 1 long", "wait_seconds": 1.5}
+        )
+        first = result.structured_content or {}
+        text = text_of(result)
+        assert not result.is_error and first["status"] == "running", text
+        assert "has not been reachable for" in text and "keeps following the turn" in text
+        assert f"Your message is stored in conversation {cid} (run {first['run_id']}): do not send it again" in text
+        assert f'wait_for_reply with run_id="{first["run_id"]}"' in text
+        assert first["next_step"] and "do not send it again" in first["next_step"]
+        # The caller resends anyway, while Letta is still away: it joins the same turn.
+        again = await call(client, "send_message", conversation_id=cid, message="SLOW 1 long", wait_seconds=15)
+        assert again["turn_id"] == first["turn_id"] and again["reply"] == "echo: SLOW 1 long"
+        done = await call(client, "wait_for_reply", run_id=first["run_id"], wait_seconds=5)
+        assert done["reply"] == "echo: SLOW 1 long"
+        # Once the reply was delivered, the same text is a new message again.
+        await call(client, "send_message", conversation_id=cid, message="SLOW 1 long")
+    assert letta_double.user_messages(cid) == ["SLOW 1 long", "SLOW 1 long"]
+
+
+@pytest.mark.parametrize("collect", ["wait_for_reply", "identical re-send"])
+@pytest.mark.parametrize("phase", [PHASES[1], PHASES[2]], ids=["before the run id", "while streaming"])
+async def test_a_turn_given_up_during_an_outage_is_followed_again(
+    proxy: FaultProxy,
+    letta_double: LettaDouble,
+    agent_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    phase: Phase,
+    collect: str,
+) -> None:
+    monkeypatch.setattr(turns, "OUTAGE_SECONDS", 1.0)
+    async with server(proxy, agent_id) as client:
+        cid = (await call(client, "create_conversation"))["id"]
+        phase.arm(proxy, 8.0)
+        text = await call_error(client, "send_message", conversation_id=cid, message="SLOW 0.5 given up")
+        assert "has not been reachable for" in text and "stopped waiting for the agent's turn" in text
+        assert "do not send it again" in text and "Once Letta is back, call wait_for_reply with" in text
+        run_ids = [r.id for r in letta_double.runs.values() if r.conversation_key == cid]
+        if phase.name.startswith("before"):  # no run id was seen: it may be stored, collect by turn id
+            assert f"Your message may already be stored in conversation {cid}" in text and 'turn_id="' in text
+        else:
+            assert f"Your message is stored in conversation {cid} (run {run_ids[0]})" in text
+        await anyio.to_thread.run_sync(proxy.wait_up)
+        if collect == "identical re-send":
+            done = await call(client, "send_message", conversation_id=cid, message="SLOW 0.5 given up")
+        elif 'turn_id="' in text:
+            turn_id = text.split('turn_id="', 1)[1].split('"', 1)[0]
+            done = await call(client, "wait_for_reply", turn_id=turn_id, wait_seconds=10)
+        else:
+            done = await call(client, "wait_for_reply", run_id=run_ids[0], wait_seconds=10)
+        assert done["status"] == "completed" and done["reply"] == "echo: SLOW 0.5 given up"
+    assert letta_double.user_messages(cid) == ["SLOW 0.5 given up"]
+    assert len(letta_double.sends()) == 1

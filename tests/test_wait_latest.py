@@ -1,0 +1,106 @@
+"""wait_for_reply(conversation_id=…): a host that gave up collects the conversation's latest turn.
+
+Against the Letta double. A NEW server process (a fresh ``build_server``: no turn state shared with
+the first) must find the latest run in Letta itself, as Letta Code's per-call server processes do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.localstack.double import LettaDouble
+from letta_conversations_mcp.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+def settings(double: LettaDouble, agent: str, **values: Any) -> Settings:
+    return Settings(base_url=double.base_url, agent_id=agent, wait_seconds=10.0, **values)
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> tuple[dict[str, Any], str, bool]:
+    result = await client.call_tool(tool, arguments)
+    text = "\n".join(getattr(b, "text", "") for b in result.content)
+    assert "Traceback" not in text
+    return result.structured_content or {}, text, bool(result.is_error)
+
+
+async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    data, text, failed = await call(client, tool, **arguments)
+    assert not failed, text
+    return data
+
+
+async def test_a_new_process_collects_the_latest_turn_by_conversation(letta_double: LettaDouble, agent_id: str) -> None:
+    async with Client(build_server(settings(letta_double, agent_id))) as first:
+        cid = (await ok(first, "create_conversation"))["id"]
+        started = await ok(first, "send_message", conversation_id=cid, message="SLOW 2 gave up", wait_seconds=0.2)
+        assert started["status"] in ("queued", "running")
+        async with Client(build_server(settings(letta_double, agent_id))) as second:  # knows nothing of the turn
+            done = await ok(second, "wait_for_reply", conversation_id=cid)
+    assert done["status"] == "completed" and done["reply"] == "echo: SLOW 2 gave up"
+    assert letta_double.user_messages(cid) == ["SLOW 2 gave up"], "collected, never sent again"
+
+
+async def test_the_same_process_follows_its_own_turn(letta_double: LettaDouble, agent_id: str) -> None:
+    async with Client(build_server(settings(letta_double, agent_id))) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        started = await ok(client, "send_message", conversation_id=cid, message="SLOW 1 mine", wait_seconds=0)
+        done = await ok(client, "wait_for_reply", conversation_id=cid)
+    assert done["turn_id"] == started["turn_id"] and done["reply"] == "echo: SLOW 1 mine"
+
+
+async def test_a_finished_turn_is_collected_again_from_a_new_process(letta_double: LettaDouble, agent_id: str) -> None:
+    async with Client(build_server(settings(letta_double, agent_id))) as first:
+        cid = (await ok(first, "create_conversation"))["id"]
+        await ok(first, "send_message", conversation_id=cid, message="first")
+        await ok(first, "send_message", conversation_id=cid, message="second")
+    async with Client(build_server(settings(letta_double, agent_id))) as second:
+        done = await ok(second, "wait_for_reply", conversation_id=cid, wait_seconds=5)
+    assert done["status"] == "completed" and done["reply"] == "echo: second", "the latest turn, not an older one"
+
+
+async def test_an_approval_parked_in_another_process_is_reported(letta_double: LettaDouble) -> None:
+    agent = letta_double.add_agent("careful")
+    url = f"{letta_double.base_url}/v1/agents/{agent}/tools/approval/memory_insert"
+    async with httpx.AsyncClient() as http:
+        await http.patch(url, json={"requires_approval": True})
+    async with Client(build_server(settings(letta_double, agent))) as first:
+        cid = (await ok(first, "create_conversation"))["id"]
+        assert (await ok(first, "send_message", conversation_id=cid, message="REMEMBER later"))["status"] == (
+            "awaiting_approval"
+        )
+    async with Client(build_server(settings(letta_double, agent))) as second:
+        turn = await ok(second, "wait_for_reply", conversation_id=cid)
+        assert turn["status"] == "awaiting_approval" and [c["name"] for c in turn["pending_approvals"]] == [
+            "memory_insert"
+        ]
+        assert "respond_to_approval" in (turn["next_step"] or "")
+        done = await ok(second, "respond_to_approval", conversation_id=cid, approve=True)
+    assert done["reply"] == "noted: later"
+
+
+async def test_the_default_conversation_needs_its_agent_and_finds_its_run(
+    letta_double: LettaDouble, agent_id: str
+) -> None:
+    async with Client(build_server(settings(letta_double, agent_id))) as client:
+        other = (await ok(client, "create_conversation"))["id"]
+        await ok(client, "send_message", conversation_id="default", message="in the default one")
+        await ok(client, "send_message", conversation_id=other, message="in another one")
+    async with Client(build_server(settings(letta_double, agent_id))) as fresh:
+        done = await ok(fresh, "wait_for_reply", conversation_id="default", agent_id=agent_id)
+    assert done["reply"] == "echo: in the default one"
+
+
+async def test_a_conversation_without_turns_says_what_to_do(letta_double: LettaDouble, agent_id: str) -> None:
+    async with Client(build_server(settings(letta_double, agent_id))) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        _, text, failed = await call(client, "wait_for_reply", conversation_id=cid)
+        assert failed and "no turn to wait for yet" in text and "send_message" in text
+        _, text, failed = await call(client, "wait_for_reply")
+        assert failed and "conversation_id" in text and "run_id" in text
