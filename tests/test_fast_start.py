@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,30 @@ def test_only_stdio_command_lines_use_the_relay() -> None:
     assert not fast_start.is_stdio(["--transport=streamable-http"], {})
     assert not fast_start.is_stdio([], {"LETTA_MCP_TRANSPORT": "streamable-http"})
     assert not fast_start.is_stdio(["--help"], {})  # help goes to stdout, as any command's does
+
+
+def test_a_first_start_stopped_at_once_still_fills_the_cache(tmp_path: Path, letta_double: Any) -> None:
+    """`codex exec` stops the server when its turn ends, which can be before the SDK has loaded."""
+    env = dict(os.environ, LETTA_BASE_URL=letta_double.base_url, XDG_CACHE_HOME=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "letta_conversations_mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdin
+    proc.stdin.write((json.dumps(INITIALIZE) + "\n").encode())
+    proc.stdin.flush()
+    time.sleep(1.5)  # the relay has read the request (python itself may take a second to start here)
+    proc.kill()
+    proc.wait(timeout=10)
+    path = fast_start.cache_path([], env)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(fast_start.Answers(path).entries) < 2:
+        time.sleep(0.2)
+    cached = fast_start.Answers(path)
+    assert fast_start.request_key(INITIALIZE, None) in cached.entries
+    assert fast_start.request_key(TOOLS, "2025-06-18") in cached.entries
+    answered = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
+    assert answered[1]["result"] == cached.get(fast_start.request_key(TOOLS, "2025-06-18") or "")

@@ -9,8 +9,10 @@ the SDK, in order (its session sees the whole handshake); its answer to a reques
 answered here is dropped, and written to the cache when it differs, so the cache heals itself.
 
 The cache (``$XDG_CACHE_HOME/letta-conversations-mcp/answers/``, one file per version and
-configuration) is filled by the first run of each configuration, which starts as fast as the SDK
-allows. It holds what the server would list to anyone: no secret (the configuration is only part
+configuration) is filled on the first start of each configuration, which answers as fast as the
+SDK loads: a request the cache cannot answer starts a detached process (``warm``) that asks the
+same questions of its own server and keeps the answers, even when the host stops this process at
+once (``codex exec`` does, when its turn ends). It holds what the server would list to anyone: no secret (the configuration is only part
 of a hash in the file name).
 """
 
@@ -25,6 +27,7 @@ import queue
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +40,7 @@ CACHED = frozenset({"initialize", "server/discover", "tools/list"})
 #: Settings that never change those answers (where Letta is, who calls it), left out of the cache key.
 UNLISTED = frozenset({"LETTA_BASE_URL", "LETTA_API_KEY", "LETTA_AGENT_ID", "LETTA_MCP_LOG_LEVEL"})
 VERSION_META = "io.modelcontextprotocol/protocolVersion"
+MODERN = "2026-07-28"  # the first protocol version without the initialize handshake
 _EOF = b""
 
 
@@ -105,8 +109,9 @@ class Relay:
     ``stdin``/``stdout`` are the file objects to hand the SDK's ``stdio_server``.
     """
 
-    def __init__(self, answers: Answers, wire_in: IO[bytes], wire_out: IO[bytes]) -> None:
+    def __init__(self, answers: Answers, wire_in: IO[bytes], wire_out: IO[bytes], *, on_miss: Any = None) -> None:
         self.answers = answers
+        self._on_miss = on_miss  # called once, with the protocol version, when the cache lacks an answer
         self._wire_in, self._wire_out = wire_in, wire_out
         self._lines: queue.Queue[bytes] = queue.Queue()
         self._write_lock = threading.Lock()
@@ -146,6 +151,9 @@ class Relay:
                             {"jsonrpc": "2.0", "id": message["id"], "result": cached}, separators=(",", ":")
                         ).encode()
                     )
+                elif self._on_miss is not None:
+                    self._on_miss(json.loads(key)[1])
+                    self._on_miss = None
         self._lines.put(line)
 
     def _from_sdk(self, line: str) -> None:
@@ -226,9 +234,69 @@ def claim_stdio() -> tuple[IO[bytes], IO[bytes]]:
 def start(argv: Sequence[str]) -> Relay:
     """Claim the stdio wire and start answering from the cache; hand ``relay.stdin/stdout`` to the SDK."""
     wire_in, wire_out = claim_stdio()
-    relay = Relay(Answers(cache_path(argv, os.environ)), wire_in, wire_out)
+    relay = Relay(Answers(cache_path(argv, os.environ)), wire_in, wire_out, on_miss=lambda v: spawn_warm(argv, v))
     relay.start()
     return relay
+
+
+def handshake(version: str) -> list[dict[str, Any]]:
+    """The requests a host makes before its first turn, in protocol ``version``."""
+    client = {"name": "letta-conversations-mcp-warm", "version": "1"}
+    if version >= MODERN:
+        meta = {VERSION_META: version, "io.modelcontextprotocol/clientCapabilities": {}}
+        meta["io.modelcontextprotocol/clientInfo"] = client
+        return [
+            {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}},
+        ]
+    init = {"protocolVersion": version, "capabilities": {}, "clientInfo": client}
+    return [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]
+
+
+def spawn_warm(argv: Sequence[str], version: str) -> None:
+    """Fill the cache for ``version`` in a detached process, which outlives this one if the host stops it."""
+    import subprocess
+
+    command = [sys.executable, "-m", "letta_conversations_mcp.fast_start", version, *argv]
+    with contextlib.suppress(OSError):
+        subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def warm(version: str, argv: Sequence[str]) -> None:
+    """Ask a server of this configuration the handshake of ``version`` over the relay, keeping its answers."""
+    import anyio
+
+    from .app import build_server
+    from .settings import Settings
+
+    server = build_server(Settings(_cli_parse_args=list(argv)))  # type: ignore[call-arg]
+    requests = handshake(version)
+    reading, writing = os.pipe()
+    sink = open(os.devnull, "wb")  # noqa: SIM115 - open for the process's life
+    relay = Relay(Answers(cache_path(argv, os.environ)), os.fdopen(reading, "rb"), sink)
+    keys = [key for r in requests if (key := request_key(r, version))]
+
+    def feed() -> None:
+        with os.fdopen(writing, "wb") as pipe:
+            pipe.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+            pipe.flush()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and any(relay.answers.get(k) is None for k in keys):
+                time.sleep(0.05)
+
+    relay.start()
+    threading.Thread(target=feed, daemon=True).start()
+    anyio.run(serve, server, relay)
 
 
 async def serve(server: Any, relay: Relay) -> None:
@@ -252,3 +320,7 @@ def is_stdio(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
         elif arg == "--transport" and index + 1 < len(argv):
             transport = argv[index + 1]
     return transport == "stdio" and sys.platform != "win32"
+
+
+if __name__ == "__main__":  # the detached cache filler: python -m letta_conversations_mcp.fast_start VERSION [flags]
+    warm(sys.argv[1], sys.argv[2:])
