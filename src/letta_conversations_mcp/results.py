@@ -108,14 +108,15 @@ def next_step(result: SendResult, *, agent_id: str | None, wait_hint: float, spe
             parts.append(f'agent_id="{agent_id}"')
         return " and ".join(parts)
 
+    advice = result.next_step  # Letta's stop reason or an outage may call for something (e.g. max_steps)
     if result.status in ("running", "queued"):
         handle = ids("run_id" if result.run_id else "turn_id")
-        return (
+        wait = (
             f"Call wait_for_reply with {handle} to get the reply (it waits up to {wait_hint:.0f}s more); "
             f"cancel_run with {ids('conversation_id')} stops the turn."
         )
+        return f"{advice} {wait}" if advice else wait
     go_on = f"To continue, call send_message with {ids('conversation_id')}."
-    advice = result.next_step  # Letta's stop reason may call for something (e.g. max_steps)
     if advice:
         return f"{advice} {go_on}"
     if result.status == "failed":
