@@ -13,21 +13,30 @@ streamable HTTP. How each host is pointed at a custom model endpoint, from its o
 - Gemini CLI 0.61: ``GOOGLE_GEMINI_BASE_URL`` with ``security.auth.selectedType = "gemini-api-key"``
   in ``settings.json`` (the base URL alone selects the "gateway" auth type, which headless mode
   rejects), ``GEMINI_CLI_TRUST_WORKSPACE=true``; ``mcpServers`` in ``settings.json``.
+- Letta Code 0.34 (PyPI ``letta``, a venv in the cache): ``letta connect openai-compatible
+  --base-url … --backend local`` saves the scripted model as a provider; ``letta agents create``
+  makes a local agent; our server goes into ``~/.letta/settings.json`` under that agent's
+  ``agents[].mcpServers``; ``letta -p … --agent <id> --toolset default`` runs one prompt. Its model
+  calls our tools through its ``Bash`` tool (``letta mcp call``), a new MCP client per command.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from letta_conversations_mcp.localstack.host_models import Call, Script, find
 
 CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.332"
 CODEX = "@openai/codex@0.171.0"
@@ -182,4 +191,152 @@ def run_gemini(exe: Path, home: Path, model_url: str, target: Target, prompt: st
     return _run([str(exe), "-p", prompt, "--output-format", "json"], env, home, timeout)
 
 
-RUNNERS = {"claude": run_claude, "codex": run_codex, "gemini": run_gemini}
+# --- what every host's tests read in the results ----------------------------------------------
+
+CONVERSATION = r"(conv-[0-9a-f-]{36})"
+RUN = r"(run-[0-9a-f-]{36})"
+
+
+def conversation(results: list[str]) -> dict[str, Any]:
+    return {"conversation_id": find(CONVERSATION, results)}
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    if "anyOf" in node:
+        return set().union(*(_types(option) for option in node["anyOf"]))
+    kind = node.get("type")
+    return set(kind) if isinstance(kind, list) else {str(kind)}
+
+
+def _plain(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+def lost_meaning(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """What a host's copy of an input schema no longer tells the model.
+
+    Names, types, required and enum values must survive. A bound or default the host drops
+    (Codex drops them) must still be told by the property's description, which must survive.
+    """
+    lost: list[str] = []
+    if sorted(ours.get("required") or []) != sorted(theirs.get("required") or []):
+        lost.append(f"required {ours.get('required')} became {theirs.get('required')}")
+    mine, copied = ours.get("properties") or {}, theirs.get("properties") or {}
+    if set(mine) - set(copied):  # a host may add its own (Gemini CLI adds wait_for_previous)
+        return [*lost, f"properties {sorted(mine)} became {sorted(copied)}"]
+    for name, node in mine.items():
+        copy = copied[name]
+        if _types(node) - _types(copy) - {"None"}:
+            lost.append(f"{name}: type {sorted(_types(node))} became {sorted(_types(copy))}")
+        description = _plain(str(copy.get("description", "")))  # Claude Code writes "…" as "..."
+        if node.get("description") and _plain(node["description"]) not in description:
+            lost.append(f"{name}: description {node['description']!r} became {description!r}")
+        enum = node.get("enum")
+        if enum and enum != copy.get("enum") and not all(str(value) in description for value in enum):
+            lost.append(f"{name}: enum {node['enum']} dropped and not in the description")
+    return lost
+
+
+# --- Letta Code (PyPI), whose model reaches MCP tools through its shell ------------------------
+
+LETTA_CODE = "letta==0.34.12"
+#: Letta Code's model handle for the scripted model, once ``letta connect openai-compatible`` saved it.
+LETTA_CODE_MODEL = "openai-compatible/scripted"
+#: How ``letta mcp tools`` names our tool ``name`` (``mcp__<server>__<tool>``).
+LETTA_CODE_PREFIX = "mcp__letta__"
+
+
+def install_letta_code(root: Path) -> Path:
+    """Letta Code's ``letta`` executable, installed from PyPI into a venv under ``root`` (once)."""
+    venv = root / "letta-code" / "venv"
+    exe = venv / "bin" / "letta"
+    name, _, version = LETTA_CODE.partition("==")
+    if exe.exists() and any(venv.glob(f"lib/python*/site-packages/{name}-{version}.dist-info")):
+        return exe
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, LETTA_CODE], check=True, timeout=900)
+    return exe
+
+
+def letta_code_server(target: Target, home: Path) -> dict[str, Any]:
+    """Our server as an entry of Letta Code's ``agents[].mcpServers`` (what its ``/mcp add`` writes).
+
+    The HTTP token stays out of settings.json: Letta Code reads ``${VAR}`` in a header from its environment.
+    """
+    if target.transport == "stdio":
+        return {
+            "name": "letta",
+            "transport": "stdio",
+            "command": target.command[0],
+            "args": target.command[1:],
+            "cwd": str(home),
+            "env": target.env,
+        }
+    return {
+        "name": "letta",
+        "transport": "http",
+        "url": target.url,
+        "headers": {"Authorization": "Bearer ${LCM_HOST_TOKEN}"},
+    }
+
+
+def _add_mcp_server(home: Path, agent_id: str, server: dict[str, Any]) -> None:
+    path = home / ".letta" / "settings.json"
+    settings = json.loads(path.read_text())
+    entry = next(a for a in settings["agents"] if a["agentId"] == agent_id)
+    entry["mcpServers"] = [server]
+    path.write_text(json.dumps(settings, indent=2))
+
+
+def run_letta_code(exe: Path, home: Path, model_url: str, target: Target, prompt: str, timeout: float = 300) -> Run:
+    """A new Letta Code agent on its local backend, with our server added, runs ``prompt`` headless.
+
+    Its model gets Letta Code's own tools only (toolset ``default``: ``Bash``, ``Read``, …) and
+    reaches ours through ``Bash``: ``letta mcp call mcp__letta__<tool> --args '<json>'``.
+    """
+    env = {"PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}", "LETTA_CODE_TELEM": "0"}
+    env["LCM_HOST_TOKEN"] = TOKEN
+
+    def letta(*args: str) -> Run:
+        run = _run([str(exe), *args], env, home, 180)
+        if run.returncode != 0:
+            raise AssertionError(f"letta {' '.join(args)}: {run.describe()}")
+        return run
+
+    letta(
+        "connect",
+        "openai-compatible",
+        "--base-url",
+        f"{model_url}/v1",
+        "--api-key",
+        "sk-scripted",
+        "--backend",
+        "local",
+    )
+    created = letta("agents", "create", "--backend", "local", "--model", LETTA_CODE_MODEL, "--name", "host-suite")
+    agent_id = str(json.loads(created.stdout)["id"])
+    _add_mcp_server(home, agent_id, letta_code_server(target, home))
+    argv = [str(exe), "-p", prompt, "--backend", "local", "--agent", agent_id, "--toolset", "default"]
+    return _run([*argv, "--output-format", "json"], env, home, timeout)
+
+
+def via_shell(call: Call) -> Call:
+    """``call`` as Letta Code's model makes it: a ``Bash`` command running ``letta mcp call``."""
+
+    def command(results: list[str]) -> dict[str, Any]:
+        arguments = shlex.quote(json.dumps(call.resolve(results)))
+        return {
+            "command": f"letta mcp call {LETTA_CODE_PREFIX}{call.tool} --args {arguments}",
+            "description": f"Call {call.tool} on the letta MCP server",
+        }
+
+    return Call("Bash", command, call.repeat_while)
+
+
+def shell_script(calls: list[Call], final: str) -> Script:
+    """A script of our tools played through Letta Code's ``Bash`` (which also marks its main loop)."""
+    return Script(tuple(via_shell(call) for call in calls), final=final, marker="Bash")
+
+
+RUNNERS = {"claude": run_claude, "codex": run_codex, "gemini": run_gemini, "letta-code": run_letta_code}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,21 @@ from letta_conversations_mcp import fast_start
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
-from tests.e2e.hosts import RUNNERS, TOKEN, Target, install_hosts, run_codex
+from tests.e2e.hosts import (
+    CONVERSATION,
+    RUN,
+    RUNNERS,
+    TOKEN,
+    Target,
+    conversation,
+    install_hosts,
+    lost_meaning,
+    run_codex,
+)
 from tests.helpers.servers import http_server
 
 HOSTS = ("claude", "codex", "gemini")
 TRANSPORTS = ("stdio", "http")
-CONVERSATION = r"(conv-[0-9a-f-]{36})"
-RUN = r"(run-[0-9a-f-]{36})"
 #: How each host names our tool ``name`` for its model (checked by the tool-list test).
 PREFIX = {"claude": "mcp__letta__", "codex": "mcp__letta/", "gemini": "mcp_letta_"}
 #: Each host's own tool for reading an MCP resource, and the arguments naming our server.
@@ -101,10 +108,6 @@ def play(
     return last
 
 
-def conversation(results: list[str]) -> dict[str, Any]:
-    return {"conversation_id": find(CONVERSATION, results)}
-
-
 def core_script(host: str, words: str) -> Script:
     calls = [
         Call("create_conversation", {"summary": f"host suite {words}"}),
@@ -119,42 +122,6 @@ def core_script(host: str, words: str) -> Script:
 
 
 BOUNDS = ("minimum", "maximum", "minLength", "maxLength", "pattern", "default")
-
-
-def _types(node: dict[str, Any]) -> set[str]:
-    if "anyOf" in node:
-        return set().union(*(_types(option) for option in node["anyOf"]))
-    kind = node.get("type")
-    return set(kind) if isinstance(kind, list) else {str(kind)}
-
-
-def _plain(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
-
-
-def lost_meaning(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """What a host's copy of an input schema no longer tells the model.
-
-    Names, types, required and enum values must survive. A bound or default the host drops
-    (Codex drops them) must still be told by the property's description, which must survive.
-    """
-    lost: list[str] = []
-    if sorted(ours.get("required") or []) != sorted(theirs.get("required") or []):
-        lost.append(f"required {ours.get('required')} became {theirs.get('required')}")
-    mine, copied = ours.get("properties") or {}, theirs.get("properties") or {}
-    if set(mine) - set(copied):  # a host may add its own (Gemini CLI adds wait_for_previous)
-        return [*lost, f"properties {sorted(mine)} became {sorted(copied)}"]
-    for name, node in mine.items():
-        copy = copied[name]
-        if _types(node) - _types(copy) - {"None"}:
-            lost.append(f"{name}: type {sorted(_types(node))} became {sorted(_types(copy))}")
-        description = _plain(str(copy.get("description", "")))  # Claude Code writes "…" as "..."
-        if node.get("description") and _plain(node["description"]) not in description:
-            lost.append(f"{name}: description {node['description']!r} became {description!r}")
-        enum = node.get("enum")
-        if enum and enum != copy.get("enum") and not all(str(value) in description for value in enum):
-            lost.append(f"{name}: enum {node['enum']} dropped and not in the description")
-    return lost
 
 
 def dropped_keywords(ours: dict[str, Any], theirs: dict[str, Any]) -> set[str]:
