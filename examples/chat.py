@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Chat with a Letta agent in your terminal, through letta-conversations-mcp.
 
-    pip install 'letta-conversations-mcp[chat]'        # prompt_toolkit + rich
+    pip install letta-conversations-mcp prompt_toolkit rich   # the server, and the terminal UI it needs
     LETTA_BASE_URL=http://localhost:8283 python examples/chat.py [--agent-id agent-…]
 
 The client launches this project's MCP server (``python -m letta_conversations_mcp``) over stdio
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.status import Status
 
-INSTALL_HINT = "pip install 'letta-conversations-mcp[chat]'"
+INSTALL_HINT = "pip install prompt_toolkit rich (in a checkout: uv sync)"
 FORWARDED_ENV = ("LETTA_BASE_URL", "LETTA_API_KEY", "LETTA_AGENT_ID")
 #: Message types /history shows (system prompts and reasoning stay out of the way).
 HISTORY_TYPES = ["user_message", "assistant_message", "tool_call_message", "tool_return_message"]
@@ -457,16 +457,16 @@ class ChatApp:
         if not page.messages:
             self.say("(no messages)", "dim")
         for message in page.messages:
-            kind = message.get("message_type")
+            kind = message.get("type")  # message_type without "_message"
             text = str(message.get("text") or "")
-            if kind == "user_message":
+            if kind == "user":
                 line = Text("you   › ", style="bold cyan")
-            elif kind == "assistant_message":
+            elif kind == "assistant":
                 line = Text("agent › ", style="bold green")
             else:
-                line = Text(f"  · {'tool call' if kind == 'tool_call_message' else 'tool'} ", style="dim")
+                line = Text(f"  · {'tool call' if kind == 'tool_call' else 'tool'} ", style="dim")
                 text = _clip(text, 160)
-            line.append(text, style="dim" if kind not in ("user_message", "assistant_message") else "")
+            line.append(text, style="dim" if kind not in ("user", "assistant") else "")
             self.console.print(line)
         if page.has_more:
             self.say("  /more for older messages", "dim")

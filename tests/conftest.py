@@ -1,4 +1,5 @@
-"""Shared fixtures: the anyio backend and a fresh Letta double per test."""
+"""Shared fixtures: the anyio backend and a fresh Letta double per test (one server for the whole
+session, reset before each test)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def letta_double() -> Iterator[LettaDouble]:
+@pytest.fixture(scope="session")
+def letta_double_server() -> Iterator[LettaDouble]:
     with LettaDouble() as double:
         yield double
+
+
+@pytest.fixture
+def letta_double(letta_double_server: LettaDouble) -> LettaDouble:
+    """The session's double, reset; started again (on a new port) if the last test stopped it."""
+    letta_double_server.reset()
+    if not letta_double_server.running:
+        letta_double_server.start()
+    return letta_double_server
 
 
 @pytest.fixture

@@ -74,3 +74,19 @@ def test_errors_use_letta_bodies(letta_double: LettaDouble) -> None:
     for bad in ("default", "nope", "conv-" + "x" * 40):
         response = httpx.get(f"{base}/v1/conversations/{bad}")
         assert response.status_code == 422 and bad in response.json()["detail"], bad
+
+
+def test_reset_gives_what_a_new_double_holds(letta_double: LettaDouble) -> None:
+    """The session's one double, reset between tests: data, faults, requests and flags are gone."""
+    old_agent = letta_double.default_agent_id
+    letta_double.new_conversation(old_agent, "before")
+    letta_double.fail_next("GET", r"/v1/agents", 500)
+    letta_double.background_supported = False
+    port = letta_double.port
+    letta_double.reset()
+    assert letta_double.port == port
+    assert letta_double.default_agent_id != old_agent and list(letta_double.agents) == [letta_double.default_agent_id]
+    assert not letta_double.conversations and not letta_double.faults.pending and not letta_double.requests
+    assert letta_double.background_supported
+    with httpx.Client(base_url=letta_double.base_url) as http:
+        assert http.get(f"/v1/agents/{letta_double.default_agent_id}").status_code == 200

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def _one_line(error: ValidationError) -> str:
@@ -64,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"letta-conversations-mcp {__version__}")  # noqa: T201
         return 0
 
+    from . import fast_start
+
+    relay = fast_start.start(args) if fast_start.is_stdio(args, os.environ) else None
+
+    from pydantic import ValidationError
+
     from .settings import Settings
 
     try:
@@ -88,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
 
     server = build_server(settings)
     try:
-        if settings.transport == "stdio":
+        if relay is not None:
+            import anyio
+
+            anyio.run(fast_start.serve, server, relay)
+        elif settings.transport == "stdio":
             server.run("stdio")
         else:
             from .http import run_http

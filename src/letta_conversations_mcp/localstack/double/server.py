@@ -25,6 +25,7 @@ class LettaDouble(Store):
 
     def __init__(self, *, ping_interval: float = 0.2, conflicts: bool = True) -> None:
         super().__init__(ping_interval=ping_interval, conflicts=conflicts)
+        self._initial = (ping_interval, conflicts)
         self.faults = Faults()
         self.fail_next = self.faults.fail_next
         self.cut_next = self.faults.cut_next
@@ -40,7 +41,19 @@ class LettaDouble(Store):
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
+    def reset(self) -> None:
+        """Back to what a new double holds (a new default agent, no data, no faults, no requests),
+        served on the same port, so a test session can start the server once."""
+        ping_interval, conflicts = self._initial
+        Store.__init__(self, ping_interval=ping_interval, conflicts=conflicts)
+        self.faults.pending.clear()
+
     # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is serving (False before ``start`` and after ``stop``)."""
+        return self._thread is not None and self._thread.is_alive()
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
