@@ -1,7 +1,9 @@
 """Overhead of going through our MCP server over stdio, vs. calling Letta directly with AsyncLetta.
 
 Same double (its own process), same payloads, calls alternated; medians and ratios are printed.
-Two Letta latencies: 0 ms (loopback, the harshest ratio) and 50 ms (a realistic server).
+Two Letta latencies: 0 ms (loopback, the harshest ratio) and 50 ms (a realistic server). The host is
+the python MCP client, which checks each structuredContent against the tool's outputSchema; target
+for list_messages(limit=50): at most 1.10x the direct list.
 Also: time from the double's first SSE frame to the host's first progress notification.
 """
 
@@ -23,7 +25,9 @@ ROUNDS = 40
 
 
 async def measure(base_url: str, agent_id: str) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {"send_direct": [], "send_mcp": [], "list_direct": [], "list_mcp": []}
+    samples: dict[str, list[float]] = {
+        name: [] for name in ("send_direct", "send_mcp", "list_direct", "list_mcp", "list50_direct", "list50_mcp")
+    }
     async with side_by_side(base_url, agent_id) as pair:
         for i in range(ROUNDS):
             text = f"hello {i}"
@@ -38,6 +42,14 @@ async def measure(base_url: str, agent_id: str) -> dict[str, list[float]]:
                 samples["list_mcp"], functools.partial(pair.client.call_tool, "list_messages", arguments)
             )
             assert not result.is_error
+        for _ in range(ROUNDS):  # both conversations now hold 80+ messages
+            listing = functools.partial(pair.direct.conversations.messages.list, pair.theirs, limit=50)
+            await timed(samples["list50_direct"], listing)
+            arguments = {"conversation_id": pair.ours, "limit": 50}
+            result = await timed(
+                samples["list50_mcp"], functools.partial(pair.client.call_tool, "list_messages", arguments)
+            )
+            assert not result.is_error and len((result.structured_content or {})["messages"]) == 50
     return samples
 
 
@@ -76,6 +88,7 @@ def main() -> None:
         label = f"Letta +{delay * 1000:.0f} ms"
         print(row(f"send_message ({label})", samples["send_direct"], samples["send_mcp"]))
         print(row(f"list_messages ({label})", samples["list_direct"], samples["list_mcp"]))
+        print(row(f"list_messages 50 ({label})", samples["list50_direct"], samples["list50_mcp"], target=1.10))
     with letta_double(ping=0.1) as (base_url, agent_id):
         deltas = anyio.run(first_progress, base_url, agent_id)
     print(

@@ -10,6 +10,7 @@ HERE = Path(__file__).parent
 SCRIPTS = [
     ("stream aggregation", ["bench_aggregation.py"]),
     ("cold start", ["bench_cold_start.py"]),
+    ("result size: structured JSON vs text", ["bench_result_size.py"]),
     ("overhead and progress latency", ["bench_overhead.py"]),
     ("overhead against the real local Letta (starts the local Letta stack)", ["bench_real_letta.py"]),
     ("transcript resource", ["bench_transcript.py"]),

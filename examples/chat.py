@@ -457,16 +457,16 @@ class ChatApp:
         if not page.messages:
             self.say("(no messages)", "dim")
         for message in page.messages:
-            kind = message.get("message_type")
+            kind = message.get("type")  # message_type without "_message"
             text = str(message.get("text") or "")
-            if kind == "user_message":
+            if kind == "user":
                 line = Text("you   › ", style="bold cyan")
-            elif kind == "assistant_message":
+            elif kind == "assistant":
                 line = Text("agent › ", style="bold green")
             else:
-                line = Text(f"  · {'tool call' if kind == 'tool_call_message' else 'tool'} ", style="dim")
+                line = Text(f"  · {'tool call' if kind == 'tool_call' else 'tool'} ", style="dim")
                 text = _clip(text, 160)
-            line.append(text, style="dim" if kind not in ("user_message", "assistant_message") else "")
+            line.append(text, style="dim" if kind not in ("user", "assistant") else "")
             self.console.print(line)
         if page.has_more:
             self.say("  /more for older messages", "dim")

@@ -102,7 +102,7 @@ async def walkthrough(session: Session, agent_id: str) -> None:
         page = await session.call("list_messages", **args)
         pages += 1
         seen.extend(m["id"] for m in page["messages"])
-        before = page["next_before"]
+        before = page.get("next_before")
         if not before or pages > 20:
             break
     expect(len(seen) == len(set(seen)), f"{pages} pages, {len(seen)} messages, none repeated")

@@ -268,10 +268,10 @@ async def test_send_while_pending_is_refused_and_the_conversation_shows_it(
     info = await ok(plain, "get_conversation", conversation_id=cid)
     assert info["awaiting_approval"] is True and info["pending_approvals"][0]["name"] == "memory_insert"
     listed, text, _ = await call(plain, "list_conversations")
-    assert [c["awaiting_approval"] for c in listed["conversations"] if c["id"] == cid] == [True]
+    assert [c.get("awaiting_approval", False) for c in listed["conversations"] if c["id"] == cid] == [True]
     assert "[waiting for approval]" in text
     await ok(plain, "respond_to_approval", conversation_id=cid, approve=True)
-    assert (await ok(plain, "get_conversation", conversation_id=cid))["awaiting_approval"] is False
+    assert (await ok(plain, "get_conversation", conversation_id=cid)).get("awaiting_approval", False) is False
 
 
 async def test_list_conversations_flags_every_waiting_conversation_on_the_page(plain: Client) -> None:
@@ -281,7 +281,7 @@ async def test_list_conversations_flags_every_waiting_conversation_on_the_page(p
         sent = await ok(plain, "send_message", conversation_id=cid, message=f"REMEMBER {cid}")
         assert sent["status"] == "awaiting_approval"
     listed = await ok(plain, "list_conversations", limit=100)
-    flags = {c["id"]: c["awaiting_approval"] for c in listed["conversations"]}
+    flags = {c["id"]: c.get("awaiting_approval", False) for c in listed["conversations"]}
     assert all(flags[cid] is True for cid in waiting)
 
 
@@ -392,7 +392,7 @@ async def test_an_approval_answered_elsewhere_is_not_answered_again(letta_double
         (await http.post(f"/v1/conversations/{cid}/messages", json={"messages": [answer]})).raise_for_status()
     _, text, failed = await call(plain, "respond_to_approval", conversation_id=cid, approve=False)
     assert failed and "no tool call waiting for approval" in text
-    assert (await ok(plain, "get_conversation", conversation_id=cid))["awaiting_approval"] is False
+    assert (await ok(plain, "get_conversation", conversation_id=cid)).get("awaiting_approval", False) is False
     assert (await ok(plain, "send_message", conversation_id=cid, message="hi"))["reply"] == "echo: hi"
     assert len(approval_posts(letta_double)) == 1
 
@@ -406,12 +406,14 @@ async def test_list_conversations_failures_stay_one_sentence(letta_double: Letta
     letta_double.fail_next("GET", r"/v1/runs/$", 500, times=3)
     listed, _, failed = await call(plain, "list_conversations")
     assert not failed and cid in [c["id"] for c in listed["conversations"]], "no runs listing: no flags, same list"
-    assert not any(c["awaiting_approval"] for c in listed["conversations"])
+    assert not any(c.get("awaiting_approval", False) for c in listed["conversations"])
     letta_double.fail_next("GET", rf"/v1/conversations/{cid}/messages$", 500, times=3)
     listed, _, failed = await call(plain, "list_conversations")
-    assert not failed and not any(c["awaiting_approval"] for c in listed["conversations"])
+    assert not failed and not any(c.get("awaiting_approval", False) for c in listed["conversations"])
     assert [
-        c["awaiting_approval"] for c in (await ok(plain, "list_conversations"))["conversations"] if c["id"] == cid
+        c.get("awaiting_approval", False)
+        for c in (await ok(plain, "list_conversations"))["conversations"]
+        if c["id"] == cid
     ] == [True]
 
 
@@ -532,7 +534,7 @@ async def test_another_caller_can_neither_see_nor_answer_an_approval(
             assert cid not in [c["id"] for c in listed["conversations"]]
         async with client(url, "ops") as ops:  # scope 'agent' sees every conversation of the agent, and its state
             listed = await ok(ops, "list_conversations", limit=100)
-            assert [c["awaiting_approval"] for c in listed["conversations"] if c["id"] == cid] == [True]
+            assert [c.get("awaiting_approval", False) for c in listed["conversations"] if c["id"] == cid] == [True]
         async with client(url, "alice") as alice:
             assert (await ok(alice, "get_conversation", conversation_id=cid))["awaiting_approval"] is True
             assert approval_posts(letta_double) == [], "bob's answers never reached Letta"

@@ -268,4 +268,4 @@ async def test_cancel_run_on_an_idle_conversation_says_nothing_was_running(
     # Letta answers 409 "No active runs to cancel …" here; that is not a busy conversation.
     cid = await new_conversation(client)
     cancelled = await call(client, "cancel_run", conversation_id=cid)
-    assert cancelled["cancelled_run_ids"] == [] and cancelled["message"] == "no turn was running in Letta"
+    assert cancelled.get("cancelled_run_ids", []) == [] and cancelled["message"] == "no turn was running in Letta"

@@ -16,9 +16,9 @@ from mcp import Client
 from letta_conversations_mcp import turns
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
-from tests.fault_proxy import FaultProxy
+from tests.helpers.fault_proxy import FaultProxy
+from tests.helpers.outages import PHASES, Phase, assert_honest_progress, progress_log
 from tests.helpers.tools import call, call_error, make_settings, text_of
-from tests.outage_scenarios import PHASES, Phase, assert_honest_progress, progress_log
 
 pytestmark = pytest.mark.anyio
 

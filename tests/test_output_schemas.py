@@ -52,8 +52,8 @@ async def test_real_results_validate_against_the_published_schemas(client: Clien
         "list_agents": await call(client, "list_agents"),
         "fork_conversation": await call(client, "fork_conversation", conversation_id=cid),
     }
-    kinds = {m["message_type"] for m in results["list_messages"]["messages"]}
-    assert {"tool_call_message", "tool_return_message", "assistant_message"} <= kinds
+    kinds = {m["type"] for m in results["list_messages"]["messages"]}
+    assert {"tool_call", "tool_return", "assistant"} <= kinds
     assert results["send_message"]["usage"] is not None and results["send_message"]["steps"]
     for name, result in results.items():
         validator = validator_for(schemas[name])(schemas[name])

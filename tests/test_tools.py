@@ -67,11 +67,12 @@ async def test_create_send_list_summary_roundtrip(client: Client, agent_id: str)
     assert sent["stop_reason"] == "end_turn"
     assert sent["run_id"].startswith("run-")
     assert sent["usage"]["total_tokens"] > 0
-    assert len(sent["message_ids"]) == 1
+    assert sent["next_step"] == "To continue, call send_message with this conversation_id."
+    assert "message_ids" not in sent and "error" not in sent  # nulls and ids the text does not need are left out
 
     page = await call(client, "list_messages", conversation_id=cid, order="asc")
-    kinds = [(m["message_type"], m["text"]) for m in page["messages"] if m["message_type"] != "system_message"]
-    assert kinds == [("user_message", "hello there"), ("assistant_message", "echo: hello there")]
+    kinds = [(m["type"], m["text"]) for m in page["messages"] if m["type"] != "system"]
+    assert kinds == [("user", "hello there"), ("assistant", "echo: hello there")]
 
     updated = await call(client, "update_summary", conversation_id=cid, summary="renamed")
     assert updated["summary"] == "renamed"
@@ -100,7 +101,7 @@ async def test_token_streamed_reply_is_joined(client: Client) -> None:
     cid = (await call(client, "create_conversation"))["id"]
     sent = await call(client, "send_message", conversation_id=cid, message="TOKENS please now")
     assert sent["reply"] == "echo: TOKENS please now"
-    assert len(sent["message_ids"]) == 1
+    assert sent["status"] == "completed" and not sent.get("truncated")
 
 
 @pytest.mark.anyio
@@ -176,7 +177,7 @@ async def test_list_messages_pages_cover_everything_once(client: Client) -> None
             args["before"] = before
         page = await call(client, "list_messages", **args)
         seen.extend(m["id"] for m in page["messages"])
-        before = page["next_before"]
+        before = page.get("next_before")
         if not before:
             break
     assert len(seen) == len(set(seen))
@@ -191,7 +192,7 @@ async def test_list_messages_pages_cover_everything_once(client: Client) -> None
             args["after"] = after
         page = await call(client, "list_messages", **args)
         seen_asc.extend(m["id"] for m in page["messages"])
-        after = page["next_after"]
+        after = page.get("next_after")
         if not after:
             break
     assert sorted(seen_asc) == sorted(seen)
@@ -334,7 +335,7 @@ async def test_result_texts_are_short_readable_lines_not_json(client: Client) ->
 @pytest.mark.anyio
 async def test_isolated_block_labels_are_sent_and_reported(client: Client, letta_double: Any) -> None:
     isolated = await call(client, "create_conversation", isolated_block_labels=["human"])
-    assert len(isolated["isolated_block_ids"]) == 1 and isolated["note"] is None
+    assert len(isolated["isolated_block_ids"]) == 1 and "note" not in isolated
     body = [r for r in letta_double.requests if r["method"] == "POST" and r["path"] == "/v1/conversations/"][-1]["json"]
     assert body["isolated_block_labels"] == ["human"]
     partial = await call(client, "create_conversation", isolated_block_labels=["human", "no_such_block"])

@@ -109,6 +109,9 @@ class FakeGateway:
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return self.runs[run_id]
 
+    async def active_runs(self, conversation_id: str, *, agent_id: str | None) -> list[str]:
+        return [r for r, run in self.runs.items() if run["status"] in ("created", "running")]
+
     async def resume_turn(self, run_id: str, *, starting_after: int) -> AsyncIterator[dict[str, Any]]:
         for frame in frames_for("resumed", run_id, seq=True):
             if (frame.get("seq_id") or 99) > starting_after:
@@ -427,3 +430,26 @@ async def test_server_error_after_storing_and_a_failed_run_says_both() -> None:
     assert error.startswith("Letta failed with a server error (500) after storing the message, and its run run-")
     assert "connection" not in error
     assert gateway.sends == ["doomed"]
+
+
+async def test_a_cut_before_letta_wrote_the_message_waits_for_its_run_and_never_resends() -> None:
+    """Letta 0.16.8 writes the user message when the agent's first step ends: an otid missing while a
+    run is going on the conversation is not proof that the message was lost."""
+    import asyncio
+
+    gateway = FakeGateway()
+
+    async def cut_during_the_first_step(text: str, otid: str, run_id: str) -> AsyncIterator[dict[str, Any]]:
+        gateway.runs[run_id]["status"] = "running"
+
+        def first_step_ends() -> None:
+            gateway._store(text, otid, run_id)
+            gateway.runs[run_id]["status"] = "completed"
+
+        asyncio.get_running_loop().call_later(1.5, first_step_ends)
+        raise broken()
+        yield {}
+
+    turn = await send_one(gateway, "written late", cut_during_the_first_step)
+    assert turn.error is None and turn.result().reply == "echo: resumed"
+    assert gateway.sends == ["written late"], "sent again while Letta was still working on it"

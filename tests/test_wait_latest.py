@@ -6,11 +6,15 @@ the first) must find the latest run in Letta itself, as Letta Code's per-call se
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
@@ -104,3 +108,30 @@ async def test_a_conversation_without_turns_says_what_to_do(letta_double: LettaD
         assert failed and "no turn to wait for yet" in text and "send_message" in text
         _, text, failed = await call(client, "wait_for_reply")
         assert failed and "conversation_id" in text and "run_id" in text
+
+
+async def test_a_host_timeout_keeps_the_turn_and_a_cancel_stops_it(letta_double: LettaDouble, agent_id: str) -> None:
+    """Over real stdio: the SDK client's timeout sends notifications/cancelled 'timed out after …s' (the
+    TypeScript SDK of Claude Code and Letta Code: 'Request timed out'): the turn goes on. A caller's
+    cancel ('caller cancelled') stops it."""
+    from mcp.shared.exceptions import MCPError
+
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update({"LETTA_BASE_URL": letta_double.base_url, "LETTA_AGENT_ID": agent_id})
+    params = StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
+    cancels = lambda: [r for r in letta_double.requests if r["path"].endswith("/cancel")]  # noqa: E731
+    async with Client(params) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        with pytest.raises(MCPError, match=r"(?i)timed out"):
+            await client.call_tool(
+                "send_message", {"conversation_id": cid, "message": "SLOW 3 outlived"}, read_timeout_seconds=1.5
+            )
+        done = await ok(client, "wait_for_reply", conversation_id=cid)
+        assert done["status"] == "completed" and done["reply"] == "echo: SLOW 3 outlived"
+        assert cancels() == [], "a timeout cancels nothing"
+
+        with anyio.move_on_after(1.5):  # the caller cancels: 'caller cancelled'
+            await client.call_tool("send_message", {"conversation_id": cid, "message": "SLOW 30 stop it"})
+        with anyio.fail_after(15):
+            while not cancels():
+                await anyio.sleep(0.05)

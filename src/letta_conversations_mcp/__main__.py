@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from .access import Caller
@@ -28,6 +27,7 @@ def prepare(args: list[str]) -> Prepared:
 
     Any bad value raises ``ConfigError`` with one line naming the setting (never the value).
     """
+    from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
     from .settings import ConfigError, Settings, describe
@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"letta-conversations-mcp {__version__}")  # noqa: T201
         return 0
 
+    from . import fast_start
+
+    relay = fast_start.start(args) if fast_start.is_stdio(args, os.environ) else None
+
     from .settings import ConfigError
 
     try:
@@ -79,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
 
     server = build_server(settings)
     try:
-        if settings.transport == "stdio":
+        if relay is not None:
+            import anyio
+
+            anyio.run(fast_start.serve, server, relay)
+        elif settings.transport == "stdio":
             server.run("stdio")
         else:
             from .http import run_http

@@ -14,8 +14,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from . import completions, prompts, resources
+from . import cancels, completions, prompts, resources
 from .access import Access, owner_key
+from .cancels import CancelReasons
 from .coordination import create_coordinator
 from .failures import guard_resource, guard_tool
 from .gateway import LettaGateway
@@ -81,7 +82,7 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
         title="Letta Conversations",
         instructions=INSTRUCTIONS,
         version=_version(),
-        lifespan=lifespan(settings),
+        lifespan=lifespan(settings, reasons := CancelReasons()),
         log_level=settings.log_level,
     )
     secrets = settings.secrets()
@@ -95,10 +96,13 @@ def build_server(settings: Settings) -> MCPServer[AppState]:
     resources.enable_listing(server, secrets)
     names = prompts.register(server, secrets)
     completions.enable_completions(server, secrets, templates={r.uri for r in RESOURCES}, prompts=names)
+    cancels.enable(server, reasons)
     return server
 
 
-def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyncContextManager[AppState]]:
+def lifespan(
+    settings: Settings, reasons: CancelReasons | None = None
+) -> Callable[[MCPServer[AppState]], AbstractAsyncContextManager[AppState]]:
     """The server's lifespan: one Letta gateway and one turn manager (with its task group) per process."""
 
     @asynccontextmanager
@@ -120,6 +124,7 @@ def lifespan(settings: Settings) -> Callable[[MCPServer[AppState]], AbstractAsyn
                     turns=manager,
                     access=Access(gateway, owner_key(settings)),
                     coordinator=coordinator,
+                    cancels=reasons if reasons is not None else CancelReasons(),
                 )
                 manager.on_finished.append(
                     lambda turn: task_group.start_soon(resources.notify_transcript, server, state, turn)

@@ -30,10 +30,12 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import letta_client
+
+if TYPE_CHECKING:  # imported where an error is described: letta-client costs start-up time
+    import letta_client
 
 
 class LettaRequestError(Exception):
@@ -218,6 +220,8 @@ def describe(exc: BaseException, *, target: Target, base_url: str, send: bool = 
 
     ``send``: the request was a message send, so a failure after it left may have stored it.
     """
+    import letta_client
+
     where = safe_url(base_url)
     if isinstance(exc, LettaRequestError):
         return exc

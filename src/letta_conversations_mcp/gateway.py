@@ -13,16 +13,18 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import letta_client
-from letta_client import AsyncLetta
-from letta_client._response import AsyncAPIResponse
 
 from . import approvals
 from .errors import LettaRequestError, Malformed, Target, describe, safe_url
 from .settings import Settings
+
+if TYPE_CHECKING:  # letta-client is imported on the first request, not at start-up (fast_start.py)
+    from letta_client import AsyncLetta
+    from letta_client._response import AsyncAPIResponse
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ async def sse_frames(response: AsyncAPIResponse[Any]) -> AsyncIterator[Frame]:
                 event = None
                 continue
             if event == "error":
+                import letta_client
+
                 body = json.loads(payload)
                 raise letta_client.APIStatusError(str(body), response=response.http_response, body=body)
             if event is None:
@@ -83,22 +87,35 @@ class LettaGateway:
     def __init__(self, settings: Settings, *, client: AsyncLetta | None = None) -> None:
         self.settings = settings
         self.base_url = settings.effective_base_url
-        self._client = client or AsyncLetta(
+        if client is not None:
+            self._client = client
+        # A turn stream can be quiet for minutes between frames while the model thinks; Letta's
+        # keep-alive pings arrive well within this.
+        self._stream_timeout = httpx.Timeout(None, connect=min(10.0, settings.request_timeout), read=300.0)
+        self.background_supported: bool | None = {"on": True, "off": False}.get(settings.background)
+
+    @cached_property
+    def _client(self) -> AsyncLetta:
+        """The AsyncLetta client, made on the first request: importing letta-client costs start-up time."""
+        from letta_client import AsyncLetta
+
+        settings = self.settings
+        return AsyncLetta(
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             base_url=self.base_url,
             timeout=httpx.Timeout(settings.request_timeout, connect=min(10.0, settings.request_timeout)),
             max_retries=2,
             default_headers={"X-Client": "letta-conversations-mcp"},
         )
-        # Turns must never be re-sent by the SDK; reads may be retried safely.
-        self._send_client = self._client.with_options(max_retries=0)
-        # A turn stream can be quiet for minutes between frames while the model thinks; Letta's
-        # keep-alive pings arrive well within this.
-        self._stream_timeout = httpx.Timeout(None, connect=min(10.0, settings.request_timeout), read=300.0)
-        self.background_supported: bool | None = {"on": True, "off": False}.get(settings.background)
+
+    @cached_property
+    def _send_client(self) -> AsyncLetta:
+        """Turns must never be re-sent by the SDK; reads may be retried safely."""
+        return self._client.with_options(max_retries=0)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if "_client" in self.__dict__:  # never made: nothing to close
+            await self._client.close()
 
     @asynccontextmanager
     async def _translate(self, target: Target, *, send: bool = False) -> AsyncIterator[None]:
@@ -292,6 +309,17 @@ class LettaGateway:
     async def get_run(self, run_id: str) -> Frame:
         async with self._translate(Target("run", run_id, "read the run")):
             return as_dict(await self._client.runs.retrieve(run_id))
+
+    async def active_runs(self, conversation_id: str, *, agent_id: str | None) -> list[str]:
+        """Ids of the runs still going on the conversation (for 'default': on the agent)."""
+        kwargs: dict[str, Any] = {"active": True, "limit": 20}
+        if conversation_id == "default":
+            kwargs["agent_id"] = agent_id
+        else:
+            kwargs["conversation_id"] = conversation_id
+        async with self._translate(Target("conversation", conversation_id, "list the running turns")):
+            page = await self._client.runs.list(**kwargs)
+            return [str(r.id) for r in page.items]
 
     async def latest_run(self, conversation_id: str, *, agent_id: str | None) -> Frame | None:
         """The conversation's newest run (the agent's default conversation when ``conversation_id`` is

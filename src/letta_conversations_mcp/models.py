@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
+from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema
 
 from .approvals import PendingCall, one_line
 from .ownership import visible_summary
-from .streaming import TurnResult
+from .streaming import Step, TurnResult, Usage
 from .transcripts import MessageView
 
 Resolve = Callable[[JsonSchemaValue], JsonSchemaValue]
@@ -95,7 +95,7 @@ class ConversationInfo(FlatSchema):
     agent_id: str
     summary: str | None = None
     created_at: str | None = None
-    updated_at: str | None = None
+    updated_at: str | None = Field(default=None, description="Set when it differs from created_at")
     last_message_at: str | None = None
     model: str | None = None
     isolated_block_ids: list[str] = Field(default_factory=list)
@@ -112,8 +112,13 @@ class ConversationInfo(FlatSchema):
 
     def as_text(self) -> str:
         summary = f" “{self.summary}”" if self.summary else ""
-        last = f", last message {self.last_message_at}" if self.last_message_at else ""
-        text = f"Conversation {self.id}{summary} on agent {self.agent_id} (created {self.created_at}{last})."
+        facts = [f"created {self.created_at}"]
+        facts += [f"updated {self.updated_at}"] if self.updated_at else []
+        facts += [f"last message {self.last_message_at}"] if self.last_message_at else []
+        facts += [f"{self.in_context_messages} messages in context"] if self.in_context_messages else []
+        facts += [f"model {self.model}"] if self.model else []
+        facts += ["archived"] if self.archived else []
+        text = f"Conversation {self.id}{summary} on agent {self.agent_id} ({', '.join(facts)})."
         if self.awaiting_approval:
             calls = "; ".join(one_line(c) for c in self.pending_approvals)
             text += (
@@ -132,7 +137,7 @@ class ConversationInfo(FlatSchema):
             agent_id=str(raw.get("agent_id") or ""),
             summary=visible_summary(raw.get("summary")),  # owner markers are never shown
             created_at=raw.get("created_at"),
-            updated_at=raw.get("updated_at"),
+            updated_at=None if raw.get("updated_at") == raw.get("created_at") else raw.get("updated_at"),
             last_message_at=raw.get("last_message_at"),
             model=raw.get("model"),
             isolated_block_ids=list(raw.get("isolated_block_ids") or []),
@@ -203,12 +208,40 @@ class AgentList(FlatSchema):
         return "\n".join(lines)
 
 
+class PageMessage(FlatSchema):
+    """One message of a list_messages page: what its text line says, with field names."""
+
+    id: str
+    type: str = Field(description="message_type without '_message': user, assistant, reasoning, tool_call, …")
+    date: str | None = None
+    text: str = Field(description="Content; for tool calls name(arguments), for tool returns the result")
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+    status: str | None = None
+    truncated: bool = Field(default=False, description="True when text was clipped (length says how long it was)")
+    length: int = Field(default=0, description="Characters of the full text, when it was clipped")
+
+    @classmethod
+    def of(cls, view: MessageView) -> PageMessage:
+        return cls(
+            id=view.id,
+            type=view.message_type.removesuffix("_message"),
+            date=view.date,
+            text=view.text,
+            tool_name=view.tool_name,
+            tool_call_id=view.tool_call_id,
+            status=view.status,
+            truncated=view.truncated,
+            length=view.length if view.truncated else 0,
+        )
+
+
 class MessagePage(FlatSchema):
     """One page of a conversation's messages."""
 
     conversation_id: str
     order: Literal["asc", "desc"]
-    messages: list[MessageView]
+    messages: list[PageMessage]
     next_before: str | None = Field(default=None, description="For order=desc: pass as `before` for older messages")
     next_after: str | None = Field(default=None, description="For order=asc: pass as `after` for newer messages")
     cut_for_size: bool = Field(
@@ -221,9 +254,8 @@ class MessagePage(FlatSchema):
         direction = "newest first" if self.order == "desc" else "oldest first"
         lines = [f"{len(self.messages)} message(s) of {self.conversation_id}, {direction}:"]
         for m in self.messages:
-            label = m.message_type.removesuffix("_message")
             text = " ⏎ ".join(m.text.splitlines())
-            lines.append(f"[{label} {m.date or ''} {m.id}] {text[:500]}")
+            lines.append(f"[{m.type} {m.date or ''} {m.id}] {text}")
         if self.next_before:
             lines.append(f"More: call list_messages with before='{self.next_before}'.")
         if self.next_after:
@@ -236,8 +268,28 @@ class MessagePage(FlatSchema):
 TurnStatus = Literal["completed", "failed", "cancelled", "running", "queued", "awaiting_approval"]
 
 
+class TurnStep(FlatSchema, Step):
+    """One step of a turn as a result shows it, without its message id (list_messages shows those)."""
+
+    message_id: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+
+
+class TurnUsage(FlatSchema, Usage):
+    """What the turn cost: total tokens and LLM steps (the prompt/completion split is left out)."""
+
+    prompt_tokens: SkipJsonSchema[int | None] = Field(default=None, exclude=True)
+    completion_tokens: SkipJsonSchema[int | None] = Field(default=None, exclude=True)
+
+
 class SendResult(FlatSchema, TurnResult):
     """The outcome of send_message / wait_for_reply."""
+
+    steps: list[TurnStep] = Field(  # pyright: ignore[reportIncompatibleVariableOverride]
+        default_factory=list, description="Reasoning, tool calls and returns, in order"
+    )
+    usage: TurnUsage | None = None  # pyright: ignore[reportIncompatibleVariableOverride]
+    message_ids: SkipJsonSchema[list[str]] = Field(default_factory=list, exclude=True)
+    next_step: str | None = Field(default=None, description="Which tool to call next, with which ids")
 
     status: TurnStatus = Field(
         description="completed/failed/cancelled: the turn ended; running/queued: still going, call wait_for_reply; "
@@ -245,7 +297,7 @@ class SendResult(FlatSchema, TurnResult):
     )
     conversation_id: str
     turn_id: str = Field(description="This server's handle for the turn; wait_for_reply accepts it too")
-    waited_seconds: float = 0.0
+    waited_seconds: float | None = Field(default=None, description="How long this call waited (running/queued)")
 
 
 class CancelResult(FlatSchema):

@@ -1,7 +1,10 @@
 """Tool results (pure): each result model becomes structured content plus a short text rendering.
 
-The text block is what a model reads first, so it is written for reading (the reply first, one
-line per step, clipped), not a JSON dump of the structured content.
+Claude Code and Codex hand their model only ``JSON.stringify(structuredContent)``; Gemini CLI and
+Letta agents hand it the text. So both stand on their own: every turn status carries a
+``next_step`` naming the tool to call and its ids, and the structured content is compact (null,
+empty and default fields are left out, which the output schemas allow since such fields are
+optional). The text is written for reading (the reply first, one line per step), not a JSON dump.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def structured(model: Any, text: str, *, is_error: bool = False) -> CallToolResu
     """A result with our own readable text and the model as structured content."""
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
-        structured_content=model.model_dump(mode="json"),
+        structured_content=model.model_dump(mode="json", exclude_defaults=True),
         is_error=is_error,
     )
 
@@ -64,7 +67,7 @@ def turn_result(
         status=status,  # type: ignore[arg-type]
         conversation_id=turn.conversation_id,
         turn_id=turn.turn_id,
-        waited_seconds=round(waited, 2),
+        waited_seconds=None if finished else round(waited, 2),
     )
     if turn.error is not None:
         model.error = redact(turn.error.message, secrets)
@@ -82,11 +85,43 @@ def turn_result(
         model.next_step = approvals.how_to_answer(turn.conversation_id, model.pending_approvals, agent_id=turn.agent_id)
     is_error = status == "failed"
     text = render_send(model, wait_hint_seconds=wait_hint, agent_id=turn.agent_id)
+    if status != "awaiting_approval":
+        model.next_step = next_step(model, agent_id=turn.agent_id, wait_hint=wait_hint)
     if is_error and model.error and not text.startswith("Error"):
         text = f"Error: {model.error}\n\n{text}" if model.error not in text else text
     if note:
         text = f"{note}\n\n{text}"
     return structured(model, redact(text, secrets), is_error=is_error)
+
+
+def next_step(result: SendResult, *, agent_id: str | None, wait_hint: float, spelled: bool = False) -> str:
+    """Which tool to call next for a turn that is not waiting for approval, and with which ids.
+
+    The structured result names the ids by their fields ("this run_id"), which sit next to it; the
+    text (``spelled``) writes their values out, since it has no fields.
+    """
+
+    def ids(*names: str) -> str:
+        values = {"run_id": result.run_id, "turn_id": result.turn_id, "conversation_id": result.conversation_id}
+        parts = [f'{n}="{values[n]}"' if spelled else f"this {n}" for n in names]
+        if "conversation_id" in names and result.conversation_id == "default" and agent_id:
+            parts.append(f'agent_id="{agent_id}"')
+        return " and ".join(parts)
+
+    advice = result.next_step  # Letta's stop reason or an outage may call for something (e.g. max_steps)
+    if result.status in ("running", "queued"):
+        handle = ids("run_id" if result.run_id else "turn_id")
+        wait = (
+            f"Call wait_for_reply with {handle} to get the reply (it waits up to {wait_hint:.0f}s more); "
+            f"cancel_run with {ids('conversation_id')} stops the turn."
+        )
+        return f"{advice} {wait}" if advice else wait
+    go_on = f"To continue, call send_message with {ids('conversation_id')}."
+    if advice:
+        return f"{advice} {go_on}"
+    if result.status == "failed":
+        return "The turn failed: error says why and what to call next."
+    return go_on
 
 
 def render_send(result: SendResult, *, wait_hint_seconds: float, agent_id: str | None = None) -> str:
@@ -111,8 +146,8 @@ def render_send(result: SendResult, *, wait_hint_seconds: float, agent_id: str |
         facts.append(f"run {result.run_id}")
     if facts:
         lines.append(" · ".join(facts))
-    if result.next_step:
-        lines.append(f"Next: {result.next_step}")
+    if result.status != "failed" or result.next_step:  # a failure's error text says what to do
+        lines.append(f"Next: {next_step(result, agent_id=agent_id, wait_hint=wait_hint_seconds, spelled=True)}")
     return "\n".join(lines)
 
 

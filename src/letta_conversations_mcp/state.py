@@ -13,6 +13,7 @@ from weakref import WeakKeyDictionary
 from mcp.server.mcpserver import Context
 
 from .access import Access
+from .cancels import CancelReasons
 from .coordination import Coordinator, InProcessCoordinator
 from .gateway import LettaGateway
 from .settings import Settings
@@ -31,6 +32,8 @@ class AppState:
     subscriptions: WeakKeyDictionary[Any, set[str]] = field(default_factory=WeakKeyDictionary)
     #: Cross-request state: queues, turn records, locks, events (memory, or Valkey shared by processes).
     coordinator: Coordinator = field(default_factory=InProcessCoordinator)
+    #: Why the host cancelled a call (its timeout, or its user), by request id.
+    cancels: CancelReasons = field(default_factory=CancelReasons)
 
 
 def app_state(ctx: Context) -> AppState:

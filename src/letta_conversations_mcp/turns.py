@@ -665,6 +665,40 @@ class TurnManager(TurnSharing):
             await anyio.sleep(RUN_POLL_SECONDS if run_id else 2.0)
 
     async def _was_delivered(self, turn: Turn, failure: StreamBroken | ServerFailed) -> bool:
+        """Whether Letta stored the turn's message (its otid is in the history); remembers its run id.
+
+        Letta 0.16.8 writes the user message to the history only when the agent's first step ends, so
+        while a run is going on the conversation the answer is not known yet: look again until the
+        otid shows up or no run is left (bounded by ``CONFLICT_WAIT_SECONDS``).
+        """
+        deadline = anyio.current_time() + CONFLICT_WAIT_SECONDS
+        while not await self._otid_in_history(turn, failure):
+            active = await self._active_runs(turn)
+            if not active:  # the run may have ended just now: one last look decides
+                return await self._otid_in_history(turn, failure)
+            if anyio.current_time() > deadline:
+                raise Interrupted(
+                    f"{failure.what_happened} after the message was sent, and Letta is still running run "
+                    f"{active[0]} on the conversation, so whether it holds the message is not known yet. "
+                    f'Do not send it again: call wait_for_reply with turn_id="{turn.turn_id}" to check again'
+                )
+            turn.emit(Progress(f"waiting for run {active[0]} to show whether Letta holds the message"))
+            await anyio.sleep(RUN_POLL_SECONDS * 2)
+        return True
+
+    async def _active_runs(self, turn: Turn) -> list[str]:
+        """The runs going on the turn's conversation (empty when Letta cannot list them)."""
+        try:
+            return await self._patiently(
+                turn, lambda: self.gateway.active_runs(turn.conversation_id, agent_id=turn.agent_id)
+            )
+        except Interrupted:
+            raise
+        except LettaRequestError as exc:
+            log.info("could not list the running turns of %s: %s", turn.conversation_id, exc.message)
+            return []
+
+    async def _otid_in_history(self, turn: Turn, failure: StreamBroken | ServerFailed) -> bool:
         """Look for the turn's otid in the history; remember its run id when found."""
         try:
             recent = await self._patiently(

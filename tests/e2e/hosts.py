@@ -122,10 +122,20 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)
 
 
-def run_codex(exe: Path, home: Path, model_url: str, target: Target, prompt: str, timeout: float = 300) -> Run:
+def run_codex(
+    exe: Path,
+    home: Path,
+    model_url: str,
+    target: Target,
+    prompt: str,
+    timeout: float = 300,
+    *,
+    default_entry: bool = False,
+) -> Run:
+    """``default_entry``: our server's table holds only what a user must write (command, args, env)."""
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
-    lines = [
+    provider = [
         'model = "scripted"',
         'model_provider = "scripted"',
         "[model_providers.scripted]",
@@ -134,12 +144,17 @@ def run_codex(exe: Path, home: Path, model_url: str, target: Target, prompt: str
         'wire_api = "responses"',
         'env_key = "SCRIPTED_API_KEY"',
         "[mcp_servers.letta]",
+    ]
+    lines = [
+        *provider,
         "required = true",
         "tool_timeout_sec = 120",
         # Codex's default ("auto") refuses non-read-only MCP tools under `codex exec` (approval policy
         # "never"): "MCP tool call requires approval, but approval policy is never". The user pre-approves.
         'default_tools_approval_mode = "approve"',
     ]
+    if default_entry:
+        lines = provider
     if target.transport == "stdio":
         env = ", ".join(f"{key} = {_toml_string(value)}" for key, value in target.env.items())
         lines += [

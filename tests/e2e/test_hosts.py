@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,21 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from letta_conversations_mcp import fast_start
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
-from tests.e2e.hosts import CONVERSATION, RUN, RUNNERS, TOKEN, Target, conversation, install_hosts, lost_meaning
+from tests.e2e.hosts import (
+    CONVERSATION,
+    RUN,
+    RUNNERS,
+    TOKEN,
+    Target,
+    conversation,
+    install_hosts,
+    lost_meaning,
+    run_codex,
+)
 from tests.helpers.servers import http_server
 
 HOSTS = ("claude", "codex", "gemini")
@@ -199,7 +211,43 @@ def test_a_70s_turn_comes_back_running_and_is_collected_with_wait_for_reply(
 
 
 RECORDS: dict[tuple[str, str, str], Exchange] = {}
+
+
 #: Schema keywords each host dropped from our input schemas (none of them carried meaning the description lacks).
+def test_codex_with_a_default_entry_offers_our_tools_on_its_first_turn(
+    host_bins: dict[str, Path], host_model: HostModelServer, server_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`codex exec` gives a server that is not `required` about a second to list its tools, then starts
+    the model's turn without them. Each run starts a new server process; the first start of a
+    configuration fills the answers cache (fast_start.py), and from then on the handshake and the
+    tool list are answered before the SDK is even imported. The first start fills the cache from a
+    detached process within seconds, even though Codex stops the server when its turn ends. The
+    entry holds only command, args and env."""
+    cache = tmp_path / "cache"  # one user's cache across runs (each run gets a new HOME here)
+    target = Target("stdio", {**server_env, "LETTA_MCP_LOG_LEVEL": "WARNING", "XDG_CACHE_HOME": str(cache)})
+    offered: list[bool] = []
+    for attempt in range(3):
+        host_model.model.play(Script((Call("list_agents"),), final="done"))
+        home = tmp_path / f"codex-{attempt}"
+        home.mkdir()
+        run = run_codex(host_bins["codex"], home, host_model.url, target, "List the agents.", default_entry=True)
+        assert run.returncode == 0, run.describe()
+        exchanges = host_model.model.exchanges
+        assert exchanges, run.describe()
+        offered.append(exchanges[0].main)
+        if not attempt:  # the configuration's first start: wait for its detached cache filler
+            answers = fast_start.cache_path([], target.env)
+            deadline = time.monotonic() + 120
+            while len(fast_start.Answers(answers).entries) < 2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert len(fast_start.Answers(answers).entries) >= 2, f"the first start left no answers in {answers}"
+        else:
+            seen = [sorted(e.tools) for e in exchanges]
+            assert exchanges[0].main, f"run {attempt + 1}: Codex's first request had no tools of ours: {seen}"
+            assert any("agent" in r for r in host_model.model.last().results), host_model.model.last().results
+    print(f"codex default entry, our tools on the first turn of runs 1-3: {offered}")  # run 1: cache cold
+
+
 DROPPED: dict[str, set[str]] = {}
 
 

@@ -5,4 +5,5 @@
 - ``servers``: our streamable HTTP server in a thread or as a subprocess, on a free loopback port
 - ``approval_host``: a scripted host answering elicitations
 - ``privacy``: the privacy scenarios run against the double and the real stack
+- ``fault_proxy``: a TCP proxy that takes Letta away; ``outages``: the outage phases run through it
 """

@@ -24,7 +24,7 @@ from mcp_types import CallToolResult, ElicitRequest, ElicitRequestFormParams, El
 from mcp_types.version import is_version_at_least
 from pydantic import Field, ValidationError
 
-from .. import approvals, validation
+from .. import approvals, cancels, validation
 from ..approvals import ApprovalForm, Decision, HeldState, NoDecision, PendingCall
 from ..errors import LettaRequestError
 from ..models import SendResult
@@ -331,10 +331,24 @@ async def _wait(
         return await state.turns.wait(turn, budget, progress)
     except anyio.get_cancelled_exc_class():
         if cancel_on_abort:
-            log.info("host cancelled the call; cancelling turn %s", turn.turn_id)
             with anyio.CancelScope(shield=True):
-                await state.turns.cancel(turn)
+                await _on_abort(state, progress.ctx, turn)
         raise
+
+
+async def _on_abort(state: AppState, ctx: Context, turn: Turn) -> None:
+    """The call was interrupted: cancel the run, unless the host's own timeout fired.
+
+    A host whose timeout fired (its cancel reason says "timed out") gave up waiting: the turn goes
+    on, for wait_for_reply(conversation_id=…). Any other cancel (the user's, or a host closing the
+    call) stops the run.
+    """
+    _, reason = await state.cancels.wait(ctx.request_id)
+    if cancels.is_timeout(reason):
+        log.info("host gave up waiting (%s); turn %s goes on", reason, turn.turn_id)
+        return
+    log.info("host cancelled the call (%s); cancelling turn %s", reason or "no reason given", turn.turn_id)
+    await state.turns.cancel(turn)
 
 
 async def _final(state: AppState, turn: Turn, *, finished: bool, waited: float) -> CallToolResult:

@@ -9,7 +9,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from .. import validation
-from ..models import MessagePage
+from ..models import MessagePage, PageMessage
 from ..results import reply
 from ..state import app_state
 from ..transcripts import fit, message_view
@@ -77,7 +77,7 @@ async def list_messages(
         MessagePage(
             conversation_id=conversation_id,
             order=order,
-            messages=kept,
+            messages=[PageMessage.of(view) for view in kept],
             next_before=cursor if order == "desc" else None,
             next_after=cursor if order == "asc" else None,
             cut_for_size=cut,

@@ -11,7 +11,7 @@
   call IDs" error. Then, in that stream: ONE ``tool_return_message`` (denials first, as Letta
   orders them; ``tool_returns[]`` carries each) and the reply. History gets an
   ``approval_response_message``.
-- ``GET /v1/runs/`` lists runs (``agent_id``, ``conversation_id``, ``stop_reason`` filters).
+- ``GET /v1/runs/`` lists runs (``agent_id``, ``conversation_id``, ``stop_reason``, ``active`` filters).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class ApprovalRoutes(Handlers):
             if (not query.get("agent_id") or r.agent_id == query["agent_id"])
             and (not query.get("conversation_id") or r.conversation_id == query["conversation_id"])
             and (not query.get("stop_reason") or r.stop_reason == query["stop_reason"])
+            and (query.get("active") != "true" or r.status in ("created", "running"))
         ]
         if query.get("order", "desc") == "desc":
             runs.reverse()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mcp.shared.dispatcher import ProgressFnT
 
-from tests.fault_proxy import FaultProxy
+from tests.helpers.fault_proxy import FaultProxy
 
 SEND_REQUEST = r"^POST /v1/conversations/[^/ ]+/messages"
 RESUME_REQUEST = r"^POST /v1/runs/[^/ ]+/stream"

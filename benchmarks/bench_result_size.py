@@ -1,0 +1,80 @@
+"""Result size: the structured JSON a host hands its model vs. our readable text, per tool.
+
+Claude Code and Codex pass ``JSON.stringify(structuredContent)`` to their model, Gemini CLI our text;
+both are measured here as the characters each host would pass (compact JSON, non-ASCII kept), for
+``send_message``, ``list_messages(limit=50)`` and ``get_conversation``, over stdio against the Letta
+double. The conversation is filled with everyday messages (a question, a request, a short note),
+each echoed back by the double, so a page holds user and assistant messages of everyday lengths.
+Target: JSON no longer than 1.2x the text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+from typing import Any
+
+import anyio
+from mcp import Client
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _double import letta_double
+from _side_by_side import stdio_params
+
+TARGET = 1.2
+MESSAGES = (
+    "Can you summarise what we decided about the Q3 launch plan, and who owns the pricing page?",
+    "Remind me tomorrow at 9 to call the venue about the deposit.",
+    "Please draft a short reply to Dana: thanks for the notes, we will send the revised budget by Friday, and "
+    "the design review moves to Tuesday afternoon.",
+    "What's the status of the migration? Last time you said the staging database was copied but not verified.",
+    "ok, thanks",
+    "Add 'renew the TLS certificate for api.example.org before March 3' to my list.",
+    "Compare the two vendor quotes I pasted earlier: which one is cheaper over three years, counting the setup fee?",
+    "Note for later: the Berlin office wants the onboarding deck in German, and Sam has the latest version.",
+)
+
+
+def sizes(result: Any) -> tuple[int, int]:
+    """(characters of the compact structured JSON, characters of the text blocks) of one tool result."""
+    structured = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
+    text = "\n".join(block.text for block in result.content if block.type == "text")
+    return len(structured), len(text)
+
+
+async def measure(base_url: str, agent_id: str) -> dict[str, list[tuple[int, int]]]:
+    samples: dict[str, list[tuple[int, int]]] = {"send_message": [], "list_messages(50)": [], "get_conversation": []}
+    async with Client(stdio_params(base_url, agent_id)) as client:
+        created = await client.call_tool("create_conversation", {"summary": "planning with Dana"})
+        cid = (created.structured_content or {})["id"]
+        for i in range(25):
+            message = MESSAGES[i % len(MESSAGES)]
+            sent = await client.call_tool("send_message", {"conversation_id": cid, "message": message})
+            assert not sent.is_error, sent
+            samples["send_message"].append(sizes(sent))
+        listed = await client.call_tool("list_messages", {"conversation_id": cid, "limit": 50})
+        assert not listed.is_error and len((listed.structured_content or {})["messages"]) == 50, listed
+        samples["list_messages(50)"].append(sizes(listed))
+        got = await client.call_tool("get_conversation", {"conversation_id": cid})
+        assert not got.is_error, got
+        samples["get_conversation"].append(sizes(got))
+    return samples
+
+
+def main() -> None:
+    with letta_double() as (base_url, agent_id):
+        samples = anyio.run(measure, base_url, agent_id)
+    print("structured JSON (what Claude Code and Codex pass their model) vs text (what Gemini CLI passes)")
+    print(f"{'result':22} {'JSON chars':>10} {'text chars':>10} {'ratio':>7}")
+    for name, pairs in samples.items():
+        structured = statistics.median(s for s, _ in pairs)
+        text = statistics.median(t for _, t in pairs)
+        ratio = structured / text
+        verdict = "met" if ratio <= TARGET else "NOT met"
+        print(f"{name:22} {structured:>10.0f} {text:>10.0f} {ratio:>6.2f}x  ≤{TARGET:.1f}x {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Fast start: the stdio server answers the handshake from the cache of its own earlier answers, before
+the SDK is imported, and imports letta-client only for the first tool call.
+
+The real server runs as a subprocess over a pipe, as hosts start it; the Letta double serves Letta.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from letta_conversations_mcp import fast_start
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+TOOLS = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_agents", "arguments": {}}}
+
+
+def serve(cache: Path, base_url: str, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every message the server wrote for ``requests`` (sent at once, as hosts do), until each request has an answer."""
+    env = dict(os.environ, LETTA_BASE_URL=base_url, LETTA_MCP_LOG_LEVEL="WARNING", XDG_CACHE_HOME=str(cache))
+    wire = "".join(json.dumps(r) + "\n" for r in requests)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "letta_conversations_mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(wire)
+    proc.stdin.flush()
+    expected = {r["id"] for r in requests if "id" in r}
+    seen: list[dict[str, Any]] = []
+    try:
+        while expected - {m.get("id") for m in seen}:
+            line = proc.stdout.readline()
+            assert line, f"the server closed stdout; got {seen}"
+            seen.append(json.loads(line))
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    return seen
+
+
+def by_id(messages: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    ids = [m["id"] for m in messages if "id" in m]
+    assert len(ids) == len(set(ids)), f"a request was answered twice: {ids}"
+    return {m["id"]: m for m in messages if "id" in m}
+
+
+def test_a_second_start_answers_the_handshake_as_the_sdk_did_once_each(tmp_path: Path, letta_double: Any) -> None:
+    first = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
+    cached = fast_start.Answers(next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json")))
+    assert len(cached.entries) == 2  # initialize and tools/list of protocol 2025-06-18
+    second = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS, CALL))
+    assert second[0]["result"] == first[0]["result"] and second[1]["result"] == first[1]["result"]
+    assert {t["name"] for t in second[1]["result"]["tools"]} >= {"send_message", "wait_for_reply"}
+    assert not second[2]["result"].get("isError"), second[2]  # the SDK serves the rest of the session
+
+
+def test_a_stale_cache_is_corrected_by_the_sdk_answer(tmp_path: Path, letta_double: Any) -> None:
+    serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS)
+    path = next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json"))
+    entries = json.loads(path.read_text())
+    key = fast_start.request_key(TOOLS, "2025-06-18")
+    assert key is not None
+    true_answer = entries[key]
+    entries[key] = {"tools": []}
+    path.write_text(json.dumps(entries))
+    ping = {"jsonrpc": "2.0", "id": 9, "method": "ping"}  # answered by the SDK, after its tools/list
+    stale = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS, ping))
+    assert stale[1]["result"] == {"tools": []}  # what the cache said, sent before the SDK was up
+    assert json.loads(path.read_text())[key] == true_answer
+
+
+def test_letta_client_is_imported_only_for_the_first_tool_call(letta_double: Any) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys, anyio
+        from mcp import Client
+        from letta_conversations_mcp.app import build_server
+        from letta_conversations_mcp.settings import Settings
+
+        async def main():
+            server = build_server(Settings(base_url={letta_double.base_url!r}))
+            async with Client(server) as client:
+                await client.list_tools()
+                await client.list_resource_templates()
+                before = "letta_client" in sys.modules
+                await client.call_tool("list_agents", {{}})
+                print(before, "letta_client" in sys.modules)
+
+        anyio.run(main)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "True"], out
+
+
+@pytest.mark.parametrize(
+    ("message", "session", "key"),
+    [
+        (INITIALIZE, None, ["initialize", "2025-06-18", None]),
+        (TOOLS, "2025-06-18", ["tools/list", "2025-06-18", None]),
+        ({**TOOLS, "params": {"cursor": "c2"}}, "2025-06-18", ["tools/list", "2025-06-18", "c2"]),
+        (
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "server/discover",
+                "params": {"_meta": {fast_start.VERSION_META: "2026-07-28"}},
+            },
+            None,
+            ["server/discover", "2026-07-28", None],
+        ),
+        (TOOLS, None, None),  # no protocol version known yet: not cached
+        (CALL, "2025-06-18", None),
+        (INITIALIZED, None, None),
+    ],
+)
+def test_request_keys(message: dict[str, Any], session: str | None, key: list[Any] | None) -> None:
+    found = fast_start.request_key(message, session)
+    assert (json.loads(found) if found else None) == key
+
+
+def test_the_cache_key_ignores_where_letta_is_but_not_the_tool_set(tmp_path: Path) -> None:
+    base = {"XDG_CACHE_HOME": str(tmp_path), "LETTA_BASE_URL": "http://a", "LETTA_API_KEY": "sk-1"}
+    same = fast_start.cache_path([], {**base, "LETTA_BASE_URL": "http://b", "LETTA_API_KEY": "sk-2"})
+    assert fast_start.cache_path([], base) == same
+    assert fast_start.cache_path([], {**base, "LETTA_MCP_TOOLS": "core"}) != same
+    assert fast_start.cache_path(["--tools", "core"], base) != same
+    assert "sk-" not in str(same)
+
+
+def test_only_stdio_command_lines_use_the_relay() -> None:
+    assert fast_start.is_stdio([], {})
+    assert not fast_start.is_stdio(["--transport", "streamable-http"], {})
+    assert not fast_start.is_stdio(["--transport=streamable-http"], {})
+    assert not fast_start.is_stdio([], {"LETTA_MCP_TRANSPORT": "streamable-http"})
+    assert not fast_start.is_stdio(["--help"], {})  # help goes to stdout, as any command's does
+
+
+def test_a_first_start_stopped_at_once_still_fills_the_cache(tmp_path: Path, letta_double: Any) -> None:
+    """`codex exec` stops the server when its turn ends, which can be before the SDK has loaded."""
+    env = dict(os.environ, LETTA_BASE_URL=letta_double.base_url, XDG_CACHE_HOME=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "letta_conversations_mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdin
+    proc.stdin.write((json.dumps(INITIALIZE) + "\n").encode())
+    proc.stdin.flush()
+    time.sleep(1.5)  # the relay has read the request (python itself may take a second to start here)
+    proc.kill()
+    proc.wait(timeout=10)
+    path = fast_start.cache_path([], env)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(fast_start.Answers(path).entries) < 2:
+        time.sleep(0.2)
+    cached = fast_start.Answers(path)
+    assert fast_start.request_key(INITIALIZE, None) in cached.entries
+    assert fast_start.request_key(TOOLS, "2025-06-18") in cached.entries
+    answered = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
+    assert answered[1]["result"] == cached.get(fast_start.request_key(TOOLS, "2025-06-18") or "")
