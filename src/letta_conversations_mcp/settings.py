@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         le=3600,
         description=(
             "How long send_message waits for a turn before returning 'still running' with a run id; keep it "
-            "below your host's tool timeout (env LETTA_MCP_WAIT_SECONDS)"
+            "below your host's tool timeout (hosts with a known timeout, by client name, get at most 80% of it) "
+            "(env LETTA_MCP_WAIT_SECONDS)"
         ),
     )
     max_result_chars: int = Field(

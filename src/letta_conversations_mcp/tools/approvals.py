@@ -27,6 +27,7 @@ from pydantic import Field, ValidationError
 from .. import approvals, cancels, validation
 from ..approvals import ApprovalForm, Decision, HeldState, NoDecision, PendingCall
 from ..errors import LettaRequestError
+from ..host_limits import default_wait
 from ..models import SendResult
 from ..results import turn_result
 from ..state import AppState, app_state
@@ -141,6 +142,12 @@ def can_ask(ctx: Context) -> bool:
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
         return False
     return is_modern(ctx) or ctx.session.can_send_request
+
+
+def client_name(ctx: Context) -> str | None:
+    """The name the client reported in its clientInfo (None when it gave none)."""
+    params = ctx.session.client_params
+    return params.client_info.name if params is not None else None
 
 
 def is_modern(ctx: Context) -> bool:
@@ -326,7 +333,9 @@ async def _wait(
     *,
     cancel_on_abort: bool,
 ) -> bool:
-    budget = state.settings.wait_seconds if wait_seconds is None else wait_seconds
+    budget = (
+        default_wait(state.settings.wait_seconds, client_name(progress.ctx)) if wait_seconds is None else wait_seconds
+    )
     try:
         return await state.turns.wait(turn, budget, progress)
     except anyio.get_cancelled_exc_class():
