@@ -193,12 +193,6 @@ def test_a_70s_turn_comes_back_running_within_60s_and_a_new_process_collects_it(
     assert f"echo: SLOW 70 long turn over {transport}" in waits[-1], waits
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="depends on the approvals helper's work (issue 18, 'a host that gives up loses nothing'): a host "
-    "timeout must not cancel the turn, and wait_for_reply(conversation_id=...) must collect the latest turn "
-    "from a new process",
-)
 def test_a_turn_outlasting_letta_codes_60s_limit_is_collected_by_conversation_id(
     letta_code: Path,
     chat_model: HostModelServer,
@@ -206,7 +200,9 @@ def test_a_turn_outlasting_letta_codes_60s_limit_is_collected_by_conversation_id
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
-    """The model asks for a longer wait than Letta Code allows: it gets only Letta Code's timeout, no run id."""
+    """The model asks for a longer wait than Letta Code allows: it gets only Letta Code's timeout, no run id,
+    and the turn goes on (the timeout's cancel does not stop it): wait_for_reply(conversation_id=…) from a
+    new process collects the reply."""
     calls = [
         Call("create_conversation", {"summary": "timed out via letta-code"}),
         Call("send_message", lambda r: {**conversation(r), "message": "SLOW 70 timed out", "wait_seconds": 65}),
