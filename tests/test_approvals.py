@@ -23,6 +23,8 @@ from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.approval_host import APPROVE, Host
+from tests.helpers.tools import call as ok
+from tests.helpers.tools import outcome as call
 
 pytestmark = pytest.mark.anyio
 
@@ -51,19 +53,6 @@ async def plain(letta_double: LettaDouble, approving_agent: str, mode: str) -> A
     """A host without the elicitation capability."""
     async with Client(build_server(settings(letta_double, approving_agent)), mode=mode) as client:
         yield client
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> tuple[dict[str, Any], str, bool]:
-    result = await client.call_tool(tool, arguments)
-    text = "\n".join(getattr(b, "text", "") for b in result.content)
-    assert "Traceback" not in text
-    return result.structured_content or {}, text, bool(result.is_error)
-
-
-async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    data, text, failed = await call(client, tool, **arguments)
-    assert not failed, text
-    return data
 
 
 def stored_types(double: LettaDouble, cid: str) -> list[str]:

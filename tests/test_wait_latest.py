@@ -19,25 +19,14 @@ from mcp.client.stdio import StdioServerParameters
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
+from tests.helpers.tools import call as ok
+from tests.helpers.tools import outcome as call
 
 pytestmark = pytest.mark.anyio
 
 
 def settings(double: LettaDouble, agent: str, **values: Any) -> Settings:
     return Settings(base_url=double.base_url, agent_id=agent, wait_seconds=10.0, **values)
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> tuple[dict[str, Any], str, bool]:
-    result = await client.call_tool(tool, arguments)
-    text = "\n".join(getattr(b, "text", "") for b in result.content)
-    assert "Traceback" not in text
-    return result.structured_content or {}, text, bool(result.is_error)
-
-
-async def ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    data, text, failed = await call(client, tool, **arguments)
-    assert not failed, text
-    return data
 
 
 async def test_a_new_process_collects_the_latest_turn_by_conversation(letta_double: LettaDouble, agent_id: str) -> None:

@@ -35,3 +35,11 @@ async def call_error(client: Client, name: str, **arguments: Any) -> str:
     text = text_of(result)
     assert "Traceback" not in text and SECRET not in text
     return text
+
+
+async def outcome(client: Client, name: str, **arguments: Any) -> tuple[dict[str, Any], str, bool]:
+    """(structured content, text, isError) of a call that may fail; never a traceback in the text."""
+    result = await client.call_tool(name, arguments)
+    text = text_of(result)
+    assert "Traceback" not in text
+    return result.structured_content or {}, text, bool(result.is_error)
