@@ -89,6 +89,17 @@ def test_a_stale_cache_is_corrected_by_the_sdk_answer(tmp_path: Path, letta_doub
     assert json.loads(path.read_text())[key] == true_answer
 
 
+def test_two_writers_of_one_cache_keep_each_others_answers(tmp_path: Path) -> None:
+    """A server and its detached filler answer at once: neither write may drop the other's answer."""
+    path = tmp_path / "answers" / "one.json"
+    server, filler = fast_start.Answers(path), fast_start.Answers(path)  # both read the empty cache
+    filler.put("initialize", {"from": "filler"})
+    filler.put("tools/list", {"tools": []})
+    server.put("initialize", {"from": "server"})
+    on_disk = fast_start.Answers(path).entries
+    assert on_disk == {"initialize": {"from": "server"}, "tools/list": {"tools": []}}
+
+
 def test_letta_client_is_imported_only_for_the_first_tool_call(letta_double: Any) -> None:
     code = textwrap.dedent(
         f"""

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -78,15 +78,16 @@ def request_key(message: Mapping[str, Any], session_version: str | None) -> str 
 
 
 class Answers:
-    """The cached answers of one configuration, read once and written back atomically."""
+    """The cached answers of one configuration, read once; each new answer is merged into the file.
+
+    Two processes of one configuration (a server and its detached filler) can answer at once, so a
+    write takes a lock beside the file, re-reads it and adds only its own answer: no writer drops
+    another's.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            loaded = json.loads(path.read_text())
-        except (OSError, ValueError):
-            loaded = {}
-        self.entries: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        self.entries = _load(path)
 
     def get(self, key: str) -> Any:
         return self.entries.get(key)
@@ -95,12 +96,32 @@ class Answers:
         self.entries[key] = result
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as file:
-                json.dump(self.entries, file)
-            os.replace(temporary, self.path)
+            with _locked(self.path.with_suffix(".lock")):
+                self.entries = {**_load(self.path), key: result}
+                fd, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+                with os.fdopen(fd, "w") as file:
+                    json.dump(self.entries, file)
+                os.replace(temporary, self.path)
         except OSError as error:  # a read-only home only costs the fast start
             log.debug("could not write the answers cache %s: %s", self.path, error)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` for the block (the relay runs only where ``fcntl`` exists)."""
+    import fcntl
+
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class Relay:
