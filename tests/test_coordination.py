@@ -17,14 +17,14 @@ from letta_conversations_mcp.coordination import (
     CoordinationUnavailable,
     Coordinator,
     Event,
-    InProcessCoordinator,
     LockTimeout,
     TurnRecord,
     attachable,
-    create_coordinator,
     text_hash,
 )
-from letta_conversations_mcp.coordination_valkey import ValkeyCoordinator
+from letta_conversations_mcp.coordination.auto import create_coordinator
+from letta_conversations_mcp.coordination.memory import InProcessCoordinator
+from letta_conversations_mcp.coordination.valkey import ValkeyCoordinator
 from letta_conversations_mcp.localstack.valkey import ValkeyProcess
 
 pytestmark = pytest.mark.anyio

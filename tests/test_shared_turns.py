@@ -20,7 +20,7 @@ from mcp import Client
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.approvals import Decision
 from letta_conversations_mcp.coordination import CoordinationUnavailable, conversation_key
-from letta_conversations_mcp.coordination_valkey import ValkeyCoordinator
+from letta_conversations_mcp.coordination.valkey import ValkeyCoordinator
 from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.localstack.valkey import ValkeyProcess
 from letta_conversations_mcp.settings import Settings

@@ -17,7 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from . import cancels, completions, prompts, resources
 from .access import Access, owner_key
 from .cancels import CancelReasons
-from .coordination import create_coordinator
+from .coordination.auto import create_coordinator
 from .failures import guard_resource, guard_tool
 from .gateway import LettaGateway
 from .resources import ResourceSpec

@@ -14,7 +14,8 @@ from mcp.server.mcpserver import Context
 
 from .access import Access
 from .cancels import CancelReasons
-from .coordination import Coordinator, InProcessCoordinator
+from .coordination import Coordinator
+from .coordination.memory import InProcessCoordinator
 from .gateway import LettaGateway
 from .settings import Settings
 from .turns import TurnManager

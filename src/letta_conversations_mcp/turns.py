@@ -56,11 +56,11 @@ from .coordination import (
     RESEND_WINDOW_SECONDS,
     CoordinationUnavailable,
     Coordinator,
-    InProcessCoordinator,
     Ticket,
     TurnRecord,
     conversation_key,
 )
+from .coordination.memory import InProcessCoordinator
 from .errors import (
     BackgroundUnavailable,
     Busy,

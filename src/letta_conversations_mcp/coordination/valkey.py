@@ -1,4 +1,4 @@
-"""The Valkey/Redis coordinator: the shared implementation of ``coordination.Coordinator``.
+"""The Valkey/Redis coordinator: the shared implementation of ``coordination.base.Coordinator``.
 
 Keys (all under the hash tag ``{lcm}``, so a cluster keeps them in one slot and the scripts may
 touch several of them):
@@ -30,106 +30,28 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .coordination import (
-    CONNECT_TIMEOUT,
-    HEARTBEAT_SECONDS,
-    LEASE_SECONDS,
-    LOCK_SECONDS,
-    POLL_SECONDS,
-    RECORD_TTL_SECONDS,
-    SOCKET_TIMEOUT,
-    CoordinationUnavailable,
-    Coordinator,
-    Event,
-    LockTimeout,
-    Ticket,
-    TurnRecord,
-    attachable,
-)
+from .base import LOCK_SECONDS, CoordinationUnavailable, Coordinator, Event, LockTimeout, Ticket, TurnRecord, attachable
+from .valkey_scripts import ADOPT, CHECK, CLAIM, DELIVERED, ENQUEUE, RELEASE, UNLOCK
 
 log = logging.getLogger(__name__)
+
+#: Seconds a ticket's (or a process's) lease lives without a heartbeat.
+LEASE_SECONDS = 10.0
+#: Seconds between heartbeats (well inside the lease).
+HEARTBEAT_SECONDS = 2.0
+#: How often a queued send re-checks its place even without a wake-up event.
+POLL_SECONDS = 1.0
+#: How long turn records and the run → turn index are kept.
+RECORD_TTL_SECONDS = 24 * 3600
+#: Socket timeouts towards Valkey: a dead store fails a request fast instead of hanging it.
+CONNECT_TIMEOUT = 1.0
+SOCKET_TIMEOUT = 2.0
 
 P = "{lcm}:"
 #: Connections per process to Valkey, and how long a command may wait for a free one.
 POOL_CONNECTIONS = 128
 POOL_WAIT_SECONDS = 30.0
 CHANNEL = P + "events"
-
-# The head check shared by both scripts. KEYS[1]: queue. ARGV[1]: member, ARGV[2]: lease key prefix.
-# Drops heads whose lease expired; leaves how many tickets are ahead of ARGV[1] (0: it holds the
-# slot) in `ahead`, or -1 when the ticket is gone (the store restarted).
-_HEAD = """
-local ahead = -1
-while true do
-  local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-  if not head then break end
-  if head == ARGV[1] then ahead = 0 break end
-  if redis.call('EXISTS', ARGV[2] .. head) == 1 then
-    ahead = redis.call('ZRANK', KEYS[1], ARGV[1]) or -1
-    break
-  end
-  redis.call('ZREM', KEYS[1], head)
-end
-"""
-
-# KEYS: queue, seq, live. ARGV: member, lease key prefix, lease ms, ttl s. Takes a ticket (the
-# fencing token) at the end of the queue; returns {ticket, tickets ahead}.
-_ENQUEUE = (
-    """
-local n = redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('ZADD', KEYS[1], n, ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
-"""
-    + _HEAD
-    + "return {n, ahead}"
-)
-
-# KEYS: queue. ARGV: member, lease key prefix. Returns the tickets ahead, -1 if the ticket is gone.
-_CHECK = _HEAD + "return ahead"
-
-# KEYS: sent, record, active. ARGV: turn id, ttl s, then the record's fields and values. Registers
-# a send unless the same text was sent before: then returns that turn's id (the caller applies the
-# re-send rule to it).
-_CLAIM = """
-local earlier = redis.call('GET', KEYS[1])
-if earlier then return earlier end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[1])
-return false
-"""
-
-# KEYS: queue, lease, channel. ARGV: member, the 'released' event. Leaves the queue; wakes the other
-# processes only when someone is still waiting.
-_RELEASE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('PUBLISH', KEYS[3], ARGV[2]) end
-return 0
-"""
-
-# KEYS: record. Marks it delivered if it still exists.
-_DELIVERED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'delivered', '1') end
-return 0
-"""
-
-# KEYS: record, owner's process key. ARGV: dead owner, new owner.
-_ADOPT = """
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2])
-return 1
-"""
-
-# KEYS: lock. ARGV: token.
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def _where(url: str) -> str:
@@ -166,13 +88,13 @@ class ValkeyCoordinator(Coordinator):
             retry=Retry(NoBackoff(), 1),
         )
         self.client = aioredis.Redis.from_pool(pool)
-        self._enqueue = self.client.register_script(_ENQUEUE)
-        self._check = self.client.register_script(_CHECK)
-        self._adopt = self.client.register_script(_ADOPT)
-        self._claim = self.client.register_script(_CLAIM)
-        self._delivered = self.client.register_script(_DELIVERED)
-        self._release = self.client.register_script(_RELEASE)
-        self._unlock = self.client.register_script(_UNLOCK)
+        self._enqueue = self.client.register_script(ENQUEUE)
+        self._check = self.client.register_script(CHECK)
+        self._adopt = self.client.register_script(ADOPT)
+        self._claim = self.client.register_script(CLAIM)
+        self._delivered = self.client.register_script(DELIVERED)
+        self._release = self.client.register_script(RELEASE)
+        self._unlock = self.client.register_script(UNLOCK)
         self._tickets: dict[tuple[str, str], Ticket] = {}
         #: The position each new ticket saw when it joined (spares wait_turn its first round trip).
         self._first_look: dict[tuple[str, str], int] = {}
