@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.approvals import Decision
+from letta_conversations_mcp.approval_rules import Decision
 from letta_conversations_mcp.coordination import CoordinationUnavailable, conversation_key
 from letta_conversations_mcp.coordination.valkey import ValkeyCoordinator
 from letta_conversations_mcp.gateway import LettaGateway
@@ -121,7 +121,7 @@ async def test_a_stopped_process_turn_is_adopted_and_a_resend_gets_its_reply_onc
         assert resent.turn_id == turn.turn_id
         await finished(survivor, resent)
         assert resent.state == "completed" and resent.result().reply == "echo: SLOW 1.5 keep me"
-        await survivor.delivered(resent)
+        await survivor.mark_delivered(resent)
         again = await survivor.submit(cid, None, "SLOW 1.5 keep me")  # delivered: a new message now
         assert again.turn_id != turn.turn_id
         await finished(survivor, again)
@@ -246,7 +246,7 @@ async def test_a_turn_parked_for_approval_can_be_answered_through_another_proces
         assert handle.state == "awaiting_approval" and not handle.watching
         calls = handle.pending_approvals
         assert [c.tool_call_id for c in calls] == [c.tool_call_id for c in parked.pending_approvals]
-        assert await two.decide(handle, [Decision(c.tool_call_id, approve=True) for c in calls]) == []
+        assert await two.apply_decisions(handle, [Decision(c.tool_call_id, approve=True) for c in calls]) == []
         await finished(two, handle)
         assert handle.state == "completed" and handle.result().reply == "noted: tea"
 
@@ -287,7 +287,7 @@ async def test_a_parked_turn_frees_the_queue_and_its_continuation_waits_behind_e
         await two.coordinator.wait_turn(earlier)
         sends_before = len(letta_double.sends())
         decisions = [Decision(c.tool_call_id, True) for c in parked.pending_approvals]
-        assert await one.decide(parked, decisions) == []
+        assert await one.apply_decisions(parked, decisions) == []
         await anyio.sleep(1.0)
         assert parked.state == "queued" and parked.ahead == 1, "the continuation waits for its turn"
         assert len(letta_double.sends()) == sends_before, "nothing was sent while an earlier place was held"
@@ -308,12 +308,14 @@ async def test_another_process_continues_a_parked_turn_and_the_parking_process_f
         parked = await finished(one, await one.submit(cid, agent, "REMEMBER the green gate"))
         handle = await two.lookup(parked.turn_id)
         assert handle is not None and handle.state == "awaiting_approval"
-        assert await two.decide(handle, [Decision(c.tool_call_id, True) for c in handle.pending_approvals]) == []
+        assert (
+            await two.apply_decisions(handle, [Decision(c.tool_call_id, True) for c in handle.pending_approvals]) == []
+        )
         await finished(two, handle)
         assert handle.state == "completed" and not handle.watching
         followed = await one.lookup(parked.turn_id)  # parked here, continued there: follows the record
         assert followed is not None and followed is not parked
         with pytest.raises(InvalidArgument, match="not waiting for approval any more"):
-            await one.decide(parked, [Decision(c.tool_call_id, False) for c in parked.pending_approvals])
+            await one.apply_decisions(parked, [Decision(c.tool_call_id, False) for c in parked.pending_approvals])
         await finished(one, followed)
         assert followed.state == "completed" and followed.result().reply == handle.result().reply

@@ -32,7 +32,7 @@ from mcp.server.mcpserver import Context
 from starlette.authentication import BaseUser
 
 from . import ownership
-from .errors import NotFound, Target, not_found
+from .errors import Failure, NotFound, Target, not_found
 from .ownership import CallerScope, OwnerKey, Viewer
 from .validation import InvalidArgument
 
@@ -88,7 +88,7 @@ class Caller(BaseUser):
 LOCAL = Caller(name="local", token="", scope="agent")
 
 
-class AccessDenied(Exception):
+class AccessDenied(Failure):
     """The caller may not use what the request names; the message says what they may use instead."""
 
 

@@ -18,8 +18,8 @@ from . import cancels, completions, prompts, resources
 from .access import Access, owner_key
 from .cancels import CancelReasons
 from .coordination.auto import create_coordinator
-from .failures import guard_resource, guard_tool
 from .gateway import LettaGateway
+from .guards import guard_resource, guard_tool
 from .resources import ResourceSpec
 from .settings import Settings
 from .state import AppState

@@ -65,5 +65,7 @@ def enable(server: Any, reasons: CancelReasons) -> None:
         if params.request_id is not None:
             reasons.record(params.request_id, params.reason)
 
-    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    from . import sdk_internals
+
+    lowlevel = sdk_internals.lowlevel(server)
     lowlevel.add_notification_handler("notifications/cancelled", CancelledNotificationParams, on_cancelled)

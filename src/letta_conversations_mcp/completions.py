@@ -16,9 +16,9 @@ from typing import Any
 import mcp_types
 from mcp.server.mcpserver import MCPServer
 
-from . import catalog, validation
+from . import catalog, sdk_internals, validation
 from .access import Caller, caller
-from .failures import guard_request
+from .guards import guard_request
 from .state import AppState
 from .validation import InvalidArgument
 
@@ -101,7 +101,7 @@ def enable_completions(server: MCPServer[Any], secrets: list[str], *, templates:
                 found = await conversation_values(state, who, typed, agent)
         return mcp_types.CompleteResult(completion=found)
 
-    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel = sdk_internals.lowlevel(server)
     lowlevel.add_request_handler(
         "completion/complete", mcp_types.CompleteRequestParams, guard_request(on_complete, secrets)
     )

@@ -1,12 +1,16 @@
-"""Letta failures → a small closed set of typed failures, each with one readable sentence (pure).
+"""Expected failures, and Letta failures → a small closed set of typed failures with one sentence each (pure).
 
 Letta's own error bodies are unfit to pass through: a 404 dumps actor and organisation records,
 a 422 dumps pydantic internals. Every message here names what happened in the caller's terms
 ("conversation conv-… not found") and the next step. Secrets never reach these strings: the only
 inputs are the exception, the base URL (credentials stripped) and the ids the caller passed.
 
-The failure's type says what is known about the request, so callers (the turn logic) decide on
-types, never on status codes, bodies or exception chains:
+Every expected failure derives from ``Failure`` (one sentence for the caller): bad input
+(``validation.InvalidArgument``), access refusals (``access.AccessDenied``), the coordination store
+(``coordination.CoordinationUnavailable``, ``LockTimeout``), a turn this server lost track of
+(``TurnLost``), and the Letta failures, all under ``LettaRequestError``. Their type says what is
+known about the request, so callers (the turn logic) decide on types, never on status codes, bodies
+or exception chains:
 
 - ``NotFound``: 404. ``Busy``: 409, another turn runs (``run_id``). ``Rejected``: any other 4xx;
   nothing was done.
@@ -38,12 +42,23 @@ if TYPE_CHECKING:  # imported where an error is described: letta-client costs st
     import letta_client
 
 
-class LettaRequestError(Exception):
-    """A failed Letta request, already phrased for the person or model calling our tools."""
+class Failure(Exception):
+    """An expected failure, already phrased as one sentence for the person or model calling our tools.
+
+    The base of everything a handler raises on purpose (bad input, access refusals, Letta failures,
+    an unreachable coordination store); ``guards.py`` turns any of them into the host's message.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class LettaRequestError(Failure):
+    """A failed Letta request (or a turn whose delivery to Letta failed), phrased for the caller."""
 
     def __init__(self, message: str, *, status: int | None = None, run_id: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.status = status
         self.run_id = run_id
 
@@ -228,7 +243,7 @@ def describe(exc: BaseException, *, target: Target, base_url: str, send: bool = 
     if isinstance(exc, letta_client.APIStatusError):
         return _describe_status(exc, target=target, where=where, send=send)
     if not isinstance(exc, letta_client.APIConnectionError | httpx.TransportError):
-        return unexpected(exc, target)
+        return LettaRequestError(unexpected(exc, target).message)
     if isinstance(exc, letta_client.APITimeoutError | httpx.TimeoutException):
         text = (
             f"Letta at {where} did not answer in time while trying to {target.action}. It may be "
@@ -249,9 +264,17 @@ def describe(exc: BaseException, *, target: Target, base_url: str, send: bool = 
     return StreamBroken(text, may_be_stored=send)
 
 
-def unexpected(exc: BaseException, target: Target) -> LettaRequestError:
+class TurnLost(Failure):
+    """This server lost track of a turn (its shared record expired); Letta may still hold it."""
+
+
+class RecordedFailure(Failure):
+    """The failure of a turn as another server process recorded it (its sentence only)."""
+
+
+def unexpected(exc: BaseException, target: Target) -> Failure:
     """A failure that is not Letta's (a bug here): named by type only, its text stays in the log."""
-    return LettaRequestError(
+    return Failure(
         f"unexpected failure while trying to {target.action} ({type(exc).__name__}); "
         "see the server log on stderr for details"
     )

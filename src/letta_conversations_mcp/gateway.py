@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import approvals
+from . import approval_rules
 from .errors import LettaRequestError, Malformed, Target, describe, safe_url
 from .settings import Settings
 
@@ -348,7 +348,7 @@ class LettaGateway:
         conversation_id: str,
         *,
         agent_id: str | None,
-        decisions: list[approvals.Decision],
+        decisions: list[approval_rules.Decision],
         otid: str,
         background: bool,
     ) -> AsyncIterator[Frame]:
@@ -358,14 +358,14 @@ class LettaGateway:
         does not keep the otid of an approval message, so after a failure whether it was stored
         is told by the pending calls instead (:meth:`pending_approval`).
         """
-        message = {**approvals.approval_message(decisions), "otid": otid}
+        message = {**approval_rules.approval_message(decisions), "otid": otid}
         async for frame in self._post_message(conversation_id, agent_id, message, background, "send the approval"):
             yield frame
 
-    async def pending_approval(self, conversation_id: str, *, agent_id: str | None) -> list[approvals.PendingCall]:
+    async def pending_approval(self, conversation_id: str, *, agent_id: str | None) -> list[approval_rules.PendingCall]:
         """The tool calls a conversation is waiting on a human for, from its latest messages."""
         recent = await self.list_messages(conversation_id, agent_id=agent_id, limit=10, order="desc")
-        return approvals.pending_in_history(recent)
+        return approval_rules.pending_in_history(recent)
 
     async def conversations_with_approval_requests(self, agent_id: str, *, limit: int = 100) -> set[str]:
         """Conversations of the agent with a recent run that stopped for approval (candidates, not proof:

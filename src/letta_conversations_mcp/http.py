@@ -23,6 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import sdk_internals
 from .access import Caller, owner_key
 from .connections import ConnectionLimits, guarded_protocol, plan_connections, quiet_loop_errors
 from .origins import guard_for
@@ -174,7 +175,7 @@ def build_http_app(server: Any, settings: Settings, callers: Sequence[Caller]) -
     app = SessionGuard(
         app,
         max_per_caller=settings.max_sessions_per_caller,
-        open_sessions=lambda: manager._server_instances,  # pyright: ignore[reportPrivateUsage]
+        open_sessions=lambda: sdk_internals.open_sessions(manager),
     )
     if callers:
         app = BearerAuthMiddleware(app, callers)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema
 
-from .approvals import PendingCall, one_line
+from .approval_rules import PendingCall, one_line
 from .ownership import visible_summary
 from .streaming import Step, TurnResult, Usage
 from .transcripts import MessageView

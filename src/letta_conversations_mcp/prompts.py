@@ -19,7 +19,7 @@ from mcp.server.mcpserver.prompts.base import Prompt
 from pydantic import Field
 
 from . import validation
-from .failures import guard_request
+from .guards import guard_request
 from .resources import recent_transcript
 from .state import app_state
 

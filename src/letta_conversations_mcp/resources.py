@@ -24,11 +24,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
-from . import catalog, validation
+from . import catalog, sdk_internals, validation
 from .access import Caller, caller
 from .coordination import Event
-from .failures import guard_request
 from .gateway import LettaGateway
+from .guards import guard_request
 from .models import transcript_uri
 from .state import AppState, app_state
 from .transcripts import MessageView, fit, message_view, render_json, render_markdown, render_memory, view_size
@@ -263,7 +263,7 @@ def enable_listing(server: MCPServer[Any], secrets: list[str]) -> None:
     async def on_list(ctx: Any, params: mcp_types.PaginatedRequestParams) -> mcp_types.ListResourcesResult:
         return await list_reachable(ctx.lifespan_context, caller(ctx), params.cursor)
 
-    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel = sdk_internals.lowlevel(server)
     lowlevel.add_request_handler("resources/list", mcp_types.PaginatedRequestParams, guard_request(on_list, secrets))
 
 
@@ -292,7 +292,7 @@ def _transcript_uris(conversation_id: str, agent_id: str | None) -> list[str]:
 
 async def _notify_here(server: MCPServer[Any], state: AppState, uri: str) -> None:
     """This process's subscribers: 2026 listen streams and legacy resources/subscribe sessions."""
-    bus = server._subscriptions  # pyright: ignore[reportPrivateUsage]
+    bus = sdk_internals.subscription_bus(server)
     try:
         await bus.publish(ResourceUpdated(uri=uri))
     except Exception:
@@ -317,11 +317,6 @@ async def may_watch(state: AppState, ctx: Any, uri: str) -> bool:
     return False
 
 
-def _connection_of(ctx: Any) -> Any:
-    """The MCP session's connection (one per session; ``ctx.session`` is a per-request proxy)."""
-    return ctx.session._connection  # pyright: ignore[reportPrivateUsage]
-
-
 def enable_subscriptions(server: MCPServer[Any]) -> None:
     """Serve legacy ``resources/subscribe`` and ``resources/unsubscribe`` (per transcript URI), and
     filter ``subscriptions/listen`` streams, so that change notifications reach only callers that
@@ -339,7 +334,7 @@ def enable_subscriptions(server: MCPServer[Any]) -> None:
         state: AppState = ctx.lifespan_context
         uri = str(params.uri).split("?")[0]
         if await may_watch(state, ctx, uri):
-            held = state.subscriptions.setdefault(_connection_of(ctx), set())
+            held = state.subscriptions.setdefault(sdk_internals.connection_of(ctx), set())
             cap = state.settings.max_subscriptions_per_session
             if uri not in held and len(held) >= cap:
                 raise MCPError(
@@ -352,10 +347,10 @@ def enable_subscriptions(server: MCPServer[Any]) -> None:
 
     async def on_unsubscribe(ctx: Any, params: Any) -> mcp_types.EmptyResult:
         state: AppState = ctx.lifespan_context
-        state.subscriptions.get(_connection_of(ctx), set()).discard(str(params.uri).split("?")[0])
+        state.subscriptions.get(sdk_internals.connection_of(ctx), set()).discard(str(params.uri).split("?")[0])
         return mcp_types.EmptyResult()
 
-    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel = sdk_internals.lowlevel(server)
     lowlevel.add_request_handler("resources/subscribe", mcp_types.SubscribeRequestParams, on_subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", mcp_types.UnsubscribeRequestParams, on_unsubscribe)
     listen = lowlevel.get_request_handler("subscriptions/listen")

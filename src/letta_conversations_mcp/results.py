@@ -13,8 +13,8 @@ from typing import Any
 
 from mcp_types import CallToolResult, TextContent
 
-from . import approvals
-from .approvals import PendingCall
+from . import approval_rules
+from .approval_rules import PendingCall
 from .errors import redact
 from .models import SendResult
 from .streaming import Step
@@ -72,17 +72,19 @@ def turn_result(
     if turn.error is not None:
         model.error = redact(turn.error.message, secrets)
     if refused_for:
-        refusal = approvals.refused_text(turn.conversation_id, refused_for, agent_id=turn.agent_id)
+        refusal = approval_rules.refused_text(turn.conversation_id, refused_for, agent_id=turn.agent_id)
         model.error, model.stop_reason = refusal, None
         model.pending_approvals = refused_for
-        model.next_step = approvals.how_to_answer(turn.conversation_id, refused_for, agent_id=turn.agent_id)
+        model.next_step = approval_rules.how_to_answer(turn.conversation_id, refused_for, agent_id=turn.agent_id)
         return structured(model, redact(refusal, secrets), is_error=True)
     outage = None if finished else turn.outage_note()
     if outage:  # Letta is away: the turn is still followed, and the caller must not send again
         model.next_step, note = outage, f"{note}\n\n{outage}" if note else outage
     if status == "awaiting_approval":
         model.pending_approvals = turn.pending_approvals
-        model.next_step = approvals.how_to_answer(turn.conversation_id, model.pending_approvals, agent_id=turn.agent_id)
+        model.next_step = approval_rules.how_to_answer(
+            turn.conversation_id, model.pending_approvals, agent_id=turn.agent_id
+        )
     is_error = status == "failed"
     text = render_send(model, wait_hint_seconds=wait_hint, agent_id=turn.agent_id)
     if status != "awaiting_approval":
@@ -167,7 +169,7 @@ def _render_awaiting(result: SendResult, agent_id: str | None) -> str:
     """A turn parked for approval: what happened so far, then the pending calls and how to answer."""
     lines = [result.reply] if result.reply else []
     lines.extend(line for s in result.steps if s.kind != "approval_request" and (line := _render_step(s)))
-    lines.append(approvals.pending_text(result.conversation_id, result.pending_approvals, agent_id=agent_id))
+    lines.append(approval_rules.pending_text(result.conversation_id, result.pending_approvals, agent_id=agent_id))
     if result.run_id:
         lines.append(f"stop: requires_approval · run {result.run_id} · turn_id {result.turn_id}")
     return "\n".join(lines)

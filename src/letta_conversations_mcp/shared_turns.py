@@ -10,7 +10,7 @@ sends it itself only when Letta never stored it and the re-send brought the text
 
 A turn parked for a tool approval is recorded as ``awaiting_approval``, a settled state: no
 process watches or adopts it, and a handle on it reports the pending calls from the recorded
-result. Whichever process gets the decisions continues it (``TurnManager.decide``); a process
+result. Whichever process gets the decisions continues it (``TurnManager.apply_decisions``); a process
 that parked it and is asked about it later re-reads the record and follows the continuation.
 """
 
@@ -34,7 +34,7 @@ from .coordination import (
     conversation_key,
     text_hash,
 )
-from .errors import DeliveryUnknown, LettaRequestError, StreamBroken, Target, unexpected
+from .errors import DeliveryUnknown, Failure, RecordedFailure, StreamBroken, Target, TurnLost, unexpected
 from .streaming import TurnAggregator, TurnResult
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class TurnSharing:
         except CoordinationUnavailable as exc:
             log.warning("could not record turn %s: %s", turn.turn_id, exc.message)
 
-    async def delivered(self, turn: Turn) -> None:
+    async def mark_delivered(self, turn: Turn) -> None:
         """The turn's final result went to a caller: identical re-sends are new messages from now on."""
         if turn.delivered:  # recorded with the final state already
             return
@@ -204,11 +204,11 @@ class TurnSharing:
                 self._changed.pop(turn.turn_id, None)
                 record = await self.coordinator.load_turn(turn.turn_id)
         except CoordinationUnavailable as exc:
-            turn.error = LettaRequestError(
+            turn.error = CoordinationUnavailable(
                 f"{exc.message}. The turn itself goes on in Letta: call wait_for_reply again later"
             )
             turn.state = "failed"
-        except LettaRequestError as exc:
+        except Failure as exc:
             turn.error, turn.state = exc, "failed"
         except Exception as exc:  # a watch must never take the task group down
             log.exception("watching turn %s failed", turn.turn_id)
@@ -236,7 +236,7 @@ class TurnSharing:
             await self._follow(turn)
             await self._finish(turn)
             return None
-        turn.error = LettaRequestError(
+        turn.error = TurnLost(
             "this server lost track of the turn (its record expired); read the conversation with list_messages"
         )
         turn.state = "failed"
@@ -253,14 +253,14 @@ class TurnSharing:
         if record.result:
             turn.final = TurnResult.model_validate_json(record.result)
         if record.error:
-            turn.error = LettaRequestError(record.error)
+            turn.error = RecordedFailure(record.error)
         turn.state = record.state  # type: ignore[assignment]
 
     async def _park_here(self, turn: Turn) -> None:
         """The turn stopped for a person's approval: make it a parked turn of this process, with the
         pending calls read from Letta, so the answer can be given (and the turn continued) here."""
         calls = await self.gateway.pending_approval(turn.conversation_id, agent_id=turn.agent_id)
-        if not turn.watching:  # answered here meanwhile (decide() took the handle over): it runs already
+        if not turn.watching:  # answered here meanwhile (apply_decisions() took the handle over): it runs already
             return
         aggregator = TurnAggregator(max_chars=self.max_chars)
         aggregator.run_id = turn.aggregator.run_id
@@ -298,7 +298,7 @@ class TurnSharing:
                     await self._run(turn)
                     return
             await self._follow(turn)
-        except LettaRequestError as exc:
+        except Failure as exc:
             turn.error = exc
         finally:
             if not turn.done.is_set():

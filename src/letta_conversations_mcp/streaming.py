@@ -14,14 +14,14 @@ approval continued is fed on with :meth:`TurnAggregator.reopen`: the same steps,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .approvals import Decision, PendingCall
+from .approval_rules import Decision, PendingCall
+from .text import arguments_text
 
 StepKind = Literal["reasoning", "tool_call", "tool_return", "approval_request", "approval_response", "assistant"]
 FrameKind = Literal["ping", "message", "fragment", "stop", "usage", "error", "other"]
@@ -168,14 +168,6 @@ def tool_call_of(frame: Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(calls, list) and calls and isinstance(calls[0], Mapping):
         return calls[0]
     return {}
-
-
-def arguments_text(arguments: Any) -> str:
-    if arguments is None:
-        return ""
-    if isinstance(arguments, str):
-        return arguments
-    return json.dumps(arguments, ensure_ascii=False)
 
 
 def _parts(kind: StepKind, frame: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .streaming import TRUNCATION_MARKER, arguments_text, text_of, tool_call_of
+from .streaming import TRUNCATION_MARKER, text_of, tool_call_of
+from .text import arguments_text, clip
 
 ROLE_LABELS: dict[str, str] = {
     "system_message": "System",
@@ -42,9 +43,8 @@ class MessageView(BaseModel):
 
 
 def _clip(text: str, limit: int) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    return text[:limit] + TRUNCATION_MARKER, True
+    """``text`` clipped to ``limit`` with the truncation marker, and whether it was cut."""
+    return clip(text, limit, tail=TRUNCATION_MARKER), len(text) > limit
 
 
 def _calls(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:

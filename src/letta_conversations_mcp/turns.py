@@ -27,12 +27,12 @@ that is memory; with ``LETTA_MCP_REDIS_URL`` it is Valkey, shared by every serve
 Tool approvals: a turn that stops with ``requires_approval`` is parked in state
 ``awaiting_approval`` (its task is over, its queue place is given up, the turn stays findable by
 id and run id). Under the ``deny``/``approve`` policies the turn task answers at once instead.
-:meth:`TurnManager.decide` collects decisions; once every pending call has one, the same turn
+:meth:`TurnManager.apply_decisions` collects decisions; once every pending call has one, the same turn
 continues in a new task: ONE approval message, the continued frames fed into the same aggregator,
-so the result is the whole turn. See approvals.py for how the question reaches a person.
+so the result is the whole turn. See tools/approvals.py for how the question reaches a person.
 A continuation takes a new queue place (ticket) like a send, so it waits behind sends queued
 before the decision, in every process. The parked state is recorded in the shared turn record:
-another process reports it as awaiting approval and may continue it (``decide``) itself.
+another process reports it as awaiting approval and may continue it (``apply_decisions``) itself.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import approvals, outages
-from .approvals import Decision, PendingCall, Policy
+from . import approval_rules, outages
+from .approval_rules import Decision, PendingCall, Policy
 from .coordination import (
     RESEND_WINDOW_SECONDS,
     CoordinationUnavailable,
@@ -65,6 +65,7 @@ from .errors import (
     BackgroundUnavailable,
     Busy,
     DeliveryUnknown,
+    Failure,
     Interrupted,
     LettaRequestError,
     ServerFailed,
@@ -83,7 +84,7 @@ from .validation import InvalidArgument
 log = logging.getLogger(__name__)
 
 TurnState = Literal["queued", "sending", "running", "completed", "failed", "cancelled", "awaiting_approval"]
-#: States in which no task works on the turn. ``awaiting_approval`` is parked: decide() resumes it.
+#: States in which no task works on the turn. ``awaiting_approval`` is parked: apply_decisions() resumes it.
 FINISHED: frozenset[TurnState] = frozenset({"completed", "failed", "cancelled", "awaiting_approval"})
 
 #: Finished turns kept in memory for wait_for_reply; older ones are rebuilt from Letta's history.
@@ -117,7 +118,7 @@ class Turn:
     text: str
     aggregator: TurnAggregator
     state: TurnState = "queued"
-    error: LettaRequestError | None = None
+    error: Failure | None = None
     started: float = field(default_factory=time.monotonic)
     done: anyio.Event = field(default_factory=anyio.Event)
     cancel_requested: bool = False
@@ -166,7 +167,7 @@ class Turn:
     def refused_for_approval(self) -> bool:
         """Letta refused this turn's message because the conversation waits for an approval."""
         texts = [self.aggregator.error, self.error.message if self.error else None]
-        return any(approvals.is_pending_conflict(t) for t in texts)
+        return any(approval_rules.is_pending_conflict(t) for t in texts)
 
     @property
     def run_id(self) -> str | None:
@@ -468,7 +469,7 @@ class TurnManager(TurnSharing):
             if scope.cancelled_caught and turn.state not in FINISHED:
                 turn.state = "cancelled"
                 turn.aggregator.stop_reason = turn.aggregator.stop_reason or "cancelled"
-        except LettaRequestError as exc:
+        except Failure as exc:
             turn.state = "failed"
             turn.error = exc
         except Exception as exc:  # the task must never take the task group down
@@ -786,7 +787,7 @@ class TurnManager(TurnSharing):
                     return
             await self._follow_run(turn, background)
             await self._answer_by_policy(turn)
-        except LettaRequestError as exc:
+        except Failure as exc:
             turn.error = exc
         except Exception as exc:
             log.exception("following run %s failed", turn.run_id)
@@ -854,7 +855,7 @@ class TurnManager(TurnSharing):
         self._prune()
         return turn
 
-    async def decide(self, turn: Turn, decisions: list[Decision]) -> list[PendingCall]:
+    async def apply_decisions(self, turn: Turn, decisions: list[Decision]) -> list[PendingCall]:
         """Record decisions for a parked turn; when every pending call has one, continue the turn.
 
         The continuation takes a new place at the end of the conversation's queue (like a send) and
@@ -876,7 +877,7 @@ class TurnManager(TurnSharing):
         ordered = [turn.decisions[c.tool_call_id] for c in pending]
         if turn.watching:  # parked by another process: continue it here, from the recorded request
             turn.aggregator, turn.final, turn.watching = _parked_on(pending, self.max_chars), None, False
-        turn.state = "queued"  # from here on, a concurrent decide() finds it answered
+        turn.state = "queued"  # from here on, a concurrent apply_decisions() finds it answered
         try:
             await self._enqueue(turn)
         except CoordinationUnavailable:
@@ -902,7 +903,7 @@ class TurnManager(TurnSharing):
         for _ in range(POLICY_ROUNDS):
             if turn.error or turn.aggregator.error or turn.aggregator.stop_reason != "requires_approval":
                 return
-            decisions = approvals.policy_decisions(self.approval_policy, turn.aggregator.pending_approvals())
+            decisions = approval_rules.policy_decisions(self.approval_policy, turn.aggregator.pending_approvals())
             if decisions is None:
                 return
             log.info(
@@ -981,10 +982,13 @@ class TurnManager(TurnSharing):
                 f"{failure.what_happened} after the approval was sent, and checking whether Letta stored it failed: "
                 f"{exc.message}. Look at list_messages before answering again"
             ) from None
-        if {c.tool_call_id for c in approvals.pending_in_history(recent)} & asked:
+        if {c.tool_call_id for c in approval_rules.pending_in_history(recent)} & asked:
             return False
         for message in recent:
-            if message.get("message_type") == "approval_response_message" and approvals.answered_ids(message) & asked:
+            if (
+                message.get("message_type") == "approval_response_message"
+                and approval_rules.answered_ids(message) & asked
+            ):
                 run_id = message.get("run_id")
                 if isinstance(run_id, str):
                     self._remember_run(turn, run_id)

@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final, get_args, get_type_hints
 
+from .errors import Failure
+
 CONVERSATION_ID_EXAMPLE: Final = "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"
 AGENT_ID_EXAMPLE: Final = "agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795"
 RUN_ID_EXAMPLE: Final = "run-598cf282-40aa-492c-a463-f7386b6d76e4"
@@ -28,7 +30,7 @@ _RUN_RE: Final = re.compile(RUN_ID_PATTERN)
 _MESSAGE_RE: Final = re.compile(MESSAGE_ID_PATTERN)
 
 
-class InvalidArgument(ValueError):
+class InvalidArgument(Failure, ValueError):
     """A tool argument that cannot be sent to Letta; the message says what to pass instead."""
 
 

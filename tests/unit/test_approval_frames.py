@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from letta_conversations_mcp.approvals import Decision
+from letta_conversations_mcp.approval_rules import Decision
 from letta_conversations_mcp.streaming import STOP_REASON_ADVICE, TurnAggregator
 from tests.helpers.captures import CAPTURES, SSE_EVENT, parse_sse_text
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from letta_conversations_mcp.approvals import Decision, PendingCall
+from letta_conversations_mcp.approval_rules import Decision, PendingCall
 from letta_conversations_mcp.results import turn_result
 from letta_conversations_mcp.streaming import TurnAggregator
 from letta_conversations_mcp.turns import Turn

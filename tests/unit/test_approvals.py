@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from mcp.server.elicitation import render_elicitation_schema
 
-from letta_conversations_mcp import approvals
-from letta_conversations_mcp.approvals import ApprovalForm, Decision, PendingCall
+from letta_conversations_mcp import approval_rules as approvals
+from letta_conversations_mcp.approval_rules import ApprovalForm, Decision, PendingCall
 from letta_conversations_mcp.validation import InvalidArgument
 from tests.helpers.captures import CAPTURES, SSE_EVENT, parse_sse_text
 
@@ -136,22 +136,24 @@ CALLS = [
 
 
 def test_decide_applies_one_decision_to_all_pending_calls_when_none_are_listed() -> None:
-    decisions = approvals.decide(CALLS, approve=False, reason="  not now ", tool_call_ids=None)
+    decisions = approvals.decisions_for(CALLS, approve=False, reason="  not now ", tool_call_ids=None)
     assert decisions == [Decision(TWO_CALLS[0], False, "not now"), Decision(TWO_CALLS[1], False, "not now")]
-    assert approvals.decide(CALLS, approve=True, reason="  ", tool_call_ids=[])[0].reason is None
+    assert approvals.decisions_for(CALLS, approve=True, reason="  ", tool_call_ids=[])[0].reason is None
 
 
 def test_decide_only_the_listed_calls_once_each() -> None:
-    decisions = approvals.decide(CALLS, approve=True, reason=None, tool_call_ids=[TWO_CALLS[1], f" {TWO_CALLS[1]}"])
+    decisions = approvals.decisions_for(
+        CALLS, approve=True, reason=None, tool_call_ids=[TWO_CALLS[1], f" {TWO_CALLS[1]}"]
+    )
     assert decisions == [Decision(TWO_CALLS[1], True, None)]
 
 
 def test_decide_refuses_unknown_ids_naming_the_pending_ones() -> None:
     with pytest.raises(InvalidArgument) as caught:
-        approvals.decide(CALLS, approve=True, reason=None, tool_call_ids=["call_nope"])
+        approvals.decisions_for(CALLS, approve=True, reason=None, tool_call_ids=["call_nope"])
     assert "call_nope" in str(caught.value) and TWO_CALLS[0] in str(caught.value)
     with pytest.raises(InvalidArgument, match="nothing is waiting"):
-        approvals.decide([], approve=True, reason=None, tool_call_ids=None)
+        approvals.decisions_for([], approve=True, reason=None, tool_call_ids=None)
 
 
 def test_policy_decisions() -> None:

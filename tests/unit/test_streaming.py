@@ -14,10 +14,10 @@ from letta_conversations_mcp.streaming import (
     TRUNCATION_MARKER,
     TurnAggregator,
     advice_for,
-    arguments_text,
     text_of,
     tool_call_of,
 )
+from letta_conversations_mcp.text import arguments_text
 from tests.helpers import captures
 from tests.helpers.captures import SSE_EVENT, parse_sse_text, read_sse
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..errors import LettaRequestError
+from ..errors import Failure
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,11 @@ FINISHED_STATES = frozenset({"completed", "failed", "cancelled", "awaiting_appro
 Listener = Callable[["Event"], Awaitable[None] | None]
 
 
-class CoordinationUnavailable(LettaRequestError):
-    """The shared coordination store cannot be reached; ``message`` is one sentence for the caller.
-
-    A ``LettaRequestError`` so that it takes the one error path (``failures.py``) like every
-    failure that is already phrased for the caller.
-    """
+class CoordinationUnavailable(Failure):
+    """The shared coordination store cannot be reached; ``message`` is one sentence for the caller."""
 
 
-class LockTimeout(LettaRequestError):
+class LockTimeout(Failure):
     """A named lock stayed taken longer than the caller was willing to wait."""
 
 

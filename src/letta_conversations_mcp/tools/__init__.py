@@ -2,7 +2,7 @@
 
 A tool is a module-level async function taking ``ctx: Context`` (it reaches the server's
 ``AppState`` with ``state.app_state(ctx)``), marked with ``@tool(...)`` for its annotations.
-Bodies just raise on failure; ``failures.guard_tool`` turns that into the host's message.
+Bodies just raise on failure; ``guards.guard_tool`` turns that into the host's message.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the turn is parked for approval, the policy is ``ask`` and the host declared for
 user is asked once per pending call (a decline faster than a person answers counts as no decision) and the same turn continues: on protocol 2026-07-28 through an
 ``InputRequiredResult`` whose retry :func:`continue_answered` picks up, on 2025 connections with a
 mid-call ``ctx.elicit``. Otherwise the result lists the pending calls and how to answer them. Why
-the two eras differ, and why the retry must never send the message again: ``approvals.py``.
+the two eras differ, and why the retry must never send the message again: ``approval_rules.py``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from mcp_types import CallToolResult, ElicitRequest, ElicitRequestFormParams, El
 from mcp_types.version import is_version_at_least
 from pydantic import Field, ValidationError
 
-from .. import approvals, cancels, validation
-from ..approvals import ApprovalForm, Decision, HeldState, NoDecision, PendingCall
+from .. import approval_rules, cancels, validation
+from ..approval_rules import ApprovalForm, Decision, HeldState, NoDecision, PendingCall
 from ..errors import LettaRequestError
 from ..host_limits import default_wait
 from ..models import SendResult
@@ -89,8 +89,10 @@ async def respond_to_approval(
             "through it. Call respond_to_approval with approve=false, or ask whoever runs this server"
         )
     turn = await _held_turn(state, conversation_id, agent)
-    decisions = approvals.decide(turn.pending_approvals, approve=approve, reason=reason, tool_call_ids=tool_call_ids)
-    remaining = await state.turns.decide(turn, decisions)
+    decisions = approval_rules.decisions_for(
+        turn.pending_approvals, approve=approve, reason=reason, tool_call_ids=tool_call_ids
+    )
+    remaining = await state.turns.apply_decisions(turn, decisions)
     if remaining:
         return _partly_decided(state, turn, decisions)
     return await report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
@@ -119,7 +121,7 @@ async def _held_turn(state: AppState, conversation_id: str, agent: str | None) -
 
 def _partly_decided(state: AppState, turn: Turn, decisions: list[Decision]) -> CallToolResult:
     names = {c.tool_call_id: c.name for c in turn.aggregator.pending_approvals()}
-    recorded = "; ".join(approvals.decision_line(d, names.get(d.tool_call_id)) for d in decisions)
+    recorded = "; ".join(approval_rules.decision_line(d, names.get(d.tool_call_id)) for d in decisions)
     note = (
         f"Recorded: {recorded}. Nothing is sent to Letta until every pending call has a decision: answer the "
         "others with respond_to_approval and their tool_call_ids."
@@ -161,7 +163,7 @@ async def continue_answered(state: AppState, ctx: Context) -> Turn | CallToolRes
     None when this call is not such a retry. The retry carries the original arguments, the user
     message included; they are ignored: the sealed request_state names the turn to continue.
     """
-    held = approvals.decode_state(ctx.request_state)
+    held = approval_rules.decode_state(ctx.request_state)
     if held is None:
         return None
     turn = await state.turns.lookup(held.turn_id)
@@ -177,9 +179,9 @@ async def continue_answered(state: AppState, ctx: Context) -> Turn | CallToolRes
     seconds = max(0.0, time.time() - held.asked_at)
     decisions = _answers(calls, ctx.input_responses or {}, seconds, state.settings.no_decision_seconds)
     if isinstance(decisions, NoDecision) or not calls:
-        note = decisions.note if isinstance(decisions, NoDecision) else approvals.CANCELLED_NOTE
+        note = decisions.note if isinstance(decisions, NoDecision) else approval_rules.CANCELLED_NOTE
         return _result(state, turn, finished=True, waited=0.0, note=note)
-    await state.turns.decide(turn, decisions)
+    await state.turns.apply_decisions(turn, decisions)
     return turn
 
 
@@ -194,9 +196,9 @@ def _answers(
     for call in calls:
         response = responses.get(call.tool_call_id)
         if not isinstance(response, ElicitResult):
-            return approvals.CANCELLED
-        if approvals.is_no_decision(response.action, seconds, threshold):
-            return approvals.no_decision(seconds)
+            return approval_rules.CANCELLED
+        if approval_rules.is_no_decision(response.action, seconds, threshold):
+            return approval_rules.no_decision(seconds)
         form: ApprovalForm | None = None
         if response.action == "accept":
             try:
@@ -206,9 +208,9 @@ def _answers(
                     "the approval form came back with answers that do not fit it (decision must be approve or "
                     "deny); nothing was sent to Letta. Answer with respond_to_approval"
                 ) from None
-        decision = approvals.from_form(call, response.action, form)
+        decision = approval_rules.from_form(call, response.action, form)
         if decision is None:
-            return approvals.CANCELLED
+            return approval_rules.CANCELLED
         decisions.append(decision)
     return decisions
 
@@ -218,7 +220,7 @@ async def _ask_now(ctx: Context, calls: list[PendingCall], agent: str, threshold
     or declined faster than a person answers (the host's own answer)."""
     decisions: list[Decision] = []
     for index, call in enumerate(calls, 1):
-        message = approvals.question(call, agent=agent, index=index, total=len(calls))
+        message = approval_rules.question(call, agent=agent, index=index, total=len(calls))
         outcome = None
         started = time.monotonic()
         with anyio.move_on_after(ELICIT_SECONDS):
@@ -232,15 +234,15 @@ async def _ask_now(ctx: Context, calls: list[PendingCall], agent: str, threshold
                     "Letta. Answer with respond_to_approval"
                 ) from None
         if outcome is None:
-            return approvals.CANCELLED
+            return approval_rules.CANCELLED
         seconds = time.monotonic() - started
-        if approvals.is_no_decision(outcome.action, seconds, threshold):
+        if approval_rules.is_no_decision(outcome.action, seconds, threshold):
             log.info("approval form declined after %.2fs: counted as no decision", seconds)
-            return approvals.no_decision(seconds)
+            return approval_rules.no_decision(seconds)
         form = outcome.data if isinstance(outcome, AcceptedElicitation) else None
-        decision = approvals.from_form(call, outcome.action, form)
+        decision = approval_rules.from_form(call, outcome.action, form)
         if decision is None:
-            return approvals.CANCELLED
+            return approval_rules.CANCELLED
         decisions.append(decision)
     return decisions
 
@@ -251,13 +253,14 @@ def _input_required(turn: Turn, calls: list[PendingCall], agent: str, progress: 
     requests = {
         call.tool_call_id: ElicitRequest(
             params=ElicitRequestFormParams(
-                message=approvals.question(call, agent=agent, index=index, total=len(calls)), requested_schema=schema
+                message=approval_rules.question(call, agent=agent, index=index, total=len(calls)),
+                requested_schema=schema,
             )
         )
         for index, call in enumerate(calls, 1)
     }
     held = HeldState(turn.turn_id, [c.tool_call_id for c in calls], progress=progress, asked_at=time.time())
-    return InputRequiredResult(input_requests=dict(requests), request_state=approvals.encode_state(held))
+    return InputRequiredResult(input_requests=dict(requests), request_state=approval_rules.encode_state(held))
 
 
 async def _agent_label(state: AppState, turn: Turn) -> str:
@@ -270,7 +273,7 @@ async def _agent_label(state: AppState, turn: Turn) -> str:
     except LettaRequestError as exc:
         log.info("agent lookup for an approval question failed: %s", exc.message)
         name = None
-    return approvals.agent_label(agent_id, str(name) if name else None)
+    return approval_rules.agent_label(agent_id, str(name) if name else None)
 
 
 # -- waiting and reporting -----------------------------------------------------------------------
@@ -297,7 +300,7 @@ async def report(
 ) -> Outcome:
     """Wait for the turn (bounded, with progress); settle an approval stop by asking, or report it."""
     policy_asks = state.settings.approvals == "ask"
-    held = approvals.decode_state(ctx.request_state)
+    held = approval_rules.decode_state(ctx.request_state)
     progress = ProgressCounter(ctx, held.progress if held else 0)
     for _ in range(ROUNDS):
         started = time.monotonic()
@@ -312,7 +315,7 @@ async def report(
         decisions = await _ask_now(ctx, calls, agent, state.settings.no_decision_seconds)
         if isinstance(decisions, NoDecision):
             return _result(state, turn, finished=True, waited=waited, note=decisions.note)
-        await state.turns.decide(turn, decisions)
+        await state.turns.apply_decisions(turn, decisions)
         cancel_on_abort = False  # the user's answer is on its way: a host that gives up must not undo it
     return await _final(state, turn, finished=turn.done.is_set(), waited=0.0)
 
@@ -363,7 +366,7 @@ async def _on_abort(state: AppState, ctx: Context, turn: Turn) -> None:
 async def _final(state: AppState, turn: Turn, *, finished: bool, waited: float) -> CallToolResult:
     """The turn's result; a message Letta refused because of a pending approval lists those calls."""
     if finished:
-        await state.turns.delivered(turn)
+        await state.turns.mark_delivered(turn)
     refused_for: list[PendingCall] | None = None
     if finished and turn.refused_for_approval:
         held = state.turns.awaiting(turn.conversation_id, turn.agent_id)

@@ -1,8 +1,8 @@
 """The one error path: what a tool or resource raises becomes the message the host reads.
 
 Tool and resource bodies just raise: ``validation.InvalidArgument`` (bad input),
-``access.AccessDenied`` (outside the caller's limits), the ``errors.LettaRequestError`` family
-(Letta failed; already one sentence), or ``ToolError`` for a tool's own refusals. ``guard_tool``
+``access.AccessDenied`` (outside the caller's limits), the Letta failures and the others under
+``errors.Failure`` (already one sentence), or ``ToolError`` for a tool's own refusals. ``guard_tool``
 and ``guard_resource`` wrap each handler once, at registration, and turn those into ``ToolError``
 (the SDK answers an ``isError`` result with the message) or ``ResourceError`` (the SDK answers a
 JSON-RPC error with the message; ``ResourceNotFoundError`` for unknown or malformed ids), with the
@@ -22,19 +22,19 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
 from .access import AccessDenied
-from .errors import LettaRequestError, NotFound, redact
+from .errors import Failure, NotFound, redact
 from .validation import InvalidArgument
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: What a handler raises on purpose; everything else is a crash.
-EXPECTED = (InvalidArgument, AccessDenied, LettaRequestError, ToolError)
+EXPECTED = (Failure, ToolError)
 
 
 def message_of(exc: BaseException, secrets: list[str]) -> str:
     """The one-sentence message of an expected failure, with every secret redacted."""
-    text = exc.message if isinstance(exc, LettaRequestError) else str(exc)
+    text = exc.message if isinstance(exc, Failure) else str(exc)
     return redact(text, secrets)
 
 

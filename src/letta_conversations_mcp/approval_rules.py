@@ -57,6 +57,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .text import arguments_text, clip
 from .validation import InvalidArgument
 
 Policy = Literal["ask", "return", "deny", "approve"]
@@ -107,12 +108,6 @@ class ApprovalForm(BaseModel):
 
 
 # -- reading Letta's messages ------------------------------------------------------------------
-def _arguments_text(arguments: Any) -> str:
-    if arguments is None:
-        return ""
-    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-
-
 def calls_of(message: Mapping[str, Any]) -> list[PendingCall]:
     """Every tool call of an ``approval_request_message`` (``tool_calls[]``, else ``tool_call``)."""
     raw = message.get("tool_calls")
@@ -129,7 +124,7 @@ def calls_of(message: Mapping[str, Any]) -> list[PendingCall]:
             PendingCall(
                 tool_call_id=call_id,
                 name=str(item.get("name") or "?"),
-                arguments=_arguments_text(item.get("arguments")),
+                arguments=arguments_text(item.get("arguments")),
             )
         )
     return calls
@@ -192,7 +187,7 @@ def policy_decisions(policy: Policy, calls: Sequence[PendingCall]) -> list[Decis
     return [Decision(c.tool_call_id, approve, POLICY_REASONS[policy]) for c in calls]
 
 
-def decide(
+def decisions_for(
     calls: Sequence[PendingCall], *, approve: bool, reason: str | None, tool_call_ids: Sequence[str] | None
 ) -> list[Decision]:
     """One decision for the listed calls (all pending calls when none are listed).
@@ -301,8 +296,8 @@ def decode_state(state: str | None) -> HeldState | None:
 
 
 # -- rendering for people and models -----------------------------------------------------------
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
+def _clip_counting(text: str, limit: int) -> str:
+    return clip(text, limit, tail=lambda more: f"… ({more} more characters)")
 
 
 def readable_arguments(arguments: str, *, limit: int = ARGUMENTS_CHARS) -> str:
@@ -310,17 +305,17 @@ def readable_arguments(arguments: str, *, limit: int = ARGUMENTS_CHARS) -> str:
     try:
         parsed = json.loads(arguments) if arguments.strip() else {}
     except ValueError:
-        return _clip(arguments, limit)
+        return _clip_counting(arguments, limit)
     if not isinstance(parsed, dict):
-        return _clip(json.dumps(parsed, ensure_ascii=False), limit)
+        return _clip_counting(json.dumps(parsed, ensure_ascii=False), limit)
     if not parsed:
         return "(no arguments)"
     lines: list[str] = []
     for key, value in parsed.items():
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        text = _clip(text, VALUE_CHARS).replace("\n", "\n    ")
+        text = _clip_counting(text, VALUE_CHARS).replace("\n", "\n    ")
         lines.append(f"  {key}: {text}")
-    return _clip("\n".join(lines), limit)
+    return _clip_counting("\n".join(lines), limit)
 
 
 def agent_label(agent_id: str | None, agent_name: str | None) -> str:
