@@ -251,11 +251,21 @@ async def test_a_turn_parked_for_approval_can_be_answered_through_another_proces
         assert handle.state == "completed" and handle.result().reply == "noted: tea"
 
 
-async def test_coordination_failures_are_letta_request_errors() -> None:
-    # the one error path (failures.py) turns them into one-sentence tool and resource errors
-    from letta_conversations_mcp.errors import LettaRequestError
+async def test_coordination_failures_are_expected_failures_not_letta_ones() -> None:
+    # the one error path (guards.py) turns every Failure into a one-sentence tool error
+    from mcp.server.mcpserver.exceptions import ToolError
 
-    assert issubclass(CoordinationUnavailable, LettaRequestError)
+    from letta_conversations_mcp.errors import Failure, LettaRequestError
+    from letta_conversations_mcp.guards import guard_tool
+
+    assert issubclass(CoordinationUnavailable, Failure)
+    assert not issubclass(CoordinationUnavailable, LettaRequestError)
+
+    async def failing() -> None:
+        raise CoordinationUnavailable("the coordination store is unreachable; try again in a moment")
+
+    with pytest.raises(ToolError, match=r"^the coordination store is unreachable; try again in a moment$"):
+        await guard_tool(failing, [])()
 
 
 async def approving_conversation(double: Any) -> tuple[str, str]:
