@@ -13,9 +13,9 @@ import anyio
 import pytest
 from mcp import Client
 
-from letta_conversations_mcp import turns
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.localstack.double import LettaDouble
+from letta_conversations_mcp.turns import following
 from tests.helpers.fault_proxy import FaultProxy
 from tests.helpers.outages import PHASES, Phase, assert_honest_progress, progress_log
 from tests.helpers.tools import call, call_error, make_settings, text_of
@@ -88,7 +88,7 @@ async def test_a_turn_given_up_during_an_outage_is_followed_again(
     phase: Phase,
     collect: str,
 ) -> None:
-    monkeypatch.setattr(turns, "OUTAGE_SECONDS", 1.0)
+    monkeypatch.setattr(following, "OUTAGE_SECONDS", 1.0)
     async with server(proxy, agent_id) as client:
         cid = (await call(client, "create_conversation"))["id"]
         phase.arm(proxy, 8.0)

@@ -7,7 +7,7 @@ from typing import Any
 from letta_conversations_mcp.approval_rules import Decision, PendingCall
 from letta_conversations_mcp.results import turn_result
 from letta_conversations_mcp.streaming import TurnAggregator
-from letta_conversations_mcp.turns import Turn
+from letta_conversations_mcp.turns import Turn, TurnState
 from tests.helpers.captures import CAPTURES, SSE_EVENT, parse_sse_text
 
 APPROVALS = CAPTURES / "approvals"
@@ -19,7 +19,7 @@ def frames(name: str) -> list[dict[str, Any]]:
     return [f for f in parse_sse_text((APPROVALS / name).read_text()) if SSE_EVENT not in f]
 
 
-def turn_from(*names: str, state: str, decisions: list[Decision] | None = None) -> Turn:
+def turn_from(*names: str, state: TurnState, decisions: list[Decision] | None = None) -> Turn:
     aggregator = TurnAggregator()
     for index, name in enumerate(names):
         if index:
@@ -27,8 +27,9 @@ def turn_from(*names: str, state: str, decisions: list[Decision] | None = None) 
             aggregator.record_decisions(decisions or [])
         for frame in frames(name):
             aggregator.feed(frame)
-    turn = Turn(turn_id="turn-1", conversation_id="conv-1", agent_id=None, text="REMEMBER", aggregator=aggregator)
-    turn.state = state  # type: ignore[assignment]
+    turn = Turn(
+        turn_id="turn-1", conversation_id="conv-1", agent_id=None, text="REMEMBER", aggregator=aggregator, initial=state
+    )
     return turn
 
 

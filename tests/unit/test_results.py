@@ -16,21 +16,27 @@ from jsonschema import validators
 from letta_conversations_mcp.models import SendResult
 from letta_conversations_mcp.results import turn_result
 from letta_conversations_mcp.streaming import TurnAggregator
-from letta_conversations_mcp.turns import Turn
+from letta_conversations_mcp.turns import Turn, TurnState
 
 RUN = "run-598cf282-9c2c-4f3c-a8a5-6e4f3f2f7f10"
 CID = "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"
 AGENT = "agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795"
 
 
-def turn_in(state: str, *, run_id: str | None = RUN, conversation_id: str = CID, stop: str | None = None) -> Turn:
+def turn_in(state: TurnState, *, run_id: str | None = RUN, conversation_id: str = CID, stop: str | None = None) -> Turn:
     aggregator = TurnAggregator()
     if run_id:
         aggregator.feed({"message_type": "assistant_message", "id": "message-1", "content": "hi", "run_id": run_id})
     if stop:
         aggregator.feed({"message_type": "stop_reason", "stop_reason": stop})
-    turn = Turn(turn_id="turn-1", conversation_id=conversation_id, agent_id=AGENT, text="x", aggregator=aggregator)
-    turn.state = state  # type: ignore[assignment]
+    turn = Turn(
+        turn_id="turn-1",
+        conversation_id=conversation_id,
+        agent_id=AGENT,
+        text="x",
+        aggregator=aggregator,
+        initial=state,
+    )
     return turn
 
 
@@ -50,7 +56,7 @@ def result_of(turn: Turn, *, finished: bool) -> tuple[dict[str, Any], str]:
     ],
 )
 def test_every_status_names_the_next_tool_and_its_ids(
-    state: str, finished: bool, tool: str, ids: tuple[str, ...]
+    state: TurnState, finished: bool, tool: str, ids: tuple[str, ...]
 ) -> None:
     turn = turn_in(state, run_id=None if state == "queued" else RUN)
     data, text = result_of(turn, finished=finished)
@@ -97,7 +103,7 @@ def test_structured_content_leaves_out_nulls_defaults_and_repeated_ids() -> None
 
 
 @pytest.mark.parametrize("state", ["running", "queued", "completed", "failed", "cancelled"])
-def test_compact_results_are_valid_against_the_output_schema(state: str) -> None:
+def test_compact_results_are_valid_against_the_output_schema(state: TurnState) -> None:
     schema = SendResult.model_json_schema()
     data, _ = result_of(turn_in(state), finished=state not in ("running", "queued"))
     validators.validator_for(schema)(schema).validate(data)
