@@ -487,9 +487,9 @@ async def test_an_answer_given_meanwhile_is_followed_not_repeated(
 async def test_a_host_that_never_answers_the_form_counts_as_cancel(
     letta_double: LettaDouble, approving_agent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from letta_conversations_mcp.tools import approvals as approval_tools
+    from letta_conversations_mcp.tools import replies
 
-    monkeypatch.setattr(approval_tools, "ELICIT_SECONDS", 0.3)
+    monkeypatch.setattr(replies, "ELICIT_SECONDS", 0.3)
 
     async def silent(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
         await anyio.sleep(30)

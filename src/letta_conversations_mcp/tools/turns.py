@@ -1,8 +1,7 @@
 """Turn tools: send_message, wait_for_reply and cancel_run, over the server's TurnManager.
 
-A turn that stops for a tool approval is settled by ``approvals.report`` (ask the host's user, or
-report the pending calls); a 2026-07-28 retry carrying the answers continues the held turn and never
-sends the message again.
+What each returns is made by ``replies.py`` (wait, ask about approvals, render); a 2026-07-28
+retry carrying approval answers continues the held turn and never sends the message again.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from ..results import reply
 from ..state import AppState, app_state
 from ..turns import Turn
 from ..validation import InvalidArgument
-from . import ConversationIdArg, OptionalAgentIdArg, approvals, tool
+from . import ConversationIdArg, OptionalAgentIdArg, replies, tool
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +50,13 @@ async def send_message(
     otherwise the result has status 'awaiting_approval' and lists the calls for respond_to_approval.
     """
     state = app_state(ctx)
-    retried = await approvals.continue_answered(state, ctx)
-    if isinstance(retried, CallToolResult):
-        return retried
-    if retried is not None:  # the answers to this call's approval question: continue, never send again
-        return await approvals.report(state, ctx, retried, wait_seconds, cancel_on_abort=False)
+    if (retried := await replies.answer_retry(state, ctx, wait_seconds)) is not None:
+        return retried  # the answers to this call's approval question: continued, never sent again
     conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
     caller = await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
     message = validation.message_text(message)
     turn = await state.turns.submit(conversation_id, agent, message, caller=caller.owner_identity)
-    return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=True)
+    return await replies.report(state, ctx, turn, wait_seconds, cancel_on_abort=True)
 
 
 @tool("Wait for reply", read_only=True)
@@ -85,14 +81,11 @@ async def wait_for_reply(
     """Wait for a turn and return its reply: one send_message reported as 'running' or 'queued' (by run_id
     or turn_id), or the latest turn of a conversation (conversation_id), also when send_message never answered."""
     state = app_state(ctx)
-    retried = await approvals.continue_answered(state, ctx)
-    if isinstance(retried, CallToolResult):
+    if (retried := await replies.answer_retry(state, ctx, wait_seconds)) is not None:
         return retried
-    if retried is not None:
-        return await approvals.report(state, ctx, retried, wait_seconds, cancel_on_abort=False)
     if not (run_id or turn_id) and conversation_id:
         turn = await _latest_turn(state, ctx, conversation_id, agent_id)
-        return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+        return await replies.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
     turn = await state.turns.lookup(turn_id.strip()) if turn_id else None
     if turn is None and turn_id and not run_id:
         raise _unknown_turn(turn_id)
@@ -105,12 +98,12 @@ async def wait_for_reply(
         turn = await state.turns.lookup_run(run)  # started by any server process
         if turn is None:  # checked by _follow_run before following
             turn = await _follow_run(state, ctx, run)
-            return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+            return await replies.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
     # Someone else's turn reads exactly like one that does not exist.
     missing = not_found(Target("run", run_id.strip())) if run_id else _unknown_turn(turn_id or "")
     await state.access.authorize(ctx, agent=turn.agent_id, conversation=turn.conversation_id, missing=missing)
     turn = state.turns.revive(turn)  # a turn given up while Letta was away is followed again
-    return await approvals.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
+    return await replies.report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
 
 
 async def _latest_turn(state: AppState, ctx: Context, conversation_id: str, agent_id: str | None) -> Turn:
