@@ -10,7 +10,8 @@ import socket
 import pytest
 
 from letta_conversations_mcp.__main__ import prepare
-from letta_conversations_mcp.settings import ConfigError, Settings, env_name, flag_name
+from letta_conversations_mcp.setting_names import env_name, flag_name
+from letta_conversations_mcp.settings import ConfigError, Settings
 
 GOOD_TOKEN = "alice:alice-token-0123456789abcdef"
 

@@ -30,7 +30,8 @@ def prepare(args: list[str]) -> Prepared:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from .settings import ConfigError, Settings, describe
+    from .setting_names import describe
+    from .settings import ConfigError, Settings
 
     try:
         settings = Settings(_cli_parse_args=args, _cli_exit_on_error=False)  # type: ignore[call-arg]

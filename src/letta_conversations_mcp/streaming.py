@@ -1,7 +1,6 @@
 """Stream aggregation: Letta's SSE frames → one TurnResult (pure, no I/O).
 
-Frames are plain mappings keyed by ``message_type`` (never dispatched on SDK classes: unknown
-types decode as the first union member). Token-streamed fragments share a message ``id`` and are
+Frames are read by ``frames.py``; the result is ``steps.TurnResult``. Token-streamed fragments share a message ``id`` and are
 joined by it. Memory is bounded: text beyond ``max_chars`` is dropped with a marker, so a
 50k-frame stream costs the size of the cap, not of the stream.
 
@@ -16,188 +15,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from .approval_rules import Decision, PendingCall
-from .text import arguments_text
+from .frames import STEP_KINDS, FrameEvent, parts_of, text_of, tool_call_of
+from .steps import STOP_REASON_ADVICE, Step, StepKind, TurnResult, Usage, add_usage, advice_for
+from .text import TRUNCATION_MARKER, arguments_text
 
-StepKind = Literal["reasoning", "tool_call", "tool_return", "approval_request", "approval_response", "assistant"]
-FrameKind = Literal["ping", "message", "fragment", "stop", "usage", "error", "other"]
-
-TRUNCATION_MARKER = " […truncated]"
 #: Budget charged for each new step after the first (its ids and fields), on top of its text.
 STEP_COST = 100
 
-STOP_REASON_ADVICE: dict[str, str] = {
-    "end_turn": "",
-    "max_steps": (
-        "The agent reached its step limit before finishing: send a follow-up such as 'continue' to let it go on."
-    ),
-    "requires_approval": (
-        "The agent is waiting for a human to approve or deny tool calls (see pending_approvals). Ask your user, "
-        "then answer with respond_to_approval; the conversation accepts new messages after that."
-    ),
-    "llm_api_error": (
-        "The agent's model provider returned an error. Your message is stored: do not send it again; to retry, "
-        "send a short follow-up such as 'please answer my last message'. If it persists, check the agent's "
-        "model and provider key in Letta."
-    ),
-    "invalid_llm_response": (
-        "The model's answer could not be parsed. Your message is stored: send a follow-up asking for the answer "
-        "again (not the same message)."
-    ),
-    "invalid_tool_call": (
-        "The model called a tool with invalid arguments. Your message is stored: send a follow-up asking it to "
-        "try again (not the same message)."
-    ),
-    "max_tokens_exceeded": "The answer hit the model's output token limit. Ask for a shorter answer or continue.",
-    "no_tool_call": (
-        "The model ended without calling a required tool. Your message is stored: send a follow-up asking it to "
-        "try again (not the same message)."
-    ),
-    "tool_rule": "A tool rule of the agent ended the turn. Check the agent's tool rules if this is unexpected.",
-    "cancelled": "The run was cancelled. The conversation accepts new messages.",
-    "insufficient_credits": "The Letta account has run out of credits. Add credits, then send again.",
-    "context_window_overflow_in_system_prompt": (
-        "The agent's system prompt and memory no longer fit its context window. Shorten its memory blocks or "
-        "use a model with a larger context."
-    ),
-    "error": (
-        "The turn failed inside Letta (see error). Your message is stored: do not send it again; check the "
-        "Letta server's logs if it keeps happening."
-    ),
-}
-
-
-def advice_for(stop_reason: str | None) -> str | None:
-    """What the caller can do next after a stop reason; None when nothing is needed."""
-    if stop_reason is None:
-        return None
-    advice = STOP_REASON_ADVICE.get(stop_reason)
-    if advice is None:
-        return f"The turn stopped with '{stop_reason}'. Check list_messages for what happened."
-    return advice or None
-
-
-class Step(BaseModel):
-    """One item of the agent's turn, in the order Letta streamed it."""
-
-    kind: StepKind
-    message_id: str | None = None
-    text: str | None = Field(default=None, description="Reasoning or assistant text")
-    tool_name: str | None = None
-    tool_call_id: str | None = None
-    arguments: str | None = Field(default=None, description="Tool call arguments as JSON text")
-    tool_result: str | None = Field(default=None, description="What the tool returned")
-    status: str | None = Field(
-        default=None, description="Tool return status (success or error); approval decision (approved or denied)"
-    )
-
-
-class Usage(BaseModel):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-    step_count: int | None = None
-
-
-class TurnResult(BaseModel):
-    """The aggregated outcome of one agent turn."""
-
-    reply: str = Field(description="The assistant's reply text (all assistant messages of the turn, joined)")
-    steps: list[Step] = Field(default_factory=list, description="Reasoning, tool calls and returns, in order")
-    stop_reason: str | None = Field(default=None, description="Letta's stop reason, e.g. end_turn or max_steps")
-    next_step: str | None = Field(default=None, description="What to do next when the turn did not end normally")
-    error: str | None = Field(default=None, description="The error the turn ended with, if any")
-    usage: Usage | None = None
-    run_id: str | None = None
-    message_ids: list[str] = Field(default_factory=list, description="Ids of the messages this turn created")
-    truncated: bool = Field(default=False, description="True when parts were cut to respect the size cap")
-    pending_approvals: list[PendingCall] = Field(
-        default_factory=list,
-        description="Tool calls waiting for a human decision (stop_reason requires_approval); answer them with "
-        "respond_to_approval",
-    )
-
-
-_STEP_KINDS: dict[str, StepKind] = {
-    "assistant_message": "assistant",
-    "reasoning_message": "reasoning",
-    "hidden_reasoning_message": "reasoning",
-    "tool_call_message": "tool_call",
-    "tool_return_message": "tool_return",
-    "approval_request_message": "approval_request",
-    "approval_response_message": "approval_response",
-}
-
-
-@dataclass
-class FrameEvent:
-    """What one frame meant, for progress reporting."""
-
-    kind: FrameKind
-    message_type: str | None = None
-
-
-def text_of(content: Any) -> str:
-    """Letta content is a string or a list of content parts ({type: text, text: …})."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts: list[str] = []
-        for part in content:
-            if isinstance(part, Mapping):
-                text = part.get("text")
-                if isinstance(text, str):
-                    parts.append(text)
-            elif isinstance(part, str):
-                parts.append(part)
-        return "".join(parts)
-    return str(content)
-
-
-def tool_call_of(frame: Mapping[str, Any]) -> Mapping[str, Any]:
-    call = frame.get("tool_call")
-    if isinstance(call, Mapping):
-        return call
-    calls = frame.get("tool_calls")
-    if isinstance(calls, list) and calls and isinstance(calls[0], Mapping):
-        return calls[0]
-    return {}
-
-
-def _parts(kind: StepKind, frame: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The per-call parts of a frame: one per tool call, tool return or approval it carries."""
-    if kind in ("tool_call", "approval_request"):
-        calls = frame.get("tool_calls")
-        if isinstance(calls, list) and len(calls) > 1:
-            return [c for c in calls if isinstance(c, Mapping)]
-        return [tool_call_of(frame)]
-    key = {"tool_return": "tool_returns", "approval_response": "approvals"}.get(kind)
-    items = frame.get(key) if key else None
-    if isinstance(items, list) and (len(items) > 1 or (kind == "approval_response" and items)):
-        return [i for i in items if isinstance(i, Mapping)]
-    return [frame]
-
-
-def _add_usage(before: Usage | None, now: Usage) -> Usage:
-    """Usage of a turn continued after an approval: the segments added up."""
-    if before is None:
-        return now
-
-    def plus(a: int | None, b: int | None) -> int | None:
-        return None if a is None and b is None else (a or 0) + (b or 0)
-
-    return Usage(
-        prompt_tokens=plus(before.prompt_tokens, now.prompt_tokens),
-        completion_tokens=plus(before.completion_tokens, now.completion_tokens),
-        total_tokens=plus(before.total_tokens, now.total_tokens),
-        step_count=plus(before.step_count, now.step_count),
-    )
+__all__ = [
+    "STOP_REASON_ADVICE",
+    "TRUNCATION_MARKER",
+    "FrameEvent",
+    "Step",
+    "TurnAggregator",
+    "TurnResult",
+    "Usage",
+    "advice_for",
+    "text_of",
+    "tool_call_of",
+]
 
 
 @dataclass
@@ -265,7 +104,7 @@ class TurnAggregator:
             self.stop_reason = str(frame.get("stop_reason") or "") or None
             return FrameEvent("stop", message_type)
         if message_type == "usage_statistics":
-            self.usage = _add_usage(
+            self.usage = add_usage(
                 self._carried_usage,
                 Usage(
                     prompt_tokens=frame.get("prompt_tokens"),
@@ -279,7 +118,7 @@ class TurnAggregator:
         if message_type == "error_message":
             self.record_error(str(frame.get("message") or "the turn failed"), frame.get("detail"))
             return FrameEvent("error", message_type)
-        kind = _STEP_KINDS.get(message_type) if isinstance(message_type, str) else None
+        kind = STEP_KINDS.get(message_type) if isinstance(message_type, str) else None
         if kind is None:
             return FrameEvent("other", message_type if isinstance(message_type, str) else None)
         return self._feed_step(kind, frame, str(message_type))
@@ -294,7 +133,7 @@ class TurnAggregator:
         raw_id = frame.get("id")
         message_id = raw_id if isinstance(raw_id, str) else None
         is_new = False
-        for index, part in enumerate(_parts(kind, frame)):
+        for index, part in enumerate(parts_of(kind, frame)):
             step, created = self._step(kind, message_id, index)
             is_new = is_new or created
             if step is not None:

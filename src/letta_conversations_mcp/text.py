@@ -6,6 +6,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+#: What a cut text ends with, in results and transcripts.
+TRUNCATION_MARKER = " […truncated]"
+
 
 def clip(text: str, limit: int, *, tail: str | Callable[[int], str] = "…") -> str:
     """``text`` cut to ``limit`` characters with ``tail`` after the cut (``tail(n)``: n characters cut)."""
