@@ -1,7 +1,7 @@
 """The MCP server: its lifespan (one gateway, coordinator and turn manager per process) and what it exposes.
 
 ``build_server`` registers the tools, resources and prompts listed below, each wrapped once in the
-error path of ``failures.py``, and completions for their ids. ``--tools core`` exposes ``CORE_TOOLS``; ``--tools all`` (the default)
+error path of ``guards.py``, and completions for their ids. ``--tools core`` exposes ``CORE_TOOLS``; ``--tools all`` (the default)
 also ``ALL_ONLY_TOOLS``.
 """
 

@@ -3,7 +3,7 @@ now", how long to wait between tries, and the sentences that tell the caller wha
 how to collect the reply.
 
 Once a message may have reached Letta, an outage is never a final answer: the turn logic
-(``turns.py``) keeps following the run with :func:`backoff` while Letta is away, and a turn it had
+(``turns/following.py``) keeps following the run with :func:`backoff` while Letta is away, and a turn it had
 to give up on (``errors.Interrupted``) is followed again by ``wait_for_reply`` or by an identical
 re-send. Every sentence here says whether the message is stored and that it must not be sent again.
 """
