@@ -257,9 +257,10 @@ class TurnManager:
             await self._take_place_and_deliver(turn, ticket, decisions)
         except Failure as exc:
             turn.fail(exc)
-        except Exception as exc:  # the task must never take the task group down
+        except Exception as exc:  # the task must never take the task group down (an IllegalTransition either)
             log.exception("turn %s failed unexpectedly", turn.turn_id)
-            turn.fail(unexpected(exc, Target("conversation", turn.conversation_id, "send the message")))
+            if turn.state not in ("completed", "cancelled"):
+                turn.fail(unexpected(exc, Target("conversation", turn.conversation_id, "send the message")))
         except anyio.get_cancelled_exc_class():
             # This process is stopping mid-turn: the shared record stays queued/running, so another
             # process adopts the turn from what Letta holds. Only local waiters are woken.
