@@ -18,6 +18,7 @@ from .approval_rules import PendingCall
 from .errors import redact
 from .models import SendResult
 from .streaming import Step
+from .text import clip as text_clip
 from .turns import Turn
 
 
@@ -37,8 +38,7 @@ def structured(model: Any, text: str, *, is_error: bool = False) -> CallToolResu
 
 def clip(text: str, limit: int) -> str:
     """One line of at most ``limit`` characters: results are read inside other models' contexts."""
-    text = " ⏎ ".join(text.splitlines())
-    return text if len(text) <= limit else text[:limit] + "…"
+    return text_clip(" ⏎ ".join(text.splitlines()), limit)
 
 
 def turn_result(
