@@ -36,9 +36,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-if TYPE_CHECKING:  # imported where an error is described: letta-client costs start-up time
+if TYPE_CHECKING:  # imported where used: settings and validation import this module at start-up
     import letta_client
 
 
@@ -159,6 +157,8 @@ _RUN_ID_RE = re.compile(r"run-[0-9a-fA-F-]{36}")
 def safe_url(url: str) -> str:
     """The URL without userinfo, query or fragment: the parts that may hold credentials."""
     try:
+        import httpx
+
         parsed = httpx.URL(url)
     except Exception:
         return "<invalid URL>"
@@ -222,6 +222,8 @@ def _stream_error_sentence(body: dict[str, Any]) -> str:
 
 def never_sent(exc: BaseException) -> bool:
     """Whether the failure happened while connecting, so the request cannot have reached Letta."""
+    import httpx
+
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, httpx.ConnectError | httpx.ConnectTimeout):
@@ -235,6 +237,7 @@ def describe(exc: BaseException, *, target: Target, base_url: str, send: bool = 
 
     ``send``: the request was a message send, so a failure after it left may have stored it.
     """
+    import httpx
     import letta_client
 
     where = safe_url(base_url)

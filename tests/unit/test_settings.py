@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -286,3 +288,14 @@ def test_auth_file_tokens_are_secrets(tmp_path: Path) -> None:
     assert Settings(auth_file=auth_file).secrets() == ["carol-file-token-0123456789"]  # type: ignore[call-arg]
     auth_file.write_text("not json")
     assert Settings(auth_file=auth_file).secrets() == []  # type: ignore[call-arg]
+
+
+def test_reading_settings_and_failures_loads_no_network_client() -> None:
+    # start-up (--help, a bad flag, fast start) reads settings first: it must stay light
+    code = (
+        "import sys, letta_conversations_mcp.settings, letta_conversations_mcp.setting_names, "
+        "letta_conversations_mcp.errors, letta_conversations_mcp.validation; "
+        "print(sorted(m for m in ('httpx', 'letta_client', 'mcp') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
