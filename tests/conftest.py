@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from letta_conversations_mcp.localstack.double import LettaDouble
+from letta_conversations_devstack.double import LettaDouble
 
 #: Any skip not allowed by LCM_SKIP_E2E=1 fails the run (a skip means a missing dependency).
 pytest_plugins = ["tests.skip_guard"]
