@@ -1,5 +1,5 @@
-"""Shared fixtures: the anyio backend and a fresh Letta double per test (one server for the whole
-session, reset before each test)."""
+"""Shared fixtures: the anyio backend, a fresh Letta double per test (one server for the whole
+session, reset before each test), and the server's wheel built once per session."""
 
 from __future__ import annotations
 
