@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import anyio
 import pytest
 
+from letta_conversations_devstack.valkey import ValkeyProcess
 from letta_conversations_mcp.coordination import (
     CoordinationUnavailable,
     Coordinator,
@@ -25,7 +26,6 @@ from letta_conversations_mcp.coordination import (
 from letta_conversations_mcp.coordination.auto import create_coordinator
 from letta_conversations_mcp.coordination.memory import InProcessCoordinator
 from letta_conversations_mcp.coordination.valkey import ValkeyCoordinator
-from letta_conversations_mcp.localstack.valkey import ValkeyProcess
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,8 @@ import anyio
 import pytest
 from mcp import Client
 
+from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.turns import following
 from tests.helpers.fault_proxy import FaultProxy
 from tests.helpers.outages import PHASES, Phase, assert_honest_progress, progress_log
