@@ -216,7 +216,7 @@ async def test_an_approval_lost_before_letta_stored_it_is_sent_again(
         await ok(client, "send_message", conversation_id=cid, message="REMEMBER retried")
         letta_double.cut_next(0, store=False)
         turn = await ok(client, "respond_to_approval", conversation_id=cid, approve=False, reason="no")
-    assert turn["status"] == "completed" and "User reason: no" in turn["steps"][-1]["tool_result"]
+    assert turn["status"] == "completed" and "User reason: no" in turn["steps"][-1]["result"]
     responses = [m for m in letta_double.messages[cid] if m["message_type"] == "approval_response_message"]
     assert len(responses) == 1
 

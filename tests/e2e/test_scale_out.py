@@ -157,14 +157,14 @@ async def test_kill_9_mid_turn_retry_and_wait_through_other_processes(cluster: S
         async with client(cluster.server_url(1)) as c1, client(cluster.server_url(2)) as c2:
             retried = await ok(c1, "send_message", conversation_id=retry_cid, message="SLOW 6 keep me", wait_seconds=90)
             assert retried["status"] == "completed" and retried["reply"] == "echo: SLOW 6 keep me"
-            assert retried["turn_id"] == first["turn_id"]
+            assert retried["run_id"] == first["run_id"], "the same turn, adopted"
             waited = await ok(c2, "wait_for_reply", turn_id=other["turn_id"], wait_seconds=90)
             assert waited["status"] == "completed" and waited["reply"] == "echo: SLOW 6 wait me"
             assert await user_texts(c1, retry_cid) == ["SLOW 6 keep me"]
             assert await user_texts(c2, wait_cid) == ["SLOW 6 wait me"]
             # the reply was delivered: the same words again are a new message
             again = await ok(c2, "send_message", conversation_id=retry_cid, message="SLOW 6 keep me", wait_seconds=60)
-            assert again["turn_id"] != first["turn_id"]
+            assert again["run_id"] != first["run_id"]
             assert await user_texts(c1, retry_cid) == ["SLOW 6 keep me", "SLOW 6 keep me"]
     finally:
         cluster.start_server(0)

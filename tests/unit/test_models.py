@@ -3,6 +3,7 @@ no anyOf), as cheap to check as the data allows, and saying what pydantic's defa
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -20,7 +21,6 @@ from letta_conversations_mcp.models import (
     PageMessage,
     SendResult,
     TurnStep,
-    TurnUsage,
     flat_schema,
     merge_nullable,
 )
@@ -119,28 +119,28 @@ def test_a_fifty_message_page_costs_one_step_per_field() -> None:
 
 VALID_SEND: dict[str, Any] = {
     "reply": "noted: tea",
-    "steps": [{"kind": "tool_call", "tool_name": "memory_insert", "arguments": "{}", "text": None}],
-    "usage": {"total_tokens": 3, "prompt_tokens": None},
+    "steps": [{"tool": "memory_insert", "arguments": "{}", "result": "ok", "status": "success", "text": None}],
+    "tokens": 3,
     "status": "completed",
     "conversation_id": "conv-1",
-    "turn_id": "turn-1",
+    "run_id": "run-1",
 }
 INVALID_SENDS: list[dict[str, Any]] = [
-    {**VALID_SEND, "usage": "lots"},
-    {**VALID_SEND, "usage": {"total_tokens": "3"}},
+    {**VALID_SEND, "tokens": "lots"},
+    {**VALID_SEND, "tokens": 2.5},
     {**VALID_SEND, "steps": [{"kind": "daydream"}]},
     {**VALID_SEND, "steps": [{"kind": None}]},
-    {**VALID_SEND, "steps": [{"tool_name": "memory_insert"}]},
+    {**VALID_SEND, "steps": [{"tool": 7}]},
     {**VALID_SEND, "status": None},
     {**VALID_SEND, "run_id": 7},
-    {k: v for k, v in VALID_SEND.items() if k != "turn_id"},
+    {k: v for k, v in VALID_SEND.items() if k != "conversation_id"},
 ]
 
 
 def test_flat_schema_accepts_and_rejects_what_the_default_schema_does() -> None:
     flat, default = output_schema(SendResult), pydantic_default(SendResult)
     page_flat, page_default = output_schema(MessagePage), pydantic_default(MessagePage)
-    cases = [(flat, default, s) for s in [VALID_SEND, {**VALID_SEND, "usage": None}, *INVALID_SENDS]]
+    cases = [(flat, default, s) for s in [VALID_SEND, {**VALID_SEND, "tokens": None}, *INVALID_SENDS]]
     bad_page = {**sample_page(2), "order": "sideways"}
     cases += [(page_flat, page_default, p) for p in (sample_page(2), bad_page)]
     cases += [(page_flat, page_default, {**sample_page(1), "messages": [{"id": "m", "text": None}]})]
@@ -153,13 +153,14 @@ def test_flat_schema_accepts_and_rejects_what_the_default_schema_does() -> None:
 
 def test_descriptions_defaults_and_required_fields_are_kept() -> None:
     schema = output_schema(SendResult)
-    assert set(schema["required"]) == {"reply", "status", "conversation_id", "turn_id"}
+    assert set(schema["required"]) == {"reply", "status", "conversation_id"}
     assert schema["properties"]["truncated"]["default"] is False
     assert "size cap" in schema["properties"]["truncated"]["description"]
-    usage = schema["properties"]["usage"]
-    assert usage["type"] == ["object", "null"] and set(usage["properties"]) == shown(TurnUsage)
-    assert "message_ids" not in schema["properties"] and "message_id" not in schema["properties"]["steps"]["items"]
-    assert schema["description"] == SendResult.__doc__
+    assert schema["properties"]["tokens"]["type"] == ["integer", "null"]
+    hidden = {"message_ids", "usage"}  # the ids are list_messages' business; tokens say what usage said
+    assert not hidden & set(schema["properties"]) and "message_id" not in schema["properties"]["steps"]["items"]
+    assert schema["properties"]["steps"]["items"]["properties"]["kind"]["default"] == "tool_call"
+    assert schema["description"] == inspect.cleandoc(SendResult.__doc__ or "")
 
 
 def test_merge_nullable_keeps_enums_and_leaves_other_unions() -> None:
