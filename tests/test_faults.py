@@ -168,8 +168,9 @@ async def test_slow_turn_returns_running_and_wait_for_reply_finishes_it(
         assert f'wait_for_reply with run_id="{first["run_id"]}"' in text_of(result)
         done = await call(client, "wait_for_reply", run_id=first["run_id"], wait_seconds=10)
         assert done["status"] == "completed" and done["reply"] == "echo: SLOW 2 patience"
-        by_turn = await call(client, "wait_for_reply", turn_id=first["turn_id"], wait_seconds=1)
-        assert by_turn["reply"] == "echo: SLOW 2 patience" and "turn_id" not in by_turn, "nothing left to wait for"
+        assert "turn_id" not in first, "the run id is the handle"
+        by_conversation = await call(client, "wait_for_reply", conversation_id=cid, wait_seconds=1)
+        assert by_conversation["reply"] == "echo: SLOW 2 patience" and by_conversation["run_id"] == first["run_id"]
     assert letta_double.user_messages(cid) == ["SLOW 2 patience"]
 
 

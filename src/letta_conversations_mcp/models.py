@@ -292,7 +292,8 @@ class SendResult(FlatSchema, TurnResult):
     """The outcome of send_message / wait_for_reply / respond_to_approval.
 
     Left out when empty or default: steps, error, stop_reason (only when it says more than status),
-    turn_id and waited_seconds (only running/queued). Step texts, arguments and tool results are
+    turn_id (only while a running or queued turn has no run_id yet), waited_seconds (only
+    running/queued). Step texts, arguments and tool results are
     clipped to 500 characters, as in the text; list_messages has them whole.
     """
 
@@ -312,7 +313,7 @@ class SendResult(FlatSchema, TurnResult):
     )
     conversation_id: str
     turn_id: str | None = Field(
-        default=None, description="This server's handle for a running or queued turn; wait_for_reply accepts it"
+        default=None, description="This server's handle for a turn without a run_id yet; wait_for_reply accepts it"
     )
     waited_seconds: float | None = Field(default=None, description="How long this call waited (running/queued)")
     tokens: int | None = Field(default=None, description="Tokens the turn used, all its LLM steps together")

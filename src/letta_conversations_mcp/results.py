@@ -111,7 +111,7 @@ def turn_result(
         stop_reason=None if (status, result.stop_reason) in _PLAIN_STOPS else result.stop_reason,
         status=status,  # type: ignore[arg-type]
         conversation_id=turn.conversation_id,
-        turn_id=None if finished else turn.turn_id,  # a handle while there is something to wait for
+        turn_id=None if finished or result.run_id else turn.turn_id,  # the handle until Letta names the run
         waited_seconds=None if finished else round(waited, 2),
         tokens=result.usage.total_tokens if result.usage else None,
     )

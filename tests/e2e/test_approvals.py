@@ -28,6 +28,7 @@ from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.approval_host import APPROVE, Host
+from tests.helpers.tools import handle
 
 pytestmark = pytest.mark.anyio
 
@@ -222,7 +223,7 @@ async def test_wait_for_reply_asks_too(letta_stack: Any, approval_agent: str) ->
         cid = (await ok(client, "create_conversation"))["id"]
         started = await ok(client, "send_message", conversation_id=cid, message="REMEMBER later", wait_seconds=0)
         assert started["status"] in ("running", "queued") and host.questions == []
-        turn = await ok(client, "wait_for_reply", turn_id=started["turn_id"], wait_seconds=30)
+        turn = await ok(client, "wait_for_reply", **handle(started), wait_seconds=30)
     assert turn["status"] == "completed" and len(host.questions) == 1
 
 
