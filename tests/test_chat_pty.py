@@ -33,9 +33,7 @@ PROMPT = re.compile(r"· [\w-]+ ›")
 #: What prompt_toolkit writes when an input line is accepted (bracketed paste off).
 PROMPT_DONE = re.compile(re.escape("\x1b[?2004l"))
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-B]|\x1b[=>]|\r")
-#: The first prompt waits for the server to start over stdio: 20 s was too short on a shared 2-core
-#: machine at load 8 under `nice -n 19` (main failed it there too).
-TIMEOUT = 60
+TIMEOUT = 60  # a wait that ends as soon as the terminal shows it; long enough for a busy 2-core machine
 
 
 def load_chat() -> ModuleType:
