@@ -5,7 +5,11 @@ both are measured here as the characters each host would pass (compact JSON, non
 ``send_message``, ``list_messages(limit=50)`` and ``get_conversation``, over stdio against the Letta
 double. The conversation is filled with everyday messages (a question, a request, a short note),
 each echoed back by the double, so a page holds user and assistant messages of everyday lengths.
-Target: JSON no longer than 1.2x the text.
+Target: JSON no longer than 1.2x the text (the median of those sends).
+
+Then ``send_message`` case by case, each one result: a one-line reply, a paragraph, a turn with a
+tool call, a turn still running when the wait ends, and one waiting for approval; the worst of
+them is printed too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 from typing import Any
 
 import anyio
+import httpx
 from mcp import Client
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -37,6 +42,20 @@ MESSAGES = (
 )
 
 
+PARAGRAPH = (
+    "Please draft a short reply to Dana: thanks for the notes, we will send the revised budget by Friday, the "
+    "design review moves to Tuesday afternoon, Sam has the latest onboarding deck, and the venue still needs the "
+    "deposit before the end of the month."
+)
+CASES = (  # (case, message, extra arguments); the approval case runs after memory_insert needs approval
+    ("one-line reply", "ok, thanks", {}),
+    ("a paragraph", PARAGRAPH, {}),
+    ("with a tool call", "REMEMBER the Berlin office wants the deck in German", {}),
+    ("running", "SLOW 3 take your time", {"wait_seconds": 1}),
+    ("awaiting_approval", "REMEMBER the venue deposit is due on the 30th", {}),
+)
+
+
 def sizes(result: Any) -> tuple[int, int]:
     """(characters of the compact structured JSON, characters of the text blocks) of one tool result."""
     structured = json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
@@ -46,6 +65,7 @@ def sizes(result: Any) -> tuple[int, int]:
 
 async def measure(base_url: str, agent_id: str) -> dict[str, list[tuple[int, int]]]:
     samples: dict[str, list[tuple[int, int]]] = {"send_message": [], "list_messages(50)": [], "get_conversation": []}
+    # the case-by-case sends come after these, each under its own name
     async with Client(stdio_params(base_url, agent_id)) as client:
         created = await client.call_tool("create_conversation", {"summary": "planning with Dana"})
         cid = (created.structured_content or {})["id"]
@@ -60,6 +80,15 @@ async def measure(base_url: str, agent_id: str) -> dict[str, list[tuple[int, int
         got = await client.call_tool("get_conversation", {"conversation_id": cid})
         assert not got.is_error, got
         samples["get_conversation"].append(sizes(got))
+        for case, message, extra in CASES:
+            if case == "awaiting_approval":
+                await client.call_tool("wait_for_reply", {"conversation_id": cid, "wait_seconds": 10})
+                url = f"{base_url}/v1/agents/{agent_id}/tools/approval/memory_insert"
+                async with httpx.AsyncClient() as http:
+                    (await http.patch(url, json={"requires_approval": True})).raise_for_status()
+            sent = await client.call_tool("send_message", {"conversation_id": cid, "message": message, **extra})
+            assert not sent.is_error, sent
+            samples[case] = [sizes(sent)]
     return samples
 
 
@@ -68,12 +97,18 @@ def main() -> None:
         samples = anyio.run(measure, base_url, agent_id)
     print("structured JSON (what Claude Code and Codex pass their model) vs text (what Gemini CLI passes)")
     print(f"{'result':22} {'JSON chars':>10} {'text chars':>10} {'ratio':>7}")
+    worst = ("", 0.0)
     for name, pairs in samples.items():
         structured = statistics.median(s for s, _ in pairs)
         text = statistics.median(t for _, t in pairs)
         ratio = structured / text
-        verdict = "met" if ratio <= TARGET else "NOT met"
-        print(f"{name:22} {structured:>10.0f} {text:>10.0f} {ratio:>6.2f}x  ≤{TARGET:.1f}x {verdict}")
+        if len(pairs) > 1 or name in ("list_messages(50)", "get_conversation"):
+            verdict = f"  ≤{TARGET:.1f}x {'met' if ratio <= TARGET else 'NOT met'}"
+        else:
+            verdict, worst = "", max(worst, (name, ratio), key=lambda w: w[1])
+            name = f"  send: {name}"
+        print(f"{name:22} {structured:>10.0f} {text:>10.0f} {ratio:>6.2f}x{verdict}")
+    print(f"worst send_message case: {worst[0]}, {worst[1]:.2f}x")
 
 
 if __name__ == "__main__":

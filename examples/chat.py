@@ -94,7 +94,7 @@ class Reply:
     next_step: str | None = None
     run_id: str | None = None
     steps: list[dict[str, Any]] = field(default_factory=list)
-    usage: dict[str, Any] = field(default_factory=dict)
+    tokens: int | None = None
 
     @classmethod
     def from_result(cls, data: Mapping[str, Any]) -> Reply:
@@ -106,7 +106,7 @@ class Reply:
             next_step=data.get("next_step"),
             run_id=data.get("run_id"),
             steps=list(data.get("steps") or []),
-            usage=dict(data.get("usage") or {}),
+            tokens=data.get("tokens"),
         )
 
 
@@ -402,17 +402,14 @@ class ChatApp:
         from rich.text import Text
 
         for step in reply.steps:
-            kind = step.get("kind")
+            kind = step.get("kind", "tool_call")  # a tool call (with its result once it returned) has no kind
             if kind == "tool_call":
-                self.say(f"  · tool call {step.get('tool_name')}({_clip(step.get('arguments') or '', 160)})", "dim")
-            elif kind == "tool_return":
+                self.say(f"  · tool call {step.get('tool')}({_clip(step.get('arguments') or '', 160)})", "dim")
+            if kind in ("tool_call", "tool_return") and ("result" in step or "status" in step):
                 status = step.get("status") or "returned"
-                self.say(
-                    f"  · {step.get('tool_name') or 'tool'} → {status}: {_clip(step.get('tool_result') or '', 160)}",
-                    "dim",
-                )
+                self.say(f"  · {step.get('tool') or 'tool'} → {status}: {_clip(step.get('result') or '', 160)}", "dim")
             elif kind == "approval_request":
-                self.say(f"  · waiting for approval: {step.get('tool_name')}", "yellow")
+                self.say(f"  · waiting for approval: {step.get('tool')}", "yellow")
         if reply.reply:
             line = Text("agent › ", style="bold green")
             line.append(reply.reply)
@@ -421,13 +418,11 @@ class ChatApp:
             self.say("(the agent ended its turn without a reply)", "dim")
         if reply.error:
             self.error(reply.error)
-        if reply.status != "completed" or (reply.stop_reason and reply.stop_reason != "end_turn"):
+        if reply.status != "completed" or reply.stop_reason:  # the result shows a stop reason only when it says more
             self.say(f"  {reply.status}: {reply.stop_reason or ''} {reply.next_step or ''}".rstrip(), "yellow")
         facts = [reply.stop_reason or reply.status]
-        if reply.usage.get("step_count") is not None:
-            facts.append(f"{reply.usage['step_count']} step(s)")
-        if reply.usage.get("total_tokens") is not None:
-            facts.append(f"{reply.usage['total_tokens']} tokens")
+        if reply.tokens is not None:
+            facts.append(f"{reply.tokens} tokens")
         self.say("  " + " · ".join(facts), "dim")
 
     def show_conversations(self, conversations: Sequence[Mapping[str, Any]]) -> None:

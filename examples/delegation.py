@@ -142,12 +142,11 @@ async def delegate(base_url: str, api_key: str | None, model: str) -> Delegation
         instruction = "TOOL send_message " + json.dumps({"conversation_id": conversation_b, "message": QUESTION})
         print(f"  → A: {instruction}")
         turn = await call("send_message", conversation_id=conversation_a, message=instruction)
-        returns = [s for s in turn["steps"] if s["kind"] == "tool_return"]
+        returns = [s for s in turn["steps"] if "result" in s]  # a tool call carries its result once it returned
         for step in turn["steps"]:
-            shown = step.get("arguments") if step["kind"] == "tool_call" else step.get("tool_result")
-            print(f"  A {step['kind']}: {step.get('tool_name')} {shown}")
+            print(f"  A called {step.get('tool')}({step.get('arguments')}) → {step.get('result')}")
         print(f"  A replied: {turn['reply']}")
-        if not returns or not (returns[0].get("tool_result") or "").startswith(f"echo: {QUESTION}"):
+        if not returns or not (returns[0].get("result") or "").startswith(f"echo: {QUESTION}"):
             raise DelegationFailed(f"B's reply did not come back to A as the tool return: {returns}")
 
         section("4. Transcripts")
@@ -163,7 +162,7 @@ async def delegate(base_url: str, api_key: str | None, model: str) -> Delegation
         agent_b=agent_b,
         conversation_a=conversation_a,
         conversation_b=conversation_b,
-        tool_return=str(returns[0].get("tool_result") or ""),
+        tool_return=str(returns[0].get("result") or ""),
         reply=str(turn["reply"]),
     )
 

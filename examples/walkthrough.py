@@ -76,7 +76,7 @@ async def walkthrough(session: Session, agent_id: str) -> None:
 
     section("4. Shared memory: a memory edit in A is visible from B")
     turn = await session.call("send_message", conversation_id=a["id"], message="REMEMBER the user prefers green tea")
-    tools = [s["tool_name"] for s in turn["steps"] if s["kind"] == "tool_call"]
+    tools = [s["tool"] for s in turn["steps"] if s.get("kind", "tool_call") == "tool_call"]
     print(f"  agent used tools: {tools}")
     memory = await session.read(f"letta://agents/{agent_id}/memory")
     expect("green tea" in memory, "the agent's shared memory block now holds the fact")

@@ -24,6 +24,7 @@ from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.approval_host import APPROVE, Host
 from tests.helpers.tools import call as ok
+from tests.helpers.tools import handle
 from tests.helpers.tools import outcome as call
 
 pytestmark = pytest.mark.anyio
@@ -190,7 +191,7 @@ async def test_wait_for_reply_asks_after_a_resumed_stream(letta_double: LettaDou
         letta_double.cut_next(1)  # the send's stream breaks after its first frame: the run is resumed
         started = await ok(client, "send_message", conversation_id=cid, message="REMEMBER resumed", wait_seconds=0)
         assert started["status"] in ("queued", "running")
-        turn = await ok(client, "wait_for_reply", turn_id=started["turn_id"])
+        turn = await ok(client, "wait_for_reply", **handle(started))
     assert turn["status"] == "completed" and turn["reply"] == "noted: resumed" and len(host.questions) == 1
     assert letta_double.user_messages(cid) == ["REMEMBER resumed"]
     assert any(r["path"].endswith("/stream") for r in letta_double.requests), "the run's stream was resumed"
@@ -216,7 +217,7 @@ async def test_an_approval_lost_before_letta_stored_it_is_sent_again(
         await ok(client, "send_message", conversation_id=cid, message="REMEMBER retried")
         letta_double.cut_next(0, store=False)
         turn = await ok(client, "respond_to_approval", conversation_id=cid, approve=False, reason="no")
-    assert turn["status"] == "completed" and "User reason: no" in turn["steps"][-1]["tool_result"]
+    assert turn["status"] == "completed" and "User reason: no" in turn["steps"][-1]["result"]
     responses = [m for m in letta_double.messages[cid] if m["message_type"] == "approval_response_message"]
     assert len(responses) == 1
 

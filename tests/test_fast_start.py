@@ -159,6 +159,20 @@ def test_the_cache_key_ignores_where_letta_is_but_not_the_tool_set(tmp_path: Pat
     assert "sk-" not in str(same)
 
 
+def test_an_edited_source_file_gets_answers_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worktrees or a checkout of one version serve different output schemas: stale answers break hosts."""
+    package = tmp_path / "pkg"
+    (package / "tools").mkdir(parents=True)
+    (package / "models.py").write_text("x = 1\n")
+    (package / "tools" / "messages.py").write_text("y = 1\n")
+    monkeypatch.setattr(fast_start, "__file__", str(package / "fast_start.py"))
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    before = fast_start.cache_path([], env)
+    assert fast_start.cache_path([], env) == before
+    (package / "tools" / "messages.py").write_text("y = 22\n")
+    assert fast_start.cache_path([], env) != before
+
+
 def test_only_stdio_command_lines_use_the_relay() -> None:
     assert fast_start.is_stdio([], {})
     assert not fast_start.is_stdio(["--transport", "streamable-http"], {})

@@ -70,7 +70,7 @@ async def test_an_outage_longer_than_the_wait_says_so_and_wait_for_reply_deliver
         assert first["next_step"] and "do not send it again" in first["next_step"]
         # The caller resends anyway, while Letta is still away: it joins the same turn.
         again = await call(client, "send_message", conversation_id=cid, message="SLOW 1 long", wait_seconds=15)
-        assert again["turn_id"] == first["turn_id"] and again["reply"] == "echo: SLOW 1 long"
+        assert again["run_id"] == first["run_id"] and again["reply"] == "echo: SLOW 1 long"
         done = await call(client, "wait_for_reply", run_id=first["run_id"], wait_seconds=5)
         assert done["reply"] == "echo: SLOW 1 long"
         # Once the reply was delivered, the same text is a new message again.

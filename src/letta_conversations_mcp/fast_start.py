@@ -45,12 +45,28 @@ _EOF = b""
 
 
 def cache_path(argv: Sequence[str], environ: Mapping[str, str]) -> Path:
-    """The answers file for this server version, SDK version and configuration (argv, LETTA_* env)."""
-    versions = [_version("letta-conversations-mcp"), _version("mcp")]
+    """The answers file for this server version, SDK version and configuration (argv, LETTA_* env).
+
+    The version alone does not say the code is the same (a checkout, or worktrees of one version on
+    one machine, serve different schemas under one version), so the files' sizes and times count too.
+    """
+    versions = [_version("letta-conversations-mcp"), _version("mcp"), _source_stamp()]
     settings = sorted((k, v) for k, v in environ.items() if k.startswith("LETTA_") and k not in UNLISTED)
     digest = hashlib.sha256(json.dumps([versions, list(argv), settings]).encode()).hexdigest()[:24]
     root = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "letta-conversations-mcp" / "answers" / f"{digest}.json"
+
+
+def _source_stamp() -> str:
+    """A digest of this package's source files' paths, sizes and modification times (stat only, no reads)."""
+    root = Path(__file__).parent
+    stamps = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in ("localstack", "__pycache__"))
+        for name in sorted(f for f in files if f.endswith(".py")):
+            info = os.stat(os.path.join(folder, name))
+            stamps.append(f"{os.path.relpath(os.path.join(folder, name), root)}:{info.st_size}:{info.st_mtime_ns}")
+    return hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
 
 
 def _version(package: str) -> str:

@@ -5,7 +5,10 @@ jsonschema, on each call), so the published schemas are flat: nested models are 
 of ``$ref``-erenced, and a nullable field is one type list (``{"type": ["string", "null"]}``) instead
 of an ``anyOf`` with null; property titles pydantic derives from field names are left out. They say
 what pydantic's default schemas say at about half the checking cost per list item
-(benchmarks/bench_real_letta.py).
+(benchmarks/bench_real_letta.py). The messages of a list_messages page go further: each is checked
+only as an object with its required fields, its other fields described in words
+(``summarized_items``), since descending into every field of 50 messages was nearly all of a
+host's check.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pydantic_core import CoreSchema
 
 from .approval_rules import PendingCall, one_line
 from .ownership import visible_summary
-from .streaming import Step, TurnResult, Usage
+from .streaming import StepKind, TurnResult, Usage
 from .transcripts import MessageView
 
 Resolve = Callable[[JsonSchemaValue], JsonSchemaValue]
@@ -66,6 +69,24 @@ def merge_nullable(schema: JsonSchemaValue) -> JsonSchemaValue:
     if "enum" in other:
         merged["enum"] = [*other["enum"], None]
     return merged
+
+
+def summarized_items(items: JsonSchemaValue) -> JsonSchemaValue:
+    """A list item's schema that checks only that an item is an object with its required fields, its
+    other fields described in words.
+
+    jsonschema descends into every property of every item, and that is nearly all of the time a host
+    spends checking a long page (30x a check without them, benchmarks/bench_overhead.py); our own
+    pydantic model guarantees the field types before anything is sent.
+    """
+    fields = []
+    for name, prop in (items.get("properties") or {}).items():
+        kind = prop.get("type")
+        kind = kind[0] if isinstance(kind, list) else kind
+        about = f": {prop['description']}" if prop.get("description") else ""
+        fields.append(f"{name} ({kind}){about}")
+    description = " ".join(filter(None, [items.get("description"), "Fields: " + "; ".join(fields) + "."]))
+    return {"type": "object", "required": items.get("required", []), "description": description}
 
 
 class FlatSchema(BaseModel):
@@ -239,6 +260,13 @@ class PageMessage(FlatSchema):
 class MessagePage(FlatSchema):
     """One page of a conversation's messages."""
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler, /) -> JsonSchemaValue:
+        schema = super().__get_pydantic_json_schema__(core_schema, handler)
+        messages = handler.resolve_ref_schema(schema)["properties"]["messages"]
+        messages["items"] = summarized_items(messages["items"])
+        return schema
+
     conversation_id: str
     order: Literal["asc", "desc"]
     messages: list[PageMessage]
@@ -268,26 +296,42 @@ class MessagePage(FlatSchema):
 TurnStatus = Literal["completed", "failed", "cancelled", "running", "queued", "awaiting_approval"]
 
 
-class TurnStep(FlatSchema, Step):
-    """One step of a turn as a result shows it, without its message id (list_messages shows those)."""
+class TurnStep(FlatSchema):
+    """One step of a turn as a result shows it: a tool call carries its result once it returned.
 
-    message_id: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+    No message ids (list_messages shows those), and no call id once a call is answered."""
 
-
-class TurnUsage(FlatSchema, Usage):
-    """What the turn cost: total tokens and LLM steps (the prompt/completion split is left out)."""
-
-    prompt_tokens: SkipJsonSchema[int | None] = Field(default=None, exclude=True)
-    completion_tokens: SkipJsonSchema[int | None] = Field(default=None, exclude=True)
+    kind: StepKind = Field(
+        default="tool_call",
+        description="Absent: a tool call (with result and status once the tool returned); else reasoning, "
+        "tool_return (a return without its call), approval_request or approval_response",
+    )
+    tool: str | None = Field(default=None, description="The tool's name")
+    arguments: str | None = Field(default=None, description="Tool call arguments as JSON text")
+    result: str | None = Field(default=None, description="What the tool returned")
+    status: str | None = Field(
+        default=None, description="Tool return status (success or error); approval decision (approved or denied)"
+    )
+    text: str | None = Field(default=None, description="Reasoning text; the reason given for an approval decision")
+    tool_call_id: str | None = Field(default=None, description="Letta's id of the call, until its result is here")
 
 
 class SendResult(FlatSchema, TurnResult):
-    """The outcome of send_message / wait_for_reply."""
+    """The outcome of send_message / wait_for_reply / respond_to_approval.
+
+    Left out when empty or default: steps, error, stop_reason (only when it says more than status),
+    turn_id (only while a running or queued turn has no run_id yet), waited_seconds (only
+    running/queued). Step texts, arguments and tool results are
+    clipped to 500 characters, as in the text; list_messages has them whole.
+    """
 
     steps: list[TurnStep] = Field(  # pyright: ignore[reportIncompatibleVariableOverride]
-        default_factory=list, description="Reasoning, tool calls and returns, in order"
+        default_factory=list, description="Reasoning and tool calls with their results, in order"
     )
-    usage: TurnUsage | None = None  # pyright: ignore[reportIncompatibleVariableOverride]
+    stop_reason: str | None = Field(
+        default=None, description="Letta's stop reason when it adds to status, e.g. max_steps or llm_api_error"
+    )
+    usage: SkipJsonSchema[Usage | None] = Field(default=None, exclude=True)
     message_ids: SkipJsonSchema[list[str]] = Field(default_factory=list, exclude=True)
     next_step: str | None = Field(default=None, description="Which tool to call next, with which ids")
 
@@ -296,8 +340,11 @@ class SendResult(FlatSchema, TurnResult):
         "awaiting_approval: tool calls wait for a human decision (pending_approvals), answer with respond_to_approval"
     )
     conversation_id: str
-    turn_id: str = Field(description="This server's handle for the turn; wait_for_reply accepts it too")
+    turn_id: str | None = Field(
+        default=None, description="This server's handle for a turn without a run_id yet; wait_for_reply accepts it"
+    )
     waited_seconds: float | None = Field(default=None, description="How long this call waited (running/queued)")
+    tokens: int | None = Field(default=None, description="Tokens the turn used, all its LLM steps together")
 
 
 class CancelResult(FlatSchema):

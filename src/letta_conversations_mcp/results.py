@@ -9,6 +9,7 @@ optional). The text is written for reading (the reply first, one line per step),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mcp_types import CallToolResult, TextContent
@@ -16,7 +17,7 @@ from mcp_types import CallToolResult, TextContent
 from . import approval_rules
 from .approval_rules import PendingCall
 from .errors import redact
-from .models import SendResult
+from .models import SendResult, TurnStep
 from .streaming import Step
 from .text import clip as text_clip
 from .turns import Turn
@@ -41,6 +42,47 @@ def clip(text: str, limit: int) -> str:
     return text_clip(" ⏎ ".join(text.splitlines()), limit)
 
 
+#: Characters of a step's text, arguments or tool result that a turn result shows (both forms).
+STEP_CHARS = 500
+
+#: Stop reasons that say no more than the status they come with.
+_PLAIN_STOPS = {("completed", "end_turn"), ("cancelled", "cancelled"), ("awaiting_approval", "requires_approval")}
+
+
+def shorten(text: str | None, limit: int = STEP_CHARS) -> str | None:
+    """``text`` cut to ``limit`` characters (marked with "…"); line breaks are kept."""
+    return text if text is None or len(text) <= limit else text[:limit] + "…"
+
+
+def compact_steps(steps: Sequence[Step], pending: Sequence[PendingCall] = ()) -> list[TurnStep]:
+    """A turn's steps as a result shows them: a tool return joins its call (one step with the result
+    and status, without the call id that only paired them), calls still waiting for approval are
+    left to ``pending_approvals``, and long texts are clipped."""
+    waiting = {c.tool_call_id for c in pending}
+    shown: list[TurnStep] = []
+    calls: dict[str, TurnStep] = {}
+    for step in steps:
+        if step.kind == "approval_request" and step.tool_call_id in waiting:
+            continue
+        call = calls.pop(step.tool_call_id, None) if step.kind == "tool_return" and step.tool_call_id else None
+        if call is not None:
+            call.result, call.status, call.tool_call_id = shorten(step.tool_result), step.status, None
+            continue
+        view = TurnStep(
+            kind=step.kind,
+            tool=step.tool_name,
+            arguments=shorten(step.arguments),
+            result=shorten(step.tool_result),
+            status=step.status,
+            text=shorten(step.text),
+            tool_call_id=step.tool_call_id,
+        )
+        if step.kind == "tool_call" and step.tool_call_id:
+            calls[step.tool_call_id] = view
+        shown.append(view)
+    return shown
+
+
 def turn_result(
     turn: Turn,
     *,
@@ -62,29 +104,27 @@ def turn_result(
         status = turn.state if turn.state in ("completed", "failed", "cancelled", "awaiting_approval") else "completed"
     else:
         status = "queued" if turn.state == "queued" else "running"
+    pending = turn.pending_approvals if status == "awaiting_approval" else []
     model = SendResult(
-        **result.model_dump(),
+        **result.model_dump(exclude={"steps", "stop_reason", "pending_approvals"}),
+        steps=compact_steps(result.steps, pending),
+        stop_reason=None if (status, result.stop_reason) in _PLAIN_STOPS else result.stop_reason,
         status=status,  # type: ignore[arg-type]
         conversation_id=turn.conversation_id,
-        turn_id=turn.turn_id,
+        turn_id=None if finished or result.run_id else turn.turn_id,  # the handle until Letta names the run
         waited_seconds=None if finished else round(waited, 2),
+        tokens=result.usage.total_tokens if result.usage else None,
     )
     if turn.error is not None:
         model.error = redact(turn.error.message, secrets)
     if refused_for:
-        refusal = approval_rules.refused_text(turn.conversation_id, refused_for, agent_id=turn.agent_id)
-        model.error, model.stop_reason = refusal, None
-        model.pending_approvals = refused_for
-        model.next_step = approval_rules.how_to_answer(turn.conversation_id, refused_for, agent_id=turn.agent_id)
-        return structured(model, redact(refusal, secrets), is_error=True)
+        return _refused(model, turn, refused_for, secrets)
     outage = None if finished else turn.outage_note()
     if outage:  # Letta is away: the turn is still followed, and the caller must not send again
         model.next_step, note = outage, f"{note}\n\n{outage}" if note else outage
     if status == "awaiting_approval":
-        model.pending_approvals = turn.pending_approvals
-        model.next_step = approval_rules.how_to_answer(
-            turn.conversation_id, model.pending_approvals, agent_id=turn.agent_id
-        )
+        model.pending_approvals = pending
+        model.next_step = approval_rules.how_to_answer(turn.conversation_id, pending, agent_id=turn.agent_id)
     is_error = status == "failed"
     text = render_send(model, wait_hint_seconds=wait_hint, agent_id=turn.agent_id)
     if status != "awaiting_approval":
@@ -94,6 +134,21 @@ def turn_result(
     if note:
         text = f"{note}\n\n{text}"
     return structured(model, redact(text, secrets), is_error=is_error)
+
+
+def _refused(model: SendResult, turn: Turn, calls: list[PendingCall], secrets: list[str]) -> CallToolResult:
+    """Letta refused the message because the conversation waits for approval of ``calls``.
+
+    The text is the whole refusal; the structured result splits it into its fields (error: what
+    happened, pending_approvals: the calls, next_step: how to answer them) instead of repeating it.
+    """
+    refusal = approval_rules.refused_text(turn.conversation_id, calls, agent_id=turn.agent_id)
+    model.error, model.stop_reason = approval_rules.refused_summary(turn.conversation_id, calls), None
+    model.pending_approvals = calls
+    model.next_step = (
+        approval_rules.how_to_answer(turn.conversation_id, calls, agent_id=turn.agent_id) + approval_rules.RESEND
+    )
+    return structured(model, redact(refusal, secrets), is_error=True)
 
 
 def next_step(result: SendResult, *, agent_id: str | None, wait_hint: float, spelled: bool = False) -> str:
@@ -128,7 +183,7 @@ def next_step(result: SendResult, *, agent_id: str | None, wait_hint: float, spe
 
 def render_send(result: SendResult, *, wait_hint_seconds: float, agent_id: str | None = None) -> str:
     if result.status in ("running", "queued"):
-        return _render_pending(result, wait_hint_seconds)
+        return _render_pending(result, wait_hint_seconds, agent_id)
     if result.status == "awaiting_approval":
         return _render_awaiting(result, agent_id)
     lines: list[str] = []
@@ -139,26 +194,30 @@ def render_send(result: SendResult, *, wait_hint_seconds: float, agent_id: str |
     if result.error:
         lines.append(f"Error: {result.error}")
     lines.extend(line for line in map(_render_step, result.steps) if line)
-    facts = [f"stop: {result.stop_reason}"] if result.stop_reason else []
-    if result.usage and result.usage.step_count is not None:
-        facts.append(f"{result.usage.step_count} step(s)")
-    if result.usage and result.usage.total_tokens is not None:
-        facts.append(f"{result.usage.total_tokens} tokens")
-    if result.run_id:
-        facts.append(f"run {result.run_id}")
-    if facts:
+    if facts := _facts(result):
         lines.append(" · ".join(facts))
     if result.status != "failed" or result.next_step:  # a failure's error text says what to do
         lines.append(f"Next: {next_step(result, agent_id=agent_id, wait_hint=wait_hint_seconds, spelled=True)}")
     return "\n".join(lines)
 
 
-def _render_pending(result: SendResult, wait_hint_seconds: float) -> str:
-    handle = f'run_id="{result.run_id}"' if result.run_id else f'turn_id="{result.turn_id}"'
+def _facts(result: SendResult) -> list[str]:
+    """The status (with the stop reason when it says more), tokens and run id, as the JSON has them."""
+    facts = [f"{result.status} (stop: {result.stop_reason})" if result.stop_reason else result.status]
+    if result.status == "failed" and not result.stop_reason:
+        facts = []  # the text leads with the error
+    if result.tokens is not None:
+        facts.append(f"{result.tokens} tokens")
+    if result.run_id:
+        facts.append(f"run {result.run_id}")
+    return facts
+
+
+def _render_pending(result: SendResult, wait_hint_seconds: float, agent_id: str | None) -> str:
     state = "is still running" if result.status == "running" else "is still queued behind earlier turns"
     lines = [
-        f"The agent's turn {state} after {result.waited_seconds:.0f}s. Nothing is lost: call wait_for_reply "
-        f"with {handle} to get the reply (it waits up to {wait_hint_seconds:.0f}s more), or cancel_run to stop it."
+        f"The agent's turn {state} after {result.waited_seconds:.0f}s; nothing is lost. "
+        + next_step(result, agent_id=agent_id, wait_hint=wait_hint_seconds, spelled=True)
     ]
     if result.reply:
         lines.append(f"Reply so far:\n{result.reply}")
@@ -168,23 +227,25 @@ def _render_pending(result: SendResult, wait_hint_seconds: float) -> str:
 def _render_awaiting(result: SendResult, agent_id: str | None) -> str:
     """A turn parked for approval: what happened so far, then the pending calls and how to answer."""
     lines = [result.reply] if result.reply else []
-    lines.extend(line for s in result.steps if s.kind != "approval_request" and (line := _render_step(s)))
+    lines.extend(line for line in map(_render_step, result.steps) if line)
     lines.append(approval_rules.pending_text(result.conversation_id, result.pending_approvals, agent_id=agent_id))
-    if result.run_id:
-        lines.append(f"stop: requires_approval · run {result.run_id} · turn_id {result.turn_id}")
+    lines.append(" · ".join(_facts(result)))
     return "\n".join(lines)
 
 
-def _render_step(step: Step) -> str | None:
+def _render_step(step: TurnStep) -> str | None:
+    arguments = clip(step.arguments or "", STEP_CHARS)
+    if step.kind == "tool_call" and (step.status or step.result is not None):
+        return f"· {step.tool}({arguments}) → {step.status or 'returned'}: {clip(step.result or '', STEP_CHARS)}"
     if step.kind == "tool_call":
-        return f"· tool call {step.tool_name}({clip(step.arguments or '', 200)})"
+        return f"· tool call {step.tool}({arguments})"
     if step.kind == "tool_return":
-        return f"· tool {step.tool_name or ''} → {step.status or 'returned'}: {clip(step.tool_result or '', 200)}"
+        return f"· tool {step.tool or ''} → {step.status or 'returned'}: {clip(step.result or '', STEP_CHARS)}"
     if step.kind == "approval_request":
-        return f"· approval requested: {step.tool_name}({clip(step.arguments or '', 200)}) [{step.tool_call_id}]"
+        return f"· approval requested: {step.tool}({arguments}) [{step.tool_call_id}]"
     if step.kind == "approval_response":
-        reason = f": {clip(step.text, 200)}" if step.text else ""
-        return f"· {step.status or 'answered'} {step.tool_name or 'tool call'} [{step.tool_call_id}]{reason}"
+        reason = f": {clip(step.text, STEP_CHARS)}" if step.text else ""
+        return f"· {step.status or 'answered'} {step.tool or 'tool call'} [{step.tool_call_id}]{reason}"
     if step.kind == "reasoning" and step.text:
-        return f"· reasoning: {clip(step.text, 200)}"
+        return f"· reasoning: {clip(step.text, STEP_CHARS)}"
     return None

@@ -28,6 +28,7 @@ from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.approval_host import APPROVE, Host
+from tests.helpers.tools import handle
 
 pytestmark = pytest.mark.anyio
 
@@ -84,7 +85,7 @@ async def history(letta_stack: Any, conversation_id: str) -> list[dict[str, Any]
 
 
 def kinds(turn: dict[str, Any]) -> list[tuple[str, str | None]]:
-    return [(s["kind"], s.get("status")) for s in turn["steps"]]
+    return [(s.get("kind", "tool_call"), s.get("status")) for s in turn["steps"]]
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ async def test_deny_with_a_reason(letta_stack: Any, approval_agent: str, mode: s
     response, tool_return = turn["steps"][1:]
     assert (response["status"], response["text"]) == ("denied", "not in the shared memory")
     assert tool_return["status"] == "error"
-    assert tool_return["tool_result"] == "Error: request to call tool denied. User reason: not in the shared memory"
+    assert tool_return["result"] == "Error: request to call tool denied. User reason: not in the shared memory"
     stored = await history(letta_stack, cid)
     assert [
         a["reason"] for m in stored if m["message_type"] == "approval_response_message" for a in m["approvals"]
@@ -142,7 +143,7 @@ async def test_decline_denies_with_the_reason_declined(letta_stack: Any, approva
     assert [(s["status"], s.get("text")) for s in turn["steps"] if s["kind"] == "approval_response"] == [
         ("denied", "declined by the user")
     ]
-    assert "User reason: declined by the user" in turn["steps"][-1]["tool_result"]
+    assert "User reason: declined by the user" in turn["steps"][-1]["result"]
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -222,7 +223,7 @@ async def test_wait_for_reply_asks_too(letta_stack: Any, approval_agent: str) ->
         cid = (await ok(client, "create_conversation"))["id"]
         started = await ok(client, "send_message", conversation_id=cid, message="REMEMBER later", wait_seconds=0)
         assert started["status"] in ("running", "queued") and host.questions == []
-        turn = await ok(client, "wait_for_reply", turn_id=started["turn_id"], wait_seconds=30)
+        turn = await ok(client, "wait_for_reply", **handle(started), wait_seconds=30)
     assert turn["status"] == "completed" and len(host.questions) == 1
 
 
@@ -297,7 +298,7 @@ async def test_deny_policy_answers_without_asking(letta_stack: Any, approval_age
     assert host.questions == [] and turn["status"] == "completed"
     (response,) = [s for s in turn["steps"] if s["kind"] == "approval_response"]
     assert response["status"] == "denied" and "LETTA_MCP_APPROVALS=deny" in response["text"]
-    assert "by this server's approval policy" in turn["steps"][-1]["tool_result"]
+    assert "by this server's approval policy" in turn["steps"][-1]["result"]
 
 
 async def test_approve_policy_runs_the_tool_without_asking(letta_stack: Any, approval_agent: str) -> None:
@@ -346,9 +347,9 @@ async def test_delegated_agent_gets_the_pending_result_and_answers_it(letta_stac
                     conversation_id=conversation_a,
                     message="TOOL send_message " + json.dumps(ask),
                 )
-                (asked,) = [s for s in turn["steps"] if s["kind"] == "tool_return"]
-                assert "waiting for approval of 1 tool call(s)" in asked["tool_result"]
-                assert "respond_to_approval" in asked["tool_result"] and "memory_insert" in asked["tool_result"]
+                (asked,) = [s for s in turn["steps"] if s.get("tool") == "send_message" and "result" in s]
+                assert "waiting for approval of 1 tool call(s)" in asked["result"]
+                assert "respond_to_approval" in asked["result"] and "memory_insert" in asked["result"]
                 answer = {"conversation_id": conversation_b, "approve": True, "reason": "A's user said yes"}
                 turn = await ok(
                     client,
@@ -356,8 +357,8 @@ async def test_delegated_agent_gets_the_pending_result_and_answers_it(letta_stac
                     conversation_id=conversation_a,
                     message="TOOL respond_to_approval " + json.dumps(answer),
                 )
-                (answered,) = [s for s in turn["steps"] if s["kind"] == "tool_return"]
-                assert answered["tool_result"].startswith("noted: delegated fact")
+                (answered,) = [s for s in turn["steps"] if s.get("tool") == "respond_to_approval" and "result" in s]
+                assert answered["result"].startswith("noted: delegated fact")
         finally:
             await http.delete(f"/v1/mcp-servers/{server_id}")
     stored = await history(letta_stack, conversation_b)

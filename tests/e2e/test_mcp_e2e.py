@@ -60,12 +60,12 @@ async def test_create_list_get_and_summary(mcp: Client, letta_stack: Any) -> Non
 async def test_send_plain_tool_tokens_and_failure(mcp: Client) -> None:
     cid = (await ok(mcp, "create_conversation"))["id"]
     plain = await ok(mcp, "send_message", conversation_id=cid, message="hello real letta")
-    assert plain["reply"] == "echo: hello real letta" and plain["stop_reason"] == "end_turn"
-    assert plain["run_id"].startswith("run-") and plain["usage"]["total_tokens"] > 0
+    assert plain["reply"] == "echo: hello real letta" and "stop_reason" not in plain  # end_turn: plain completed
+    assert plain["run_id"].startswith("run-") and plain["tokens"] > 0
     tool = await ok(mcp, "send_message", conversation_id=cid, message="REMEMBER e2e fact")
     assert tool["reply"] == "noted: e2e fact"
-    assert [s["kind"] for s in tool["steps"]] == ["tool_call", "tool_return"]
-    assert tool["steps"][0]["tool_name"] == "memory_insert"
+    [step] = tool["steps"]  # the return joins its call
+    assert step["tool"] == "memory_insert" and step["status"] == "success" and "e2e fact" in step["result"]
     tokens = await ok(mcp, "send_message", conversation_id=cid, message="TOKENS stream these words")
     assert tokens["reply"] == "echo: TOKENS stream these words"
     text = await err(mcp, "send_message", conversation_id=cid, message="FAIL on purpose")
@@ -211,7 +211,7 @@ async def test_cancel_run_stops_a_turn_and_the_conversation_stays_usable(mcp: Cl
         await anyio.sleep(1.5)
         cancelled = await ok(mcp, "cancel_run", conversation_id=cid)
         assert cancelled["cancelled_run_ids"], cancelled
-    assert result["status"] == "cancelled" and result["stop_reason"] == "cancelled"
+    assert result["status"] == "cancelled" and "stop_reason" not in result
     after = await ok(mcp, "send_message", conversation_id=cid, message="still usable")
     assert after["reply"] == "echo: still usable"
 

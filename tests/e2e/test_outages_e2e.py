@@ -78,7 +78,7 @@ async def test_an_outage_longer_than_the_wait_on_real_letta(proxy: FaultProxy, l
         assert f"Your message is stored in conversation {cid} (run {first['run_id']}): do not send it again" in text
         assert f'wait_for_reply with run_id="{first["run_id"]}"' in text
         again = await ok(client, "send_message", conversation_id=cid, message=message, wait_seconds=60)
-        assert again["turn_id"] == first["turn_id"] and again["reply"] == f"echo: {message}"
+        assert again["run_id"] == first["run_id"] and again["reply"] == f"echo: {message}"
         done = await ok(client, "wait_for_reply", run_id=first["run_id"], wait_seconds=30)
         assert done["reply"] == f"echo: {message}"
     assert await stored_user_messages(letta_stack, cid) == [message]

@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from letta_conversations_devstack.cluster import ServerCluster
+from tests.helpers.tools import handle
 
 pytestmark = pytest.mark.anyio
 
@@ -94,7 +95,7 @@ async def test_wait_for_reply_by_turn_and_run_id_from_other_processes(clients: l
     cid = (await ok(clients[0], "create_conversation"))["id"]
     first = await ok(clients[0], "send_message", conversation_id=cid, message="SLOW 4 across", wait_seconds=0.5)
     assert first["status"] in ("running", "queued")
-    by_turn = await ok(clients[1], "wait_for_reply", turn_id=first["turn_id"], wait_seconds=60)
+    by_turn = await ok(clients[1], "wait_for_reply", **handle(first), wait_seconds=60)
     assert by_turn["status"] == "completed" and by_turn["reply"] == "echo: SLOW 4 across"
     assert by_turn["run_id"]
     by_run = await ok(clients[2], "wait_for_reply", run_id=by_turn["run_id"], wait_seconds=30)
@@ -110,7 +111,7 @@ async def test_cancel_from_another_process_stops_the_run_and_drops_queued_sends(
     assert queued["status"] == "queued"
     cancelled = await ok(clients[2], "cancel_run", conversation_id=cid)
     assert cancelled["cancelled_run_ids"] and cancelled["dropped_queued"] == 1, cancelled
-    first = await ok(clients[2], "wait_for_reply", turn_id=running["turn_id"], wait_seconds=30)
+    first = await ok(clients[2], "wait_for_reply", **handle(running), wait_seconds=30)
     assert first["status"] == "cancelled"
     second = await ok(clients[0], "wait_for_reply", turn_id=queued["turn_id"], wait_seconds=30)
     assert second["status"] == "cancelled"
@@ -157,14 +158,14 @@ async def test_kill_9_mid_turn_retry_and_wait_through_other_processes(cluster: S
         async with client(cluster.server_url(1)) as c1, client(cluster.server_url(2)) as c2:
             retried = await ok(c1, "send_message", conversation_id=retry_cid, message="SLOW 6 keep me", wait_seconds=90)
             assert retried["status"] == "completed" and retried["reply"] == "echo: SLOW 6 keep me"
-            assert retried["turn_id"] == first["turn_id"]
-            waited = await ok(c2, "wait_for_reply", turn_id=other["turn_id"], wait_seconds=90)
+            assert retried["run_id"] == first["run_id"], "the same turn, adopted"
+            waited = await ok(c2, "wait_for_reply", **handle(other), wait_seconds=90)
             assert waited["status"] == "completed" and waited["reply"] == "echo: SLOW 6 wait me"
             assert await user_texts(c1, retry_cid) == ["SLOW 6 keep me"]
             assert await user_texts(c2, wait_cid) == ["SLOW 6 wait me"]
             # the reply was delivered: the same words again are a new message
             again = await ok(c2, "send_message", conversation_id=retry_cid, message="SLOW 6 keep me", wait_seconds=60)
-            assert again["turn_id"] != first["turn_id"]
+            assert again["run_id"] != first["run_id"]
             assert await user_texts(c1, retry_cid) == ["SLOW 6 keep me", "SLOW 6 keep me"]
     finally:
         cluster.start_server(0)
@@ -177,5 +178,5 @@ async def test_both_protocol_eras_through_haproxy(cluster: ServerCluster, mode: 
         sent = await ok(c, "send_message", conversation_id=opened["id"], message=f"hello {mode}")
         assert sent["reply"] == f"echo: hello {mode}"
         slow = await ok(c, "send_message", conversation_id=opened["id"], message="SLOW 3 later", wait_seconds=0.5)
-        done = await ok(c, "wait_for_reply", turn_id=slow["turn_id"], wait_seconds=60)
+        done = await ok(c, "wait_for_reply", **handle(slow), wait_seconds=60)
         assert done["reply"] == "echo: SLOW 3 later"

@@ -189,6 +189,10 @@ async def other_callers_get_not_found_everywhere(h: Harness) -> None:
             mine = await ok(alice, "create_conversation", summary="alice notes")
             cid = mine["id"]
             sent = await ok(alice, "send_message", conversation_id=cid, message="alice secret 42")
+            # a turn queued behind a slow one has no run id yet: its result carries this server's turn_id
+            await ok(alice, "send_message", conversation_id=cid, message="SLOW 2 alice busy", wait_seconds=0)
+            queued = await ok(alice, "send_message", conversation_id=cid, message="alice queued", wait_seconds=0)
+            assert queued["status"] == "queued" and queued["turn_id"], queued
         async with client(url, "bob") as bob:
             await assert_looks_missing(bob, cid)
             seen = await failure(bob, "list_conversations", after=cid)
@@ -199,10 +203,12 @@ async def other_callers_get_not_found_everywhere(h: Harness) -> None:
                 expected = await failure(bob, "wait_for_reply", run_id=MISSING_RUN, wait_seconds=1)
                 assert seen.replace(run_id, MISSING_RUN) == expected
             missing_turn = str(uuid.uuid4())
-            seen = await failure(bob, "wait_for_reply", turn_id=sent["turn_id"], wait_seconds=1)
+            seen = await failure(bob, "wait_for_reply", turn_id=queued["turn_id"], wait_seconds=1)
             expected = await failure(bob, "wait_for_reply", turn_id=missing_turn, wait_seconds=1)
-            assert seen.replace(sent["turn_id"], missing_turn) == expected
+            assert seen.replace(queued["turn_id"], missing_turn) == expected
         async with client(url, "alice") as alice:
+            done = await ok(alice, "wait_for_reply", turn_id=queued["turn_id"], wait_seconds=30)
+            assert done["reply"] == "echo: alice queued", done
             after = await ok(alice, "get_conversation", conversation_id=cid)
             assert after["summary"] == "alice notes", "bob's update_summary must not have landed"
             texts = [m.get("text") for m in (await ok(alice, "list_messages", conversation_id=cid))["messages"]]

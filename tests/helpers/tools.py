@@ -22,6 +22,11 @@ def text_of(result: Any) -> str:
     return "\n".join(getattr(b, "text", "") for b in result.content)
 
 
+def handle(result: dict[str, Any]) -> dict[str, str]:
+    """The wait_for_reply handle of a running or queued turn result: its run_id, else (no run yet) its turn_id."""
+    return {"run_id": result["run_id"]} if result.get("run_id") else {"turn_id": result["turn_id"]}
+
+
 async def call(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(name, arguments)
     assert not result.is_error, text_of(result)

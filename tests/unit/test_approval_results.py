@@ -46,7 +46,8 @@ def test_a_parked_turn_lists_the_call_and_how_to_answer() -> None:
     assert "respond_to_approval(" in data["next_step"]
     text = text_of(result)
     assert "waiting for approval of 1 tool call(s)" in text and CALL in text and "Ask your user" in text
-    assert "stop: requires_approval" in text and "turn_id turn-1" in text
+    assert text.endswith(f"awaiting_approval · 15 tokens · run {data['run_id']}")
+    assert "turn_id" not in data and "turn-1" not in text, "nothing to wait for: respond_to_approval answers it"
 
 
 def test_a_note_leads_the_text() -> None:
