@@ -7,6 +7,8 @@ doing the whole flow, is ``tests/e2e/test_oauth_e2e.py``.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ import httpx
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -193,3 +196,23 @@ async def test_a_new_key_id_is_picked_up_and_made_up_ones_do_not_hammer_the_issu
     response = await post(served.url, publisher.token(rotated))
     assert response.status_code == 200, response.headers.get("www-authenticate")
     assert publisher.jwks_fetches == 2
+
+
+async def test_over_stdio_the_oauth_settings_change_nothing(letta_double: Any, agent_id: str) -> None:
+    """stdio has no tokens: with the OAuth settings set (an issuer nobody serves), the one local user
+    calls tools as before, and the conversation carries no owner marker."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env |= {
+        "LETTA_BASE_URL": letta_double.base_url,
+        "LETTA_AGENT_ID": agent_id,
+        "LETTA_MCP_OAUTH_ISSUER": "http://127.0.0.1:9",
+        "LETTA_MCP_PUBLIC_URL": RESOURCE,
+    }
+    params = StdioServerParameters(command=sys.executable, args=["-m", "letta_conversations_mcp"], env=env)
+    async with Client(params) as local:
+        made = await local.call_tool("create_conversation", {"summary": "stdio as before"})
+        assert not made.is_error, made.content
+        listed = await local.call_tool("list_conversations", {})
+        assert [c["id"] for c in listed.structured_content["conversations"]] == [made.structured_content["id"]]
+    stored = list(letta_double.conversations.values())
+    assert [c["summary"] for c in stored] == ["stdio as before"], "no owner marker for the local user"
