@@ -2,7 +2,9 @@
 
 The caller is attached to the HTTP request once, by ``http.BearerAuthMiddleware``, as
 ``scope["user"]`` (the way Starlette's ``AuthenticationMiddleware`` does); handlers read it back
-with ``caller(ctx)``. Over stdio, in memory, or over HTTP without tokens there is no
+with ``caller(ctx)``. A static token's caller comes from configuration; an OAuth access token's
+from ``oauth_caller``: its identity is the token's issuer plus subject, its scope and agents come
+from the token's scopes and agents claim, narrowed by the subject's auth-file entry, if any. Over stdio, in memory, or over HTTP without tokens there is no
 authenticated user: the caller is ``LOCAL``, who may use every agent and every conversation.
 
 A token may be limited to some agents, and has a scope: ``own`` (the default) reaches only the

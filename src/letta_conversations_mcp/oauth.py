@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 import jwt
 from mcp.server.auth.provider import AccessToken
@@ -220,6 +221,7 @@ class OAuthVerifier:
         self._metadata: ServerMetadata | None = None
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_at = float("-inf")
+        self._lock = anyio.Lock()
         self.fetches = 0  # JWKS fetches so far (for tests and the benchmark)
 
     async def verify_token(self, token: str) -> AccessToken | None:
@@ -269,11 +271,16 @@ class OAuthVerifier:
         )
 
     # -- keys ------------------------------------------------------------------------------------
+    def _needs_keys(self, kid: Any) -> bool:
+        age = time.monotonic() - self._keys_at
+        return age > KEYS_TTL_SECONDS or (kid not in self._keys and age > REFRESH_SECONDS)
+
     async def _key_for(self, token: str) -> Any:
         kid = jwt.get_unverified_header(token).get("kid")
-        stale = time.monotonic() - self._keys_at > KEYS_TTL_SECONDS
-        if stale or (kid not in self._keys and time.monotonic() - self._keys_at > REFRESH_SECONDS):
-            await self._fetch_keys()
+        if self._needs_keys(kid):
+            async with self._lock:  # one fetch for the requests that arrive together
+                if self._needs_keys(kid):
+                    await self._fetch_keys()
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values())).key
         found = self._keys.get(str(kid)) if kid is not None else None

@@ -161,7 +161,8 @@ class Settings(BaseSettings):
         description=(
             'JSON file of HTTP callers: [{"name": "alice", "token": "…", "agents": ["agent-…"], "scope": "own"}] '
             "(env LETTA_MCP_AUTH_FILE); agents limits what a token may reach; scope own (default: only the "
-            "conversations it created, opened or forked) or agent (every conversation of its agents)"
+            "conversations it created, opened or forked) or agent (every conversation of its agents). With "
+            'LETTA_MCP_OAUTH_ISSUER, {"name", "subject", "agents"?, "scope"?} entries narrow one person\'s tokens'
         ),
     )
 
