@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 
-from letta_conversations_mcp.localstack.stack import free_port
+from letta_conversations_devstack.stack import free_port
 
 OIDC_PROVIDER = "oidc-provider@9.13.3"
 HERE = Path(__file__).parent

@@ -40,7 +40,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAu
 from pydantic import AnyUrl
 
 from letta_conversations_mcp import oauth
-from letta_conversations_mcp.localstack.stack import cache_root, free_port
+from letta_conversations_devstack.stack import cache_root, free_port
 from tests.e2e.oauth_server import (
     OIDC_PROVIDER,
     REDIRECT_URI,
