@@ -39,8 +39,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from pydantic import AnyUrl
 
-from letta_conversations_mcp import oauth
 from letta_conversations_devstack.stack import cache_root, free_port
+from letta_conversations_mcp import oauth
 from tests.e2e.oauth_server import (
     OIDC_PROVIDER,
     REDIRECT_URI,
