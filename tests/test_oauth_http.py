@@ -1,7 +1,7 @@
 """OAuth resource-server mode over real streamable HTTP, fast: our server (uvicorn on loopback, the
 Letta double behind it) checking JWTs against keys that a small key publisher serves as RFC 8414
 metadata and a JWKS. The publisher only publishes: the tokens are real RS256 JWTs signed by the
-test. The same contract against a real authorization server from npm, with a real OAuth client
+test. The same contract against a real authorization server, with a real OAuth client
 doing the whole flow, is ``tests/e2e/test_oauth_e2e.py``.
 """
 
