@@ -15,6 +15,7 @@ SCRIPTS = [
     ("overhead against the real local Letta (starts the local Letta stack)", ["bench_real_letta.py"]),
     ("transcript resource", ["bench_transcript.py"]),
     ("HTTP load (100 callers)", ["load_http.py"]),
+    ("OAuth JWT vs static token per call", ["bench_oauth.py"]),
     ("scale-out: 1, 2, 3 processes behind HAProxy + Valkey (200 callers)", ["bench_scale.py"]),
     ("vs PyPI letta-mcp-server (starts the local Letta stack)", ["bench_vs_letta_mcp_server.py"]),
 ]

@@ -46,6 +46,13 @@ BAD = {
     "body_timeout": "never",
     "keep_alive_seconds": "0",
     "max_header_bytes": "10",
+    "oauth_issuer": "ftp://auth.example.com",
+    "public_url": "http://mcp.example.com/mcp",
+    "oauth_scopes": 'letta:"conversations"',
+    "oauth_agent_scope": "back\\slash",
+    "oauth_agents_claim": "two words",
+    "oauth_client_id": "two words",
+    "oauth_client_secret": "introspection-secret-without-an-id",
 }
 
 
@@ -87,7 +94,13 @@ def test_a_bad_value_of_each_setting_is_one_line_naming_it(
         message = refused([flag_name(field), value])
     assert "\n" not in message
     assert env_name(field) in message, message
-    assert value not in message or field not in ("api_key", "auth_tokens", "owner_secret", "redis_url"), message
+    assert value not in message or field not in (
+        "api_key",
+        "auth_tokens",
+        "owner_secret",
+        "redis_url",
+        "oauth_client_secret",
+    ), message
     assert "tiny" not in message and "sk let key" not in message
 
 
@@ -118,3 +131,27 @@ def test_good_configuration_binds_before_the_server_starts() -> None:
         assert [c.name for c in prepared.callers] == ["alice"]
     finally:
         prepared.sock.close()
+
+
+def test_oauth_needs_the_public_url_and_the_issuer_together() -> None:
+    message = refused(["--oauth-issuer", "https://auth.example.com/"])
+    assert "LETTA_MCP_PUBLIC_URL" in message and "\n" not in message
+    message = refused(["--public-url", "https://mcp.example.com/mcp"])
+    assert "LETTA_MCP_OAUTH_ISSUER" in message
+
+
+def test_oauth_alone_may_serve_a_public_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LETTA_MCP_AUTH_TOKENS")
+    assert "without auth" in refused(["--host", "0.0.0.0"])
+    args = [
+        "--host",
+        "0.0.0.0",
+        "--oauth-issuer",
+        "https://auth.example.com/",
+        "--public-url",
+        "https://mcp.example.com/mcp",
+    ]
+    prepared = prepare(args)
+    assert prepared.sock is not None
+    prepared.sock.close()
+    assert prepared.callers == [] and prepared.settings.oauth_scope_list() == ["letta:conversations"]

@@ -41,9 +41,10 @@ def prepare(args: list[str]) -> Prepared:
         raise ConfigError(f"{str(error).splitlines()[0]} (letta-conversations-mcp --help lists the flags)") from None
     if settings.transport != "streamable-http":
         return Prepared(settings)
-    from .http import bind_socket, load_callers
+    from .http import bind_socket, load_callers, load_subject_rules
 
     callers = load_callers(settings)
+    load_subject_rules(settings)
     return Prepared(settings, callers, bind_socket(settings))
 
 

@@ -2,7 +2,9 @@
 
 The caller is attached to the HTTP request once, by ``http.BearerAuthMiddleware``, as
 ``scope["user"]`` (the way Starlette's ``AuthenticationMiddleware`` does); handlers read it back
-with ``caller(ctx)``. Over stdio, in memory, or over HTTP without tokens there is no
+with ``caller(ctx)``. A static token's caller comes from configuration; an OAuth access token's
+from ``oauth_caller``: its identity is the token's issuer plus subject, its scope and agents come
+from the token's scopes and agents claim, narrowed by the subject's auth-file entry, if any. Over stdio, in memory, or over HTTP without tokens there is no
 authenticated user: the caller is ``LOCAL``, who may use every agent and every conversation.
 
 A token may be limited to some agents, and has a scope: ``own`` (the default) reaches only the
@@ -57,13 +59,18 @@ class Caller(BaseUser):
     token: str = field(repr=False)
     agents: frozenset[str] | None = None
     scope: CallerScope = "own"
+    #: For an OAuth caller, who the token names (``oauth_caller``); static-token callers have None.
+    principal: str | None = None
 
     def may_use(self, agent_id: str) -> bool:
         return self.agents is None or agent_id in self.agents
 
     @property
     def owner_identity(self) -> str:
-        """Who owns what this caller creates: its name (names are unique), or ``local``."""
+        """Who owns what this caller creates: an OAuth token's issuer and subject, else the caller's
+        name (names are unique), or ``local``."""
+        if self.principal is not None:
+            return self.principal
         return "local" if self is LOCAL else f"caller:{self.name}"
 
     @property
@@ -86,6 +93,55 @@ class Caller(BaseUser):
 
 #: The caller of a request that carries no authenticated user (stdio, in memory, HTTP without tokens).
 LOCAL = Caller(name="local", token="", scope="agent")
+
+
+@dataclass(frozen=True)
+class SubjectRule:
+    """An auth-file entry for an OAuth subject: its display name, and limits that can only narrow
+    what its tokens carry (``agents`` intersects the token's agents claim; scope ``own`` caps it)."""
+
+    name: str
+    subject: str
+    agents: frozenset[str] | None = None
+    scope: CallerScope = "own"
+
+
+def principal_of(issuer: str, subject: str) -> str:
+    """The owner identity of an OAuth caller: issuer plus subject (a subject is unique only per issuer)."""
+    return f"oauth:{issuer.rstrip('/')}#{subject}"
+
+
+def claimed_agents(value: Any) -> frozenset[str] | None:
+    """The agent ids of an agents claim (a list, or a space- or comma-separated string); absent: None."""
+    if value is None:
+        return None
+    items = value.replace(",", " ").split() if isinstance(value, str) else value if isinstance(value, list) else []
+    return frozenset(str(a) for a in items)
+
+
+def oauth_caller(
+    *,
+    issuer: str,
+    subject: str,
+    scopes: Iterable[str],
+    claims: Mapping[str, Any],
+    agent_scope: str,
+    agents_claim: str,
+    rules: Mapping[str, SubjectRule],
+) -> Caller:
+    """The caller a verified access token stands for: identity from its issuer and subject; scope
+    ``agent`` when it carries ``agent_scope``, else ``own``; agents from the claim; the subject's
+    auth-file rule, if any, names it and narrows both."""
+    scope: CallerScope = "agent" if agent_scope in set(scopes) else "own"
+    agents = claimed_agents(claims.get(agents_claim))
+    rule = rules.get(subject)
+    if rule is not None:
+        if rule.agents is not None:
+            agents = rule.agents if agents is None else agents & rule.agents
+        if rule.scope == "own":
+            scope = "own"
+    name = rule.name if rule is not None else subject
+    return Caller(name=name, token="", agents=agents, scope=scope, principal=principal_of(issuer, subject))
 
 
 class AccessDenied(Failure):

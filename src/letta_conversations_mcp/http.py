@@ -1,7 +1,9 @@
 """Streamable HTTP front end: bearer-token auth in front of the SDK's stateful app.
 
-Tokens come from configuration only (LETTA_MCP_AUTH_TOKENS or an auth file), are compared in
-constant time, and are never logged. Each has a name (its identity as a conversation owner), an
+Static tokens come from configuration (LETTA_MCP_AUTH_TOKENS or an auth file), are compared in
+constant time, and are never logged. With LETTA_MCP_OAUTH_ISSUER set, a token that is none of them
+is checked as an OAuth access token (``resource_server.py``, ``oauth.py``), and the protected-resource
+metadata is served; static tokens keep working beside it. Each has a name (its identity as a conversation owner), an
 optional agent limit and a scope, ``own`` (default) or ``agent`` (see ``access.py``). The middleware attaches the matching ``Caller`` to the
 request once, as ``scope["user"]`` and ``scope["auth"]`` (like Starlette's
 ``AuthenticationMiddleware``); handlers read it with ``access.caller``.
@@ -24,16 +26,15 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import sdk_internals
-from .access import Caller, owner_key
+from .access import Caller, SubjectRule, owner_key
 from .connections import ConnectionLimits, guarded_protocol, plan_connections, quiet_loop_errors
 from .origins import guard_for
 from .ownership import SCOPES, CallerScope, secret_warning
+from .resource_server import REALM, Refusal, ResourceServer
 from .sessions import SessionGuard
 from .settings import ConfigError, Settings, is_header_safe, is_loopback
 
 log = logging.getLogger(__name__)
-
-REALM = "letta-conversations-mcp"
 
 
 class AuthConfigError(ConfigError):
@@ -79,8 +80,18 @@ def _load_file(path: Path) -> list[Caller]:
         )
     callers = []
     for item in data:
+        if (
+            isinstance(item, Mapping)
+            and "token" not in item
+            and isinstance(item.get("subject"), str)
+            and item.get("name")
+        ):
+            continue  # an OAuth subject's limits (load_subject_rules)
         if not isinstance(item, Mapping) or not isinstance(item.get("token"), str) or not item.get("name"):
-            raise AuthConfigError(f"LETTA_MCP_AUTH_FILE: auth file {path}: every entry needs a name and a token")
+            raise AuthConfigError(
+                f"LETTA_MCP_AUTH_FILE: auth file {path}: every entry needs a name and a token (or, for an OAuth "
+                "caller, a name and a subject)"
+            )
         agents = item.get("agents")
         callers.append(
             Caller(
@@ -91,6 +102,42 @@ def _load_file(path: Path) -> list[Caller]:
             )
         )
     return callers
+
+
+def load_subject_rules(settings: Settings) -> dict[str, SubjectRule]:
+    """The auth file's OAuth entries (``{"name", "subject", "agents"?, "scope"?}``) by subject."""
+    if settings.auth_file is None:
+        return {}
+    path = settings.auth_file
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AuthConfigError(f"LETTA_MCP_AUTH_FILE: cannot read auth file {path}: {type(exc).__name__}") from None
+    rules: dict[str, SubjectRule] = {}
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, Mapping) or "token" in item or not isinstance(item.get("subject"), str):
+            continue
+        agents = item.get("agents")
+        rule = SubjectRule(
+            name=str(item["name"]),
+            subject=item["subject"],
+            agents=frozenset(str(a) for a in agents) if isinstance(agents, list) else None,
+            scope=_scope_of(item, path),
+        )
+        if rule.subject in rules:
+            raise AuthConfigError(f"LETTA_MCP_AUTH_FILE: auth file {path}: subject of {rule.name!r} is listed twice")
+        rules[rule.subject] = rule
+    if rules and not settings.oauth_issuer:
+        raise AuthConfigError(
+            f"LETTA_MCP_AUTH_FILE: auth file {path} has OAuth subjects but LETTA_MCP_OAUTH_ISSUER is unset; set it "
+            "or give those entries a token"
+        )
+    return rules
+
+
+def resource_server_for(settings: Settings) -> ResourceServer | None:
+    """The OAuth resource server of these settings, or None when LETTA_MCP_OAUTH_ISSUER is unset."""
+    return ResourceServer(settings, load_subject_rules(settings)) if settings.oauth_issuer else None
 
 
 def _scope_of(item: Mapping[str, Any], path: Path) -> CallerScope:
@@ -123,48 +170,69 @@ def bearer_of(headers: Mapping[str, str] | None) -> str | None:
 
 
 class BearerAuthMiddleware:
-    """Rejects HTTP requests without a configured bearer token (401 with WWW-Authenticate).
+    """Rejects HTTP requests without a configured bearer token or a valid OAuth access token (401 or
+    403 with WWW-Authenticate), and serves the OAuth protected-resource metadata when ``resource`` is set.
 
     An accepted request carries its caller on to the app as ``scope["user"]`` (a ``Caller``) and
     ``scope["auth"]`` (``AuthCredentials(["authenticated"])``).
     """
 
-    def __init__(self, app: ASGIApp, callers: Sequence[Caller]) -> None:
+    def __init__(self, app: ASGIApp, callers: Sequence[Caller], resource: ResourceServer | None = None) -> None:
         self.app = app
         self.callers = list(callers)
+        self.resource = resource
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        resource = self.resource
+        if resource is not None and resource.serves(scope):
+            await resource.serve_metadata(scope, receive, send)
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         presented = bearer_of(headers)
-        caller = match_token(self.callers, presented)
+        caller: Caller | Refusal | None = match_token(self.callers, presented)
+        if caller is None and resource is not None:
+            caller = await resource.authenticate(scope, presented)
+        if isinstance(caller, Refusal):
+            assert resource is not None
+            await _refuse(send, caller, resource.challenge(caller))
+            return
         if caller is None:
             error = "invalid_token" if presented else "invalid_request"
             description = "the bearer token is not valid" if presented else "an Authorization: Bearer token is required"
-            body = json.dumps({"error": error, "error_description": description}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"www-authenticate", f'Bearer realm="{REALM}", error="{error}"'.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _refuse(send, Refusal(401, error, description), f'Bearer realm="{REALM}", error="{error}"')
             return
         scope["user"] = caller
         scope["auth"] = AuthCredentials(["authenticated"])
         await self.app(scope, receive, send)
 
 
-def build_http_app(server: Any, settings: Settings, callers: Sequence[Caller]) -> ASGIApp:
+async def _refuse(send: Send, refusal: Refusal, www_authenticate: str) -> None:
+    error = refusal.error or "invalid_request"
+    body = json.dumps({"error": error, "error_description": refusal.description}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": refusal.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"www-authenticate", www_authenticate.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_http_app(
+    server: Any, settings: Settings, callers: Sequence[Caller], resource: ResourceServer | None = None
+) -> ASGIApp:
     """The SDK's session app behind, from the outside in: Origin/Host checks (every bind), bearer auth
-    (when tokens are configured) and the per-caller session guard (``sessions.py``)."""
+    (when tokens or an OAuth issuer are configured; ``resource`` defaults to the settings' OAuth
+    resource server) and the per-caller session guard (``sessions.py``)."""
+    resource = resource if resource is not None else resource_server_for(settings)
     app = server.streamable_http_app(
         host=settings.host,
         session_idle_timeout=settings.session_idle_seconds,
@@ -177,8 +245,8 @@ def build_http_app(server: Any, settings: Settings, callers: Sequence[Caller]) -
         max_per_caller=settings.max_sessions_per_caller,
         open_sessions=lambda: sdk_internals.open_sessions(manager),
     )
-    if callers:
-        app = BearerAuthMiddleware(app, callers)
+    if callers or resource is not None:
+        app = BearerAuthMiddleware(app, callers, resource)
     return guard_for(
         app,
         loopback=is_loopback(settings.host),
@@ -204,7 +272,7 @@ def bind_socket(settings: Settings) -> socket.socket:
 
 def owner_secret_warning(settings: Settings, callers: Sequence[Caller]) -> str | None:
     """The start-up warning when tokens tell callers apart but LETTA_MCP_OWNER_SECRET is unset."""
-    return secret_warning(owner_key(settings).source) if callers else None
+    return secret_warning(owner_key(settings).source) if callers or settings.oauth_issuer else None
 
 
 def run_http(
@@ -223,7 +291,7 @@ def run_http(
         "serving MCP over streamable HTTP at http://%s:%d/mcp (%s)",
         settings.host,
         sock.getsockname()[1],
-        f"{len(callers)} bearer token(s)" if callers else "no auth: loopback only",
+        _auth_summary(settings, callers),
     )
     cap, fd_warning = plan_connections(settings.max_connections)
     if fd_warning:
@@ -246,6 +314,13 @@ def run_http(
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     asyncio.run(_serve(uvicorn.Server(config), sock))
+
+
+def _auth_summary(settings: Settings, callers: Sequence[Caller]) -> str:
+    parts = [f"{len(callers)} bearer token(s)"] if callers else []
+    if settings.oauth_issuer:
+        parts.append(f"OAuth tokens of {settings.oauth_issuer} for {settings.public_url}")
+    return ", ".join(parts) or "no auth: loopback only"
 
 
 async def _serve(server: Any, sock: socket.socket) -> None:
