@@ -78,7 +78,7 @@ def server_start(cache: str, *, modern: bool = False) -> tuple[float, float, int
         assert '"tools"' in proc.stdout.readline()
         tools = time.perf_counter() - start
     proc.stdin.close()
-    proc.wait(timeout=30)
+    proc.wait(timeout=120)
     return first, tools, rss
 
 
@@ -103,7 +103,7 @@ def floor_start() -> tuple[float, int]:
     elapsed = time.perf_counter() - start
     rss = rss_kib(proc.pid)
     proc.stdin.close()
-    proc.wait(timeout=10)
+    proc.wait(timeout=60)
     return elapsed, rss
 
 

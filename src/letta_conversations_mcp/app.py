@@ -63,14 +63,18 @@ RESOURCES: list[ResourceSpec] = [
 ]
 
 
-def build_server(settings: Settings) -> MCPServer[AppState]:
-    """An MCPServer with the listed tools and resources; nothing connects until the lifespan runs."""
+def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MCPServer[AppState]:
+    """An MCPServer with the listed tools and resources; nothing connects until the lifespan runs.
+
+    ``reasons`` records the hosts' cancel reasons (the process entry closes it when a signal stops the server).
+    """
+    reasons = CancelReasons() if reasons is None else reasons
     server = MCPServer(
         name=NAME,
         title=TITLE,
         instructions=INSTRUCTIONS,
         version=__version__,
-        lifespan=lifespan(settings, reasons := CancelReasons()),
+        lifespan=lifespan(settings, reasons),
         log_level=settings.log_level,
     )
     secrets = settings.secrets()

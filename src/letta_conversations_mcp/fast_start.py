@@ -156,6 +156,10 @@ class Relay:
     def start(self) -> None:
         threading.Thread(target=self._read, name="stdio-relay", daemon=True).start()
 
+    def end(self) -> None:
+        """Give the SDK end of input now (the host is stopping this process), whatever the wire still holds."""
+        self._lines.put(_EOF)
+
     def _read(self) -> None:
         try:
             for line in self._wire_in:
