@@ -68,7 +68,9 @@ def by_id(messages: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 def test_a_second_start_answers_the_handshake_as_the_sdk_did_once_each(tmp_path: Path, letta_double: Any) -> None:
     first = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
     cached = fast_start.Answers(next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json")))
-    assert len(cached.entries) == 2  # initialize and tools/list of protocol 2025-06-18
+    # tools/list of protocol 2025-06-18, as the SDK answered it (initialize is computed, so the server
+    # itself caches it only when the SDK's answer differs; the detached filler may add it)
+    assert fast_start.request_key(TOOLS, "2025-06-18") in cached.entries
     second = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS, CALL))
     assert second[0]["result"] == first[0]["result"] and second[1]["result"] == first[1]["result"]
     assert {t["name"] for t in second[1]["result"]["tools"]} >= {"send_message", "wait_for_reply"}
