@@ -1,4 +1,4 @@
-"""Start the Letta double (letta_conversations_mcp.localstack.double) in its own process, so it does not
+"""Start the Letta double (letta_conversations_devstack.double) in its own process, so it does not
 share our GIL."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 SCRIPT = """
 import sys
-from letta_conversations_mcp.localstack.double import LettaDouble
+from letta_conversations_devstack.double import LettaDouble
 double = LettaDouble(ping_interval={ping})
 double.response_delay = {delay}
 double.start()

@@ -47,7 +47,7 @@ def letta() -> Iterator[tuple[str, str]]:
     if base_url and agent_id:
         yield base_url, agent_id
         return
-    from letta_conversations_mcp.localstack.stack import LocalStack
+    from letta_conversations_devstack.stack import LocalStack
 
     with LocalStack() as stack:
         yield stack.base_url, stack.agent_id

@@ -26,7 +26,7 @@ from _double import letta_double
 from _mcp_raw import RawCaller, ToolFailed
 from _side_by_side import direct_sends
 
-from letta_conversations_mcp.localstack.cluster import ServerCluster
+from letta_conversations_devstack.cluster import ServerCluster
 
 
 @dataclass

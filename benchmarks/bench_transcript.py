@@ -18,8 +18,8 @@ import anyio
 from letta_client import AsyncLetta
 from mcp import Client
 
+from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
 
 ROUNDS = 5

@@ -21,7 +21,7 @@ import anyio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from letta_conversations_mcp.localstack.stack import LocalStack, cache_root
+from letta_conversations_devstack.stack import LocalStack, cache_root
 
 ROUNDS = 15
 PYTHON = "/root/.pyenv/versions/3.12.1/bin/python3.12"

@@ -112,7 +112,7 @@ def main() -> int:
     model = os.environ.get("LETTA_MODEL", "openai-proxy/scripted-echo")
     with ExitStack() as stack:
         if not base_url:
-            from letta_conversations_mcp.localstack.stack import LocalStack
+            from letta_conversations_devstack.stack import LocalStack
 
             print("LETTA_BASE_URL is not set: starting the local Letta stack…")
             local = stack.enter_context(LocalStack())

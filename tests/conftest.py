@@ -1,13 +1,15 @@
-"""Shared fixtures: the anyio backend and a fresh Letta double per test (one server for the whole
-session, reset before each test)."""
+"""Shared fixtures: the anyio backend, a fresh Letta double per test (one server for the whole
+session, reset before each test), and the server's wheel built once per session."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from letta_conversations_mcp.localstack.double import LettaDouble
+from letta_conversations_devstack.double import LettaDouble
+from tests.helpers.wheel import build_wheel
 
 #: Any skip not allowed by LCM_SKIP_E2E=1 fails the run (a skip means a missing dependency).
 pytest_plugins = ["tests.skip_guard"]
@@ -16,6 +18,12 @@ pytest_plugins = ["tests.skip_guard"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's wheel, built from this checkout once per session."""
+    return build_wheel(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="session")

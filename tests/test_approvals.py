@@ -19,8 +19,8 @@ from mcp import Client
 from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult, InputResponses
 
+from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.approval_host import APPROVE, Host
 from tests.helpers.tools import call as ok

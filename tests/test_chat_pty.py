@@ -33,7 +33,7 @@ PROMPT = re.compile(r"· [\w-]+ ›")
 #: What prompt_toolkit writes when an input line is accepted (bracketed paste off).
 PROMPT_DONE = re.compile(re.escape("\x1b[?2004l"))
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-B]|\x1b[=>]|\r")
-TIMEOUT = 20
+TIMEOUT = 60  # a wait that ends as soon as the terminal shows it; long enough for a busy 2-core machine
 
 
 def load_chat() -> ModuleType:

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from letta_conversations_devstack.stack import free_port
 from letta_conversations_mcp.connections import connection_cap
-from letta_conversations_mcp.localstack.stack import free_port
 from letta_conversations_mcp.logs import RepeatLimiter, redact
 
 TOKEN = "alice-token-0123456789abcdef"

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import anyio
 import pytest
 
+from letta_conversations_devstack.valkey import ValkeyProcess
 from letta_conversations_mcp.coordination import (
     CoordinationUnavailable,
     Coordinator,
@@ -25,7 +26,6 @@ from letta_conversations_mcp.coordination import (
     text_hash,
 )
 from letta_conversations_mcp.coordination_valkey import ValkeyCoordinator
-from letta_conversations_mcp.localstack.valkey import ValkeyProcess
 
 pytestmark = pytest.mark.anyio
 

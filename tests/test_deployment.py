@@ -14,7 +14,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
-from letta_conversations_mcp.localstack.cluster import ServerCluster, haproxy_config
+from letta_conversations_devstack.cluster import ServerCluster, haproxy_config
 
 pytestmark = pytest.mark.anyio
 

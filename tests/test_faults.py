@@ -14,8 +14,8 @@ import anyio
 import pytest
 from mcp import Client
 
+from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.double import LettaDouble
 from tests.helpers.tools import SECRET, call, call_error, make_settings, text_of
 
 pytestmark = pytest.mark.anyio

@@ -20,10 +20,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from letta_conversations_devstack.stack import free_port
 from letta_conversations_mcp.access import Caller
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import build_http_app, load_callers
-from letta_conversations_mcp.localstack.stack import free_port
 from letta_conversations_mcp.logs import configure_logging
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.servers import serving

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from letta_conversations_mcp.localstack.host_models import (
+from letta_conversations_devstack.host_models import (
     Call,
     HostModelServer,
     Script,
@@ -19,7 +19,7 @@ from letta_conversations_mcp.localstack.host_models import (
     instance,
     responses_exchange,
 )
-from letta_conversations_mcp.localstack.sse import parse_sse
+from letta_conversations_devstack.sse import parse_sse
 
 CID = "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"
 SCRIPT = Script(

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from letta_conversations_mcp.localstack.double import LettaDouble
+from letta_conversations_devstack.double import LettaDouble
 
 INITIALIZE = {
     "jsonrpc": "2.0",

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from letta_conversations_mcp.localstack.double import LettaDouble, parse_sse
+from letta_conversations_devstack.double import LettaDouble, parse_sse
 from tests.helpers.captures import read_sse
 
 

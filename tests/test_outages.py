@@ -13,9 +13,9 @@ import anyio
 import pytest
 from mcp import Client
 
+from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp import turns
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.double import LettaDouble
 from tests.helpers.fault_proxy import FaultProxy
 from tests.helpers.outages import PHASES, Phase, assert_honest_progress, progress_log
 from tests.helpers.tools import call, call_error, make_settings, text_of

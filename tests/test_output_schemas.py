@@ -11,8 +11,8 @@ import pytest
 from jsonschema.validators import validator_for
 from mcp import Client
 
+from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.double import LettaDouble
 from tests.helpers.tools import call, make_settings
 
 pytestmark = pytest.mark.anyio

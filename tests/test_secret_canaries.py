@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from letta_conversations_mcp.localstack.stack import free_port
+from letta_conversations_devstack.stack import free_port
 
 ALICE = "alice-canary-0123456789abcdef"
 BARE = "bare-canary-0123456789abcdefgh"

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from mcp import Client
 
+from letta_conversations_devstack.valkey import ValkeyProcess
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.approvals import Decision
 from letta_conversations_mcp.coordination import CoordinationUnavailable, conversation_key
 from letta_conversations_mcp.coordination_valkey import ValkeyCoordinator
 from letta_conversations_mcp.gateway import LettaGateway
-from letta_conversations_mcp.localstack.valkey import ValkeyProcess
 from letta_conversations_mcp.settings import Settings
 from letta_conversations_mcp.turns import Turn, TurnManager
 from letta_conversations_mcp.validation import InvalidArgument

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from letta_conversations_mcp.localstack import stack
-from letta_conversations_mcp.localstack.interpreter import (
+from letta_conversations_devstack import stack
+from letta_conversations_devstack.interpreter import (
     OVERRIDE_VARIABLE,
     InterpreterNotFound,
     find_interpreter,

@@ -16,8 +16,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.double import LettaDouble
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.tools import call as ok
 from tests.helpers.tools import outcome as call

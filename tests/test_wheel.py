@@ -1,9 +1,16 @@
-"""The built wheel: its version comes from the one place it is written, and it offers no extras
-(an extra could only install what the server itself does not use)."""
+"""The built wheel holds the server only: no development code (the local stack, the Letta double,
+the scripted models, the cluster launcher live in the ``devstack/`` workspace member), dependencies
+that are exactly what its modules import, no extras, and a version from the one place it is
+written. Installed into a clean virtualenv without the development stack, ``stack`` and ``demo``
+(without ``LETTA_BASE_URL``) say in one line what they need and exit 2."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
+import re
 import subprocess
+import sys
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -13,14 +20,16 @@ import pytest
 import letta_conversations_mcp
 
 ROOT = Path(__file__).resolve().parents[1]
+DEVSTACK = "letta_conversations_devstack"
+#: Development code, by folder or module name (the devstack's own): none may appear in the wheel.
+DEV_CODE = re.compile(
+    r"/(localstack|devstack|double)/|/(stack|interpreter|valkey|cluster|script|scripted_llm|host_models|sse)\.py$"
+)
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(["uv", "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT)], check=True, timeout=300)
-    (built,) = out.glob("letta_conversations_mcp-*.whl")
-    return built
+def wheel(built_wheel: Path) -> Path:
+    return built_wheel
 
 
 def metadata(wheel: Path) -> dict[str, list[str]]:
@@ -33,6 +42,45 @@ def metadata(wheel: Path) -> dict[str, list[str]]:
     return fields
 
 
+def modules(wheel: Path) -> dict[str, str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return {n: archive.read(n).decode() for n in archive.namelist() if n.endswith(".py")}
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def top_level_imports(source: str) -> tuple[set[str], set[str]]:
+    """(imported top-level names, the ones imported only under ``except ModuleNotFoundError``)."""
+    imported: set[str] = set()
+    guarded: set[str] = set()
+
+    def visit(node: ast.AST, in_guard: bool) -> None:
+        if isinstance(node, ast.Try):
+            catches = any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ModuleNotFoundError", "ImportError")
+                for h in node.handlers
+            )
+            for child in node.body:
+                visit(child, in_guard or catches)
+            for child in [*node.handlers, *node.orelse, *node.finalbody]:
+                visit(child, in_guard)
+            return
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            (guarded if in_guard else imported).add(name.split(".")[0])
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_guard)
+
+    visit(ast.parse(source), False)
+    return imported, guarded - imported
+
+
 def test_the_wheel_version_is_the_package_version(wheel: Path) -> None:
     assert metadata(wheel)["Version"] == [letta_conversations_mcp.__version__]
     assert wheel.name.startswith(f"letta_conversations_mcp-{letta_conversations_mcp.__version__}-")
@@ -41,3 +89,63 @@ def test_the_wheel_version_is_the_package_version(wheel: Path) -> None:
 
 def test_the_wheel_has_no_extras(wheel: Path) -> None:
     assert "Provides-Extra" not in metadata(wheel)
+
+
+def test_the_wheel_holds_the_server_package_and_no_development_code(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    packages = {n.split("/")[0] for n in names}
+    assert packages == {
+        "letta_conversations_mcp",
+        f"letta_conversations_mcp-{letta_conversations_mcp.__version__}.dist-info",
+    }
+    assert [n for n in names if DEV_CODE.search(n)] == []
+    assert "letta_conversations_mcp/tools/turns.py" in names  # the server itself is there
+
+
+def test_the_wheel_imports_exactly_its_declared_dependencies(wheel: Path) -> None:
+    """Every third-party import of the wheel is a declared dependency and every dependency is
+    imported: nothing relied on through another package, nothing installed for nobody. The only
+    import the wheel may lack is the development stack, behind ``except ModuleNotFoundError``."""
+    imported: set[str] = set()
+    guarded: set[str] = set()
+    for source in modules(wheel).values():
+        plain, optional = top_level_imports(source)
+        imported |= plain
+        guarded |= optional
+    stdlib = set(sys.stdlib_module_names) | {"__future__", "letta_conversations_mcp"}
+    assert DEVSTACK not in imported
+    assert guarded - imported - stdlib == {DEVSTACK}
+    distributions = importlib.metadata.packages_distributions()
+    used = {normalized(distributions[name][0]) for name in imported - stdlib}
+    declared = {normalized(re.split(r"[ <>=!~;\[]", line, maxsplit=1)[0]) for line in metadata(wheel)["Requires-Dist"]}
+    assert used == declared
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel installed into a clean virtualenv (no dev group, so no development stack): its entry point."""
+    venv = tmp_path_factory.mktemp("venv") / "wheel"
+    subprocess.run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(["uv", "pip", "install", "--quiet", "--python", str(python), str(wheel)], check=True, timeout=300)
+    return venv / "bin" / "letta-conversations-mcp"
+
+
+@pytest.mark.parametrize(
+    ("args", "fix"),
+    [
+        (["stack", "up"], "uv run letta-conversations-mcp stack up"),
+        (["demo"], "set LETTA_BASE_URL"),
+    ],
+)
+def test_dev_commands_from_an_installed_wheel_say_what_they_need(installed: Path, args: list[str], fix: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(installed.parents[2])}
+    done = subprocess.run([str(installed), *args], capture_output=True, text=True, timeout=120, env=env, cwd="/")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"letta-conversations-mcp {args[0]}: the local Letta stack")
+    assert "comes with a clone of the repository" in lines[0] and fix in lines[0]
+    assert "Traceback" not in done.stderr

@@ -1,4 +1,4 @@
-"""Command line: `letta-conversations-mcp [flags]` serves MCP; `letta-conversations-mcp stack …` runs a local Letta."""
+"""Command line: `letta-conversations-mcp [flags]` serves MCP; `demo` and `stack …` (from a clone) run a local Letta."""
 
 from __future__ import annotations
 
@@ -47,11 +47,28 @@ def prepare(args: list[str]) -> Prepared:
     return Prepared(settings, callers, bind_socket(settings))
 
 
+DEVSTACK = "letta_conversations_devstack"
+
+
+def needs_devstack(command: str, fix: str) -> int:
+    """One line on stderr and exit 2: ``command`` needs the development stack, which a wheel lacks."""
+    print(  # noqa: T201
+        f"letta-conversations-mcp {command}: the local Letta stack ({DEVSTACK}) comes with a clone of the "
+        f"repository, not with the installed package: {fix}.",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["stack"]:
-        from .localstack.cli import stack_main
-
+        try:
+            from letta_conversations_devstack.cli import stack_main
+        except ModuleNotFoundError as error:
+            if error.name != DEVSTACK:
+                raise
+            return needs_devstack("stack", "run `uv run letta-conversations-mcp stack up` in a clone of the repository")
         return stack_main(args[1:])
     if args[:1] == ["demo"]:
         from .demo import demo_main

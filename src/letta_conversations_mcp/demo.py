@@ -1,7 +1,8 @@
 """`letta-conversations-mcp demo`: a real MCP client drives this server over stdio against Letta.
 
 With LETTA_BASE_URL unset it first brings up the local Letta stack (PostgreSQL, Valkey, the Letta
-server and a scripted model; installed once into a cache). Prints every step; exits non-zero
+server and a scripted model; installed once into a cache) from the development stack package
+(``letta_conversations_devstack``, in a clone); an installed wheel without it says so and exits 2. Prints every step; exits non-zero
 when a step fails. Expected failures (no Linux, no uv, no Python 3.11–3.13, a failed install or
 start step, an unreachable Letta) end with one sentence on stderr, never a traceback.
 """
@@ -75,18 +76,22 @@ def _fail(message: str) -> int:
 
 
 def demo_main(argv: list[str] | None = None) -> int:
-    from .localstack.stack import StackError
-
     parser = argparse.ArgumentParser(
         prog="letta-conversations-mcp demo",
         description="Drive this MCP server with a real MCP client. Uses LETTA_BASE_URL/LETTA_API_KEY/LETTA_AGENT_ID "
-        "when set; otherwise starts the local Letta stack first.",
+        "when set; otherwise starts the local Letta stack first (from a clone of the repository).",
     )
     parser.parse_args(argv)
     try:
         return _demo()
-    except StackError as exc:
-        return _fail(str(exc))
+    except NeedsDevstack:
+        from .__main__ import needs_devstack
+
+        return needs_devstack(
+            "demo",
+            "set LETTA_BASE_URL (with LETTA_API_KEY and LETTA_AGENT_ID) to run the demo against your Letta server, "
+            "or run `uv run letta-conversations-mcp demo` in a clone",
+        )
     except KeyboardInterrupt:
         return 130
 
@@ -96,26 +101,42 @@ def _demo() -> int:
     api_key = os.environ.get("LETTA_API_KEY")
     agent_id = os.environ.get("LETTA_AGENT_ID")
     with ExitStack() as stack:
-        if not base_url:
-            import logging
-
-            from .localstack.stack import LocalStack
-
-            handler = logging.StreamHandler(sys.stderr)  # the install steps, as they happen
-            handler.setFormatter(logging.Formatter("   %(message)s"))
-            logging.getLogger("letta_conversations_mcp.localstack").addHandler(handler)
-            logging.getLogger("letta_conversations_mcp.localstack").setLevel(logging.INFO)
-            _say("LETTA_BASE_URL is not set: starting the local Letta stack (first run installs it; ~1-3 min)…")
-            local = stack.enter_context(LocalStack())
-            base_url, agent_id = local.base_url, local.agent_id
-            _say(f"Local Letta at {base_url}, agent {agent_id}\n")
         try:
+            if not base_url:
+                base_url, agent_id = _start_local_stack(stack)
             if not agent_id:
                 agent_id = anyio.run(_first_agent, base_url, api_key)
             anyio.run(run_session, base_url, agent_id, api_key)
         except SystemExit as exc:
             return _fail(str(exc))
     return 0
+
+
+class NeedsDevstack(Exception):
+    """The local Letta stack was asked for, and the development stack package is not installed."""
+
+
+def _start_local_stack(stack: ExitStack) -> tuple[str, str]:
+    """Start the local Letta stack inside ``stack``: its URL and agent id. A failed step is a ``SystemExit``."""
+    try:
+        from letta_conversations_devstack.stack import LocalStack, StackError
+    except ModuleNotFoundError as error:
+        if error.name != "letta_conversations_devstack":
+            raise
+        raise NeedsDevstack from None
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)  # the install steps, as they happen
+    handler.setFormatter(logging.Formatter("   %(message)s"))
+    logging.getLogger("letta_conversations_devstack").addHandler(handler)
+    logging.getLogger("letta_conversations_devstack").setLevel(logging.INFO)
+    _say("LETTA_BASE_URL is not set: starting the local Letta stack (first run installs it; ~1-3 min)…")
+    try:
+        local = stack.enter_context(LocalStack())
+    except StackError as exc:
+        raise SystemExit(str(exc)) from None
+    _say(f"Local Letta at {local.base_url}, agent {local.agent_id}\n")
+    return local.base_url, local.agent_id
 
 
 async def _first_agent(base_url: str, api_key: str | None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from letta_conversations_mcp.localstack.stack import LocalStack
+from letta_conversations_devstack.stack import LocalStack
 
 HERE = Path(__file__).parent
 
@@ -48,7 +48,7 @@ def node_tools() -> dict[str, str]:
     """Node 22, the MCP Inspector CLI and the MCP conformance suite (independent MCP clients), from npm, cached."""
     import shutil
 
-    from letta_conversations_mcp.localstack.stack import cache_root
+    from letta_conversations_devstack.stack import cache_root
 
     root = cache_root().parent / f"node-tools-inspector-{INSPECTOR_VERSION}-conformance-{CONFORMANCE_VERSION}"
     bins = root / "node_modules" / ".bin"

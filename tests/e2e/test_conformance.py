@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from letta_conversations_mcp.localstack.double import LettaDouble
+from letta_conversations_devstack.double import LettaDouble
 from tests.helpers.servers import http_server
 
 SCENARIOS = [

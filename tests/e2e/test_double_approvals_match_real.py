@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from letta_conversations_mcp.localstack.double import LettaDouble, parse_sse, wire_shape
+from letta_conversations_devstack.double import LettaDouble, parse_sse, wire_shape
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".e2e-artifacts"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from letta_conversations_mcp.localstack.double import LettaDouble, parse_sse, wire_shape
-from letta_conversations_mcp.localstack.sse import events
+from letta_conversations_devstack.double import LettaDouble, parse_sse, wire_shape
+from letta_conversations_devstack.sse import events
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".e2e-artifacts"
 MISSING = "conv-00000000-0000-4000-8000-000000000000"

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from letta_conversations_devstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp import fast_start
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
 from tests.e2e.hosts import (
     CONVERSATION,
@@ -48,7 +48,7 @@ READ_RESOURCE = {"claude": "ReadMcpResourceTool", "codex": "read_mcp_resource"}
 
 @pytest.fixture(scope="session")
 def host_bins() -> dict[str, Path]:
-    from letta_conversations_mcp.localstack.stack import cache_root
+    from letta_conversations_devstack.stack import cache_root
 
     return install_hosts(cache_root().parent / "host-clis")
 

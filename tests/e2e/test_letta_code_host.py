@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from letta_conversations_devstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.localstack.host_models import Call, Exchange, HostModelServer, Script, find
 from letta_conversations_mcp.settings import Settings
 from tests.e2e.hosts import (
     CONVERSATION,
@@ -47,7 +47,7 @@ TIMED_OUT = "Request timed out"
 
 @pytest.fixture(scope="session")
 def letta_code() -> Path:
-    from letta_conversations_mcp.localstack.stack import cache_root
+    from letta_conversations_devstack.stack import cache_root
 
     return install_letta_code(cache_root().parent / "host-clis")
 

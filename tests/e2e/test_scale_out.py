@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from letta_conversations_mcp.localstack.cluster import ServerCluster
+from letta_conversations_devstack.cluster import ServerCluster
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from letta_conversations_mcp.localstack.sse import events, parse_sse
+from letta_conversations_devstack.sse import events, parse_sse
 
 CAPTURES = Path(__file__).resolve().parents[1] / "data" / "letta"
 
@@ -33,7 +33,7 @@ def capture_path(name: str) -> Path:
 
 
 def parse_sse_text(body: str) -> list[dict[str, Any]]:
-    """SSE body → frame dicts in stream order (``localstack.sse.events``: [DONE] skipped, multi-line
+    """SSE body → frame dicts in stream order (``letta_conversations_devstack.sse.events``: [DONE] skipped, multi-line
     data joined); a named event's frame (``event: error``) keeps its body plus ``{SSE_EVENT: name}``."""
     return [{**e.data, SSE_EVENT: e.name} if e.name else e.data for e in events(body.splitlines())]
 

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-from letta_conversations_mcp.localstack.stack import free_port
+from letta_conversations_devstack.stack import free_port
 
 
 def wait_until(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from letta_conversations_mcp.localstack.interpreter import (
+from letta_conversations_devstack.interpreter import (
     Interpreter,
     candidate_paths,
     choose,

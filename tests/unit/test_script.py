@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 import pytest
 
-from letta_conversations_mcp.localstack import script
-from letta_conversations_mcp.localstack.script import Plan, ToolCall
-from letta_conversations_mcp.localstack.scripted_llm import answer
+from letta_conversations_devstack import script
+from letta_conversations_devstack.script import Plan, ToolCall
+from letta_conversations_devstack.scripted_llm import answer
 
 TOOLS = {"memory_insert", "send_message_to_agent"}
 
@@ -109,7 +109,7 @@ def test_remember_each_calls_memory_insert_once_per_fact() -> None:
 
 
 def test_model_streams_and_returns_every_call_of_the_step() -> None:
-    from letta_conversations_mcp.localstack import scripted_llm
+    from letta_conversations_devstack import scripted_llm
 
     got = answer(chat({"role": "user", "content": "REMEMBER_EACH a | b"}))
     whole = scripted_llm._completion(got)["choices"][0]

@@ -1,4 +1,4 @@
-"""The SSE reader and writer of the tests and benchmarks (localstack/sse.py), on the SSE rules and
+"""The SSE reader and writer of the tests and benchmarks (letta_conversations_devstack/sse.py), on the SSE rules and
 on Letta's recorded streams."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from letta_conversations_mcp.localstack.sse import DONE, Event, encode, events, parse_sse
+from letta_conversations_devstack.sse import DONE, Event, encode, events, parse_sse
 from tests.helpers.captures import capture_path
 
 

@@ -605,7 +605,7 @@ class LocalStack:
             return
         port = free_port()
         proc = self._spawn(
-            "llm", [sys.executable, "-m", "letta_conversations_mcp.localstack.scripted_llm", "--port", str(port)]
+            "llm", [sys.executable, "-m", "letta_conversations_devstack.scripted_llm", "--port", str(port)]
         )
         self.llm_url = f"http://127.0.0.1:{port}/v1"
         self._wait("llm", proc, lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200, 30)

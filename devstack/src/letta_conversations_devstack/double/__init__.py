@@ -1,7 +1,7 @@
 """A Letta 0.16.8 double for the fast suite and the benchmarks: an in-memory server speaking the
 wire format recorded from a real Letta (JSON bodies with the same fields and nulls, SSE frames
 ending in ``data: [DONE]``, ``event: error`` frames, the 404 / 409 / 422 bodies), whose agent runs
-the scripted agent language of ``localstack.script`` like the local stack's scripted model.
+the scripted agent language of ``letta_conversations_devstack.script`` like the local stack's scripted model.
 
 - ``store``: agents, blocks, conversations, messages and runs in Letta's JSON shapes
 - ``routes`` / ``streams``: the HTTP routes (agents and conversations / turns, runs, cancel)

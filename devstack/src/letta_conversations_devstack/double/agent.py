@@ -1,4 +1,4 @@
-"""The double's agent: runs one turn of the scripted agent language (``localstack.script``) and
+"""The double's agent: runs one turn of the scripted agent language (``letta_conversations_devstack.script``) and
 streams it as Letta 0.16.8 frames (pings, tool call and return, assistant message, stop reason,
 usage statistics; an ``event: error`` frame for a failed model call).
 

@@ -90,7 +90,7 @@ def haproxy_binary() -> str:
     return found
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 30) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -6,7 +6,7 @@ behaviours. ``SLOW`` waits before answering (Letta sends keep-alive pings meanwh
 answers HTTP 500, as a provider outage.
 
 Serves ``GET /v1/models``, ``POST /v1/chat/completions`` (streaming and not) and
-``POST /v1/embeddings``. Run: ``python -m letta_conversations_mcp.localstack.scripted_llm --port N``.
+``POST /v1/embeddings``. Run: ``python -m letta_conversations_devstack.scripted_llm --port N``.
 """
 
 from __future__ import annotations
