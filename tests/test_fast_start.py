@@ -11,13 +11,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 
-from letta_conversations_mcp import fast_start
+from letta_conversations_mcp import fast_start, handshake
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -67,7 +68,9 @@ def by_id(messages: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 def test_a_second_start_answers_the_handshake_as_the_sdk_did_once_each(tmp_path: Path, letta_double: Any) -> None:
     first = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
     cached = fast_start.Answers(next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json")))
-    assert len(cached.entries) == 2  # initialize and tools/list of protocol 2025-06-18
+    # tools/list of protocol 2025-06-18, as the SDK answered it (initialize is computed, so the server
+    # itself caches it only when the SDK's answer differs; the detached filler may add it)
+    assert fast_start.request_key(TOOLS, "2025-06-18") in cached.entries
     second = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS, CALL))
     assert second[0]["result"] == first[0]["result"] and second[1]["result"] == first[1]["result"]
     assert {t["name"] for t in second[1]["result"]["tools"]} >= {"send_message", "wait_for_reply"}
@@ -206,3 +209,109 @@ def test_a_first_start_stopped_at_once_still_fills_the_cache(tmp_path: Path, let
     assert fast_start.request_key(TOOLS, "2025-06-18") in cached.entries
     answered = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
     assert answered[1]["result"] == cached.get(fast_start.request_key(TOOLS, "2025-06-18") or "")
+
+
+def sdk_answers(server: Any, requests: list[dict[str, Any]], cache: Path) -> list[dict[str, Any]]:
+    """What the SDK itself writes for ``requests`` over one stdio connection (in process, nothing computed)."""
+    import io
+
+    import anyio
+
+    reading, writing = os.pipe()
+    out = io.BytesIO()
+    relay = fast_start.Relay(fast_start.Answers(cache), os.fdopen(reading, "rb"), out)
+    expected = sum("id" in r for r in requests)
+
+    def feed() -> None:
+        with os.fdopen(writing, "wb") as pipe:
+            pipe.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+            pipe.flush()
+            deadline = time.monotonic() + 30
+            while out.getvalue().count(b"\n") < expected and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    relay.start()
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    anyio.run(fast_start.serve, server, relay)
+    feeder.join()
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def literal_settings() -> list[dict[str, Any]]:
+    """Every value of every setting with a fixed set of values (the ones that could shape capabilities)."""
+    from letta_conversations_mcp.settings import Settings
+
+    variants: list[dict[str, Any]] = [{}]
+    for name, field in Settings.model_fields.items():
+        if get_origin(field.annotation) is Literal:
+            variants += [{name: value} for value in get_args(field.annotation) if value != field.default]
+    return variants
+
+
+HANDSHAKE_ASKED = [*handshake.HANDSHAKE_VERSIONS, *handshake.MODERN_VERSIONS, "1999-01-01"]
+
+
+def modern_request(rid: int, method: str, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "method": method, "params": {"_meta": meta}}
+
+
+def test_the_supported_versions_are_the_sdks() -> None:
+    from mcp_types import version
+
+    assert handshake.HANDSHAKE_VERSIONS == version.HANDSHAKE_PROTOCOL_VERSIONS
+    assert handshake.MODERN_VERSIONS == version.MODERN_PROTOCOL_VERSIONS
+
+
+@pytest.mark.parametrize(
+    "overrides", literal_settings(), ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults"
+)
+def test_the_computed_handshake_is_the_sdks_own_answer(overrides: dict[str, Any], tmp_path: Path) -> None:
+    """initialize (every version, and ones the SDK does not speak) and server/discover, as the SDK answers them."""
+    from letta_conversations_mcp.app import build_server
+    from letta_conversations_mcp.settings import Settings
+
+    server = build_server(Settings(base_url="http://127.0.0.1:9", **overrides))
+    asked: list[dict[str, Any]] = []
+    for n, version in enumerate(HANDSHAKE_ASKED):
+        asked.append({**INITIALIZE, "id": n, "params": {**INITIALIZE["params"], "protocolVersion": version}})
+    meta = {fast_start.VERSION_META: handshake.MODERN_VERSIONS[-1], "io.modelcontextprotocol/clientCapabilities": {}}
+    asked.append(modern_request(90, "server/discover", meta))
+    asked.append(
+        modern_request(
+            91, "server/discover", {**meta, "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}}
+        )
+    )
+    for request in asked:  # one connection each: a session takes one initialize
+        (sdk,) = sdk_answers(server, [request], tmp_path / f"{request['id']}.json")
+        computed = handshake.answer(request["method"], request["params"])
+        assert computed == sdk.get("result"), f"{request}\nSDK: {sdk}\ncomputed: {computed}"
+
+
+@pytest.mark.parametrize("modern", [False, True], ids=["initialize", "server/discover"])
+def test_a_cold_start_answers_the_handshake_before_the_sdk_is_imported(modern: bool, tmp_path: Path) -> None:
+    """No cache yet (a configuration's first start): the relay answers from handshake.py alone."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from letta_conversations_mcp import fast_start
+
+        relay = fast_start.start([])
+        relay.stdin.readline()  # the host's request reached the SDK's side: its answer went out before
+        print(sorted(m for m in ("mcp", "pydantic", "letta_client") if m in sys.modules), file=sys.stderr)
+        """
+    )
+    meta = {fast_start.VERSION_META: "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    request = modern_request(0, "server/discover", meta) if modern else INITIALIZE
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), LETTA_BASE_URL="http://127.0.0.1:9")
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(request) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    answer = json.loads(out.stdout.splitlines()[0])
+    assert answer["id"] == 0 and answer["result"] == handshake.answer(request["method"], request["params"]), out
+    assert out.stderr.strip() == "[]", out.stderr  # neither the SDK, pydantic nor letta-client was loaded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -99,13 +100,22 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, secrets)
 
     from .app import build_server
+    from .cancels import CancelReasons, serve_until_stopped
 
-    server = build_server(settings)
+    reasons = CancelReasons()
+    server = build_server(settings, reasons)
     try:
         if relay is not None:
+            import functools
+
             import anyio
 
-            anyio.run(fast_start.serve, server, relay)
+            serve = functools.partial(fast_start.serve, server, relay)
+            signum = anyio.run(serve_until_stopped, serve, reasons, relay.end)
+            if signum is not None:  # on the way out: a host's next signal (SIGTERM after SIGINT) changes nothing
+                for stop in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(stop, signal.SIG_IGN)
+                return 128 + signum
         elif settings.transport == "stdio":
             server.run("stdio")
         else:

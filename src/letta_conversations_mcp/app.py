@@ -14,12 +14,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from . import cancels, completions, prompts, resources
+from . import __version__, cancels, completions, prompts, resources
 from .access import Access, owner_key
 from .cancels import CancelReasons
 from .coordination.auto import create_coordinator
 from .gateway import LettaGateway
 from .guards import guard_resource, guard_tool
+from .handshake import INSTRUCTIONS, NAME, TITLE
 from .resources import ResourceSpec
 from .settings import Settings
 from .state import AppState
@@ -30,19 +31,6 @@ __all__ = ["ALL_ONLY_TOOLS", "CORE_TOOLS", "RESOURCES", "AppState", "build_serve
 
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS = """\
-Talk to Letta agents through conversations. An agent has memory blocks shared by all of its
-conversations; a conversation (id conv-…) is an isolated message thread on that agent.
-Typical flow: list_agents → create_conversation (or list_conversations to reuse one) →
-send_message (returns the agent's reply) → list_messages or the transcript resource to read history.
-conversation_id "default" means the agent's own history and needs agent_id (or the server's default agent).
-Long turns: if send_message answers status "running", call wait_for_reply with the run_id it gave;
-nothing is lost. Sends to one conversation are queued in order; different conversations run in parallel.
-Over HTTP with tokens, each caller sees only the conversations it created, opened or forked (a token of
-scope 'agent' sees all of its agents' conversations); open_conversation is the easy way to get your own.
-Tool approvals: status "awaiting_approval" means the agent wants to run tools that need a human's yes;
-ask your user about each listed call, then answer with respond_to_approval.
-"""
 
 #: The everyday tools, always exposed.
 CORE_TOOLS: list[ToolSpec] = [
@@ -75,14 +63,18 @@ RESOURCES: list[ResourceSpec] = [
 ]
 
 
-def build_server(settings: Settings) -> MCPServer[AppState]:
-    """An MCPServer with the listed tools and resources; nothing connects until the lifespan runs."""
+def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MCPServer[AppState]:
+    """An MCPServer with the listed tools and resources; nothing connects until the lifespan runs.
+
+    ``reasons`` records the hosts' cancel reasons (the process entry closes it when a signal stops the server).
+    """
+    reasons = CancelReasons() if reasons is None else reasons
     server = MCPServer(
-        name="letta-conversations",
-        title="Letta Conversations",
+        name=NAME,
+        title=TITLE,
         instructions=INSTRUCTIONS,
-        version=_version(),
-        lifespan=lifespan(settings, reasons := CancelReasons()),
+        version=__version__,
+        lifespan=lifespan(settings, reasons),
         log_level=settings.log_level,
     )
     secrets = settings.secrets()
@@ -149,9 +141,3 @@ def lifespan(
                 await gateway.aclose()
 
     return run
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

@@ -3,17 +3,19 @@
 Importing the MCP SDK and letta-client takes 1-3 s on a busy machine, and hosts do not wait that
 long: ``codex exec`` gives an optional server about one second before it starts the model's turn
 without that server's tools. So the stdio server reads the wire itself from the first moment
-(standard library only) and answers ``initialize``, ``server/discover`` and ``tools/list`` from
-a cache of the SDK's own earlier answers, while the SDK is imported. Every message still reaches
-the SDK, in order (its session sees the whole handshake); its answer to a request already
-answered here is dropped, and written to the cache when it differs, so the cache heals itself.
+(standard library only) and answers ``initialize``, ``server/discover`` and ``tools/list`` while
+the SDK is imported: from a cache of the SDK's own earlier answers, and where the cache has none,
+``initialize`` and ``server/discover`` from ``handshake.py`` (the same answers, computed). Every
+message still reaches the SDK, in order (its session sees the whole handshake); its answer to a
+request already answered here is dropped, and written to the cache when it differs, so the cache
+heals itself.
 
 The cache (``$XDG_CACHE_HOME/letta-conversations-mcp/answers/``, one file per version and
-configuration) is filled on the first start of each configuration, which answers as fast as the
-SDK loads: a request the cache cannot answer starts a detached process (``warm``) that asks the
-same questions of its own server and keeps the answers, even when the host stops this process at
-once (``codex exec`` does, when its turn ends). It holds what the server would list to anyone: no secret (the configuration is only part
-of a hash in the file name).
+configuration) is filled on the first start of each configuration, whose ``tools/list`` is
+answered as fast as the SDK loads: a request the cache cannot answer starts a detached process
+(``warm``) that asks the same questions of its own server and keeps the answers, even when the
+host stops this process at once (``codex exec`` does, when its turn ends). It holds what the server
+would list to anyone: no secret (the configuration is only part of a hash in the file name).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -146,9 +148,18 @@ class Relay:
     ``stdin``/``stdout`` are the file objects to hand the SDK's ``stdio_server``.
     """
 
-    def __init__(self, answers: Answers, wire_in: IO[bytes], wire_out: IO[bytes], *, on_miss: Any = None) -> None:
+    def __init__(
+        self,
+        answers: Answers,
+        wire_in: IO[bytes],
+        wire_out: IO[bytes],
+        *,
+        on_miss: Callable[[str], None] | None = None,
+        compute: Callable[[str, Any], Any] | None = None,
+    ) -> None:
         self.answers = answers
         self._on_miss = on_miss  # called once, with the protocol version, when the cache lacks an answer
+        self._compute = compute  # (method, params) → the answer the SDK would give, or None
         self._wire_in, self._wire_out = wire_in, wire_out
         self._lines: queue.Queue[bytes] = queue.Queue()
         self._write_lock = threading.Lock()
@@ -160,6 +171,10 @@ class Relay:
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="stdio-relay", daemon=True).start()
+
+    def end(self) -> None:
+        """Give the SDK end of input now (the host is stopping this process), whatever the wire still holds."""
+        self._lines.put(_EOF)
 
     def _read(self) -> None:
         try:
@@ -181,6 +196,11 @@ class Relay:
                 request_id = json.dumps(message["id"])
                 self._watch[request_id] = key
                 cached = self.answers.get(key)
+                if cached is None and self._on_miss is not None:
+                    self._on_miss(json.loads(key)[1])
+                    self._on_miss = None
+                if cached is None and self._compute is not None:
+                    cached = self._compute(message["method"], message.get("params"))
                 if cached is not None:
                     self._answered[request_id] = cached
                     self._write(
@@ -188,9 +208,6 @@ class Relay:
                             {"jsonrpc": "2.0", "id": message["id"], "result": cached}, separators=(",", ":")
                         ).encode()
                     )
-                elif self._on_miss is not None:
-                    self._on_miss(json.loads(key)[1])
-                    self._on_miss = None
         self._lines.put(line)
 
     def _from_sdk(self, line: str) -> None:
@@ -270,8 +287,11 @@ def claim_stdio() -> tuple[IO[bytes], IO[bytes]]:
 
 def start(argv: Sequence[str]) -> Relay:
     """Claim the stdio wire and start answering from the cache; hand ``relay.stdin/stdout`` to the SDK."""
+    from . import handshake
+
     wire_in, wire_out = claim_stdio()
-    relay = Relay(Answers(cache_path(argv, os.environ)), wire_in, wire_out, on_miss=lambda v: spawn_warm(argv, v))
+    answers = Answers(cache_path(argv, os.environ))
+    relay = Relay(answers, wire_in, wire_out, on_miss=lambda v: spawn_warm(argv, v), compute=handshake.answer)
     relay.start()
     return relay
 

@@ -13,6 +13,11 @@ HOST_TIMEOUTS: dict[str, float] = {
     "letta-code": 60.0,  # Letta Code 0.34: the MCP SDK's request timeout, 60 s
 }
 
+#: clientInfo.name of hosts whose cancel does not say why: Codex 0.171 sends "MCP request cancelled by
+#: caller" both when its tool timeout fires and when its user interrupts (recorded), so that a
+#: timeout never costs the turn, its cancels leave the turn running (``cancel_run`` stops it).
+UNTOLD_CANCELS = frozenset({"codex-mcp-client"})
+
 #: The share of a host's timeout that a default wait may use (the rest covers start-up and the answer).
 SHARE = 0.8
 

@@ -22,12 +22,14 @@ streamable HTTP. How each host is pointed at a custom model endpoint, from its o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -101,7 +103,24 @@ def _run(argv: list[str], env: dict[str, str], home: Path, timeout: float) -> Ru
     return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
-def run_claude(exe: Path, home: Path, model_url: str, target: Target, prompt: str, timeout: float = 300) -> Run:
+def run_claude(
+    exe: Path,
+    home: Path,
+    model_url: str,
+    target: Target,
+    prompt: str,
+    timeout: float = 300,
+    *,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """``claude -p PROMPT``; ``env``: more of Claude Code's own settings (e.g. ``MCP_TOOL_TIMEOUT``)."""
+    flags, host_env = _claude_setup(home, model_url, target)
+    argv = [str(exe), "-p", prompt, "--output-format", "json", *flags]
+    return _run(argv, {**host_env, **(env or {})}, home, timeout)
+
+
+def _claude_setup(home: Path, model_url: str, target: Target) -> tuple[list[str], dict[str, str]]:
+    """Claude Code's flags (our server as its only MCP server, our tools pre-approved) and environment."""
     if target.transport == "stdio":
         server: dict[str, Any] = {"command": target.command[0], "args": target.command[1:], "env": target.env}
     else:
@@ -114,8 +133,83 @@ def run_claude(exe: Path, home: Path, model_url: str, target: Target, prompt: st
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "ENABLE_TOOL_SEARCH": "false",
     }
-    argv = [str(exe), "-p", prompt, "--output-format", "json", "--mcp-config", str(config), "--strict-mcp-config"]
-    return _run([*argv, "--allowedTools", "mcp__letta"], env, home, timeout)
+    return ["--mcp-config", str(config), "--strict-mcp-config", "--allowedTools", "mcp__letta"], env
+
+
+class ClaudeSession:
+    """Claude Code headless over ``--input-format stream-json``: user messages and control requests
+    (an ``interrupt`` is what an SDK app sends when its user stops the turn) go to its stdin, its
+    events come from its stdout. One session is one Claude Code process, and one server process."""
+
+    def __init__(self, exe: Path, home: Path, model_url: str, target: Target, env: dict[str, str] | None = None):
+        flags, host_env = _claude_setup(home, model_url, target)
+        stream = ["--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+        full_env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "LANG": "C.UTF-8", **QUIET, **host_env}
+        self.proc = subprocess.Popen(
+            [str(exe), "-p", *stream, *flags],
+            env={**full_env, **(env or {})},
+            cwd=home,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.started = time.monotonic()
+        self.events: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError), self._changed:
+                self.events.append(json.loads(line))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def say(self, text: str) -> None:
+        self._send({"type": "user", "message": {"role": "user", "content": text}})
+
+    def interrupt(self) -> None:
+        self._send({"type": "control_request", "request_id": "interrupt-1", "request": {"subtype": "interrupt"}})
+
+    def results(self, count: int, timeout: float = 120) -> list[dict[str, Any]]:
+        """The first ``count`` end-of-turn ``result`` events, waiting for them (fails on a timeout or an exit)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(found := [e for e in self.events if e.get("type") == "result"]) < count:
+                left = deadline - time.monotonic()
+                assert left > 0 and self.proc.poll() is None, f"no result #{count}: {self.describe()}"
+                self._changed.wait(min(left, 1.0))
+        return found
+
+    def close(self, timeout: float = 60) -> Run:
+        """End the session (end of input) and wait for Claude Code to exit."""
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        return Run(
+            self.proc.returncode, json.dumps(self.events)[-3000:], self._stderr(), time.monotonic() - self.started
+        )
+
+    def _stderr(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return ""
+        return self.proc.stderr.read()
+
+    def describe(self) -> str:
+        return f"events: {json.dumps(self.events)[-3000:]}\nexit: {self.proc.poll()}"
 
 
 def _toml_string(value: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +28,12 @@ from tests.e2e.hosts import (
     RUN,
     RUNNERS,
     TOKEN,
+    ClaudeSession,
     Target,
     conversation,
     install_hosts,
     lost_meaning,
+    run_claude,
     run_codex,
 )
 from tests.helpers.servers import http_server
@@ -362,3 +365,154 @@ def test_the_host_lists_our_transcripts_and_reads_one(
     assert uri in listing and f"seeded {words}" in listing, listing
     assert f"hello {words}" in transcript and f"echo: hello {words}" in transcript, transcript
     record(host, transport, "resources", last)
+
+
+# --- Claude Code: its timeout keeps the run, its user's interrupt stops it ----------------------------
+
+RUNNING = r'"status": ?"running"'
+
+
+def letta_run_status(base_url: str, cid: str) -> str | None:
+    """The status of the conversation's newest run, from Letta's own API (none yet: None)."""
+    import httpx
+
+    page = httpx.get(f"{base_url}/v1/runs/", params={"conversation_id": cid, "order": "desc", "limit": 1}, timeout=30)
+    page.raise_for_status()
+    runs = page.json()
+    return runs[0]["status"] if runs else None
+
+
+def await_status(base_url: str, cid: str, wanted: str, timeout: float = 60) -> str | None:
+    """Poll the run's status until it is ``wanted`` (or the time is up); the last status seen."""
+    deadline = time.monotonic() + timeout
+    status = letta_run_status(base_url, cid)
+    while status != wanted and time.monotonic() < deadline:
+        time.sleep(0.25)
+        status = letta_run_status(base_url, cid)
+    return status
+
+
+def await_created(model: HostModelServer, timeout: float = 120) -> str:
+    """The id of the conversation the scripted model created, once the host has handed it the result."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for exchange in model.model.main_exchanges():
+            if exchange.results:
+                return find(CONVERSATION, exchange.results[:1])
+        time.sleep(0.1)
+    raise AssertionError(f"the model never got create_conversation's result: {model.model.exchanges}")
+
+
+def interrupted_send(words: str, seconds: int) -> tuple[Call, ...]:
+    """Create a conversation, then send it a turn that takes ``seconds`` (the model waits up to 50 s)."""
+    return (
+        Call("create_conversation", {"summary": f"claude {words}"}),
+        Call("send_message", lambda r: {**conversation(r), "message": f"SLOW {seconds} {words}", "wait_seconds": 50}),
+    )
+
+
+def test_claude_code_timeout_keeps_the_run_and_its_model_collects_the_reply(
+    host_bins: dict[str, Path],
+    host_model: HostModelServer,
+    server_env: dict[str, str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """MCP_TOOL_TIMEOUT shorter than the turn: Claude Code sends ``notifications/cancelled`` with the
+    reason ``SdkError: Request timed out``, and its model gets only "timed out after 10s". The run
+    goes on in Letta (checked when the model gets that), and wait_for_reply(conversation_id=…) collects it."""
+    base_url = server_env["LETTA_BASE_URL"]
+    seen: list[str | None] = []
+
+    def collect(results: list[str]) -> dict[str, Any]:
+        seen.append(letta_run_status(base_url, find(CONVERSATION, results[:1])))
+        return {**conversation(results), "wait_seconds": 7}  # inside the host's 10 s, asked again while running
+
+    script = Script(
+        (
+            Call("create_conversation", {"summary": "claude timeout"}),
+            Call(
+                "send_message", lambda r: {**conversation(r), "message": "SLOW 25 outlived claude", "wait_seconds": 40}
+            ),
+            Call("wait_for_reply", collect, repeat_while=RUNNING),
+        ),
+        final="collected",
+    )
+    host_model.model.play(script)
+    home = tmp_path / "claude-home"
+    home.mkdir()
+    target = target_for("stdio", server_env, request)
+    run = run_claude(
+        host_bins["claude"], home, host_model.url, target, "Run the scripted task.", env={"MCP_TOOL_TIMEOUT": "10000"}
+    )
+    assert run.returncode == 0, run.describe()
+    last = host_model.model.last()
+    sent, *waits = last.results[1:]
+    assert "timed out after 10s" in sent and not re.search(RUN, sent), sent
+    assert seen[0] == "running", f"the run when the model got the timeout: {seen}"
+    assert "echo: SLOW 25 outlived claude" in waits[-1], waits
+    assert letta_run_status(base_url, find(CONVERSATION, last.results[:1])) == "completed"
+
+
+def test_a_claude_code_user_interrupt_cancels_the_run(
+    host_bins: dict[str, Path],
+    host_model: HostModelServer,
+    server_env: dict[str, str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """The user of an SDK app stops the turn (``control_request`` ``interrupt`` on stream-json input):
+    Claude Code sends ``notifications/cancelled`` with ``AbortError: remote-cancel``; the run is
+    cancelled in Letta. Asked what happened, the model sees the interrupted call, and
+    wait_for_reply(conversation_id=…) says the turn was cancelled."""
+    base_url = server_env["LETTA_BASE_URL"]
+    calls = (  # Letta's run is cancelled at once; its stream ends when the model step under way returns
+        *interrupted_send("interrupted", 30),
+        Call("wait_for_reply", lambda r: {**conversation(r), "wait_seconds": 50}),
+    )
+    host_model.model.play(Script(calls, final="stopped, as asked"))
+    home = tmp_path / "claude-home"
+    home.mkdir()
+    session = ClaudeSession(host_bins["claude"], home, host_model.url, target_for("stdio", server_env, request))
+    try:
+        session.say("Run the scripted task.")
+        cid = await_created(host_model)
+        assert await_status(base_url, cid, "running") == "running"
+        session.interrupt()
+        session.results(1)
+        assert await_status(base_url, cid, "cancelled") == "cancelled"
+        session.say("What happened?")
+        session.results(2)
+    finally:
+        run = session.close()
+    assert not host_model.model.errors, f"{host_model.model.errors}\n{run.describe()}"
+    interrupted, waited = host_model.model.last().results[1:3]
+    assert "doesn't want to proceed" in interrupted, interrupted
+    assert re.search(r'"status": ?"cancelled"', waited) and "echo:" not in waited, waited
+
+
+def test_claude_code_stopped_by_sigint_cancels_the_run(
+    host_bins: dict[str, Path],
+    host_model: HostModelServer,
+    server_env: dict[str, str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """SIGINT to headless Claude Code: it sends our server SIGINT, SIGTERM 0.15 s later and SIGKILL soon
+    after (its ``notifications/cancelled`` ``AbortError: user-cancel`` comes too late to be read). The
+    server takes the signal for the user's cancel: the run is cancelled in Letta."""
+    base_url = server_env["LETTA_BASE_URL"]
+    host_model.model.play(Script(interrupted_send("stopped by SIGINT", 60), final="unreachable"))
+    home = tmp_path / "claude-home"
+    home.mkdir()
+    session = ClaudeSession(host_bins["claude"], home, host_model.url, target_for("stdio", server_env, request))
+    try:
+        session.say("Run the scripted task.")
+        cid = await_created(host_model)
+        assert await_status(base_url, cid, "running") == "running"
+        session.proc.send_signal(signal.SIGINT)
+        session.proc.wait(60)
+    finally:
+        run = session.close()
+    assert await_status(base_url, cid, "cancelled") == "cancelled", run.describe()
+    assert len(host_model.model.last().results) == 1, "the model was not asked again"

@@ -255,12 +255,13 @@ async def _wait(
 async def _on_abort(state: AppState, ctx: Context, turn: Turn) -> None:
     """The call was interrupted: cancel the run, unless the host's own timeout fired.
 
-    A host whose timeout fired (its cancel reason says "timed out") gave up waiting: the turn goes
-    on, for wait_for_reply(conversation_id=…). Any other cancel (the user's, or a host closing the
-    call) stops the run.
+    A host whose timeout fired (its cancel reason says "timed out"), or one that sends the same
+    cancel for its timeout and its user's (Codex), gave up waiting: the turn goes on, for
+    wait_for_reply(conversation_id=…). Any other cancel (the user's, or a host closing the call or
+    stopping the server) stops the run. See cancels.py for what each host sends.
     """
     _, reason = await state.cancels.wait(ctx.request_id)
-    if cancels.is_timeout(reason):
+    if cancels.keeps_run(reason, client_name(ctx)):
         log.info("host gave up waiting (%s); turn %s goes on", reason, turn.turn_id)
         return
     log.info("host cancelled the call (%s); cancelling turn %s", reason or "no reason given", turn.turn_id)
