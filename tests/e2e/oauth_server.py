@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from letta_conversations_devstack.stack import free_port
+from tests.helpers.npm import npm_install
 
 OIDC_PROVIDER = "oidc-provider@9.13.3"
 HERE = Path(__file__).parent
@@ -35,19 +36,7 @@ INTROSPECTION_CLIENT = {"client_id": "letta-mcp-resource-server", "client_secret
 def install_oidc_provider(root: Path) -> Path:
     """The cached npm prefix holding ``oidc-provider`` (installed on first use)."""
     marker = root / "node_modules" / "oidc-provider" / "package.json"
-    if not marker.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail(
-                "npm is needed to install oidc-provider for the OAuth e2e tests: install Node.js, or set LCM_SKIP_E2E=1"
-            )
-        root.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(root), OIDC_PROVIDER],
-            check=True,
-            timeout=600,
-        )
-    return root
+    return npm_install(OIDC_PROVIDER, root, marker=marker, purpose="the OAuth e2e tests")
 
 
 @dataclass

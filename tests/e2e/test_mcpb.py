@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from mcp.client.stdio import StdioServerParameters
 
 import letta_conversations_mcp
 from letta_conversations_devstack.double import LettaDouble
+from tests.helpers.npm import npm_install
 from tests.helpers.wheel import host_environment, uv_cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,18 +34,7 @@ def mcpb() -> Path:
 
     root = cache_root().parent / f"mcpb-{MCPB.rsplit('@', 1)[1]}"
     exe = root / "node_modules" / ".bin" / "mcpb"
-    if not exe.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail(
-                "npm is needed to install the mcpb CLI of the bundle test: install Node.js, or set LCM_SKIP_E2E=1"
-            )
-        root.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(root), MCPB],
-            check=True,
-            timeout=600,
-        )
+    npm_install(MCPB, root, marker=exe, purpose="the bundle test")
     return exe
 
 
