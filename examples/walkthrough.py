@@ -64,7 +64,8 @@ async def walkthrough(session: Session, agent_id: str) -> None:
 
     section("2. Sending messages")
     reply = await session.call("send_message", conversation_id=a["id"], message="The launch code word is MARIGOLD.")
-    expect(bool(reply["reply"]) and reply["stop_reason"] == "end_turn", "the agent replied and ended its turn")
+    ended = reply["status"] == "completed" and "stop_reason" not in reply  # a stop reason is shown only when unusual
+    expect(bool(reply["reply"]) and ended, "the agent replied and ended its turn")
     await session.call("send_message", conversation_id=b["id"], message="Hi, I need help with my order.")
 
     section("3. Isolation: B does not see A's messages")
