@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,17 +154,17 @@ async def test_a_jwt_and_a_static_token_both_call_tools_as_different_people(serv
 
 @pytest.mark.parametrize(
     ("claims", "reason"),
-    [
-        ({"exp": int(time.time()) - 120}, "expired"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet"),
-        ({"iss": "https://evil.example.com"}, "another authorization server"),
-        ({"aud": "https://other.example.com/mcp"}, "another resource"),
+    [  # times relative to the test's own start (collection can be many minutes earlier in a full run)
+        (lambda now: {"exp": now - 120}, "expired"),
+        (lambda now: {"nbf": now + 600}, "not valid yet"),
+        (lambda now: {"iss": "https://evil.example.com"}, "another authorization server"),
+        (lambda now: {"aud": "https://other.example.com/mcp"}, "another resource"),
     ],
 )
 async def test_bad_tokens_get_401_with_the_reason_and_the_challenge(
-    served: Served, claims: dict[str, Any], reason: str
+    served: Served, claims: Callable[[int], dict[str, Any]], reason: str
 ) -> None:
-    response = await post(served.url, served.publisher.token(**claims))
+    response = await post(served.url, served.publisher.token(**claims(int(time.time()))))
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
     assert 'error="invalid_token"' in challenge and reason in challenge

@@ -6,6 +6,7 @@ is in ``tests/e2e/test_oauth_e2e.py``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,19 +76,21 @@ def test_an_audience_list_holding_this_server_is_accepted_and_names_it(key: Sign
 
 @pytest.mark.parametrize(
     ("claims", "reason"),
-    [
-        ({"exp": int(time.time()) - 120}, "expired"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet"),
-        ({"iat": int(time.time()) + 600}, "not valid yet"),
-        ({"iss": "https://evil.example.com/"}, "another authorization server"),
-        ({"aud": "https://other.example.com/mcp"}, "another resource"),
-        ({"sub": None}, "lacks the sub claim"),
-        ({"exp": None}, "lacks the exp claim"),
+    [  # times relative to the test's own start (collection can be many minutes earlier in a full run)
+        (lambda now: {"exp": now - 120}, "expired"),
+        (lambda now: {"nbf": now + 600}, "not valid yet"),
+        (lambda now: {"iat": now + 600}, "not valid yet"),
+        (lambda now: {"iss": "https://evil.example.com/"}, "another authorization server"),
+        (lambda now: {"aud": "https://other.example.com/mcp"}, "another resource"),
+        (lambda now: {"sub": None}, "lacks the sub claim"),
+        (lambda now: {"exp": None}, "lacks the exp claim"),
     ],
 )
-def test_bad_claims_are_refused_with_the_reason(key: SigningKey, claims: dict[str, Any], reason: str) -> None:
+def test_bad_claims_are_refused_with_the_reason(
+    key: SigningKey, claims: Callable[[int], dict[str, Any]], reason: str
+) -> None:
     with pytest.raises(Rejected, match=reason):
-        oauth.decode_jwt(key.sign(**claims), key.private.public_key(), CONFIG)
+        oauth.decode_jwt(key.sign(**claims(int(time.time()))), key.private.public_key(), CONFIG)
 
 
 def test_a_tampered_token_and_another_key_fail_the_signature(key: SigningKey) -> None:
