@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from letta_conversations_devstack.stack import free_port
-from tests.helpers.npm import npm_install
+from tests.e2e.npm import npm_install
 
 OIDC_PROVIDER = "oidc-provider@9.13.3"
 HERE = Path(__file__).parent

@@ -19,7 +19,7 @@ from mcp.client.stdio import StdioServerParameters
 
 import letta_conversations_mcp
 from letta_conversations_devstack.double import LettaDouble
-from tests.helpers.npm import npm_install
+from tests.e2e.npm import npm_install
 from tests.helpers.wheel import host_environment, uv_cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
