@@ -17,7 +17,7 @@ from mcp_types import INVALID_PARAMS
 from letta_conversations_mcp import catalog, resources
 from letta_conversations_mcp.access import Access, Caller
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.gateway import LettaGateway
+from letta_conversations_mcp.backends.rest import RestBackend
 from letta_conversations_mcp.ownership import OwnerKey
 from tests.helpers.tools import SECRET, call, make_settings
 
@@ -94,7 +94,7 @@ async def test_cursors_never_skip_nor_repeat_while_most_records_are_out_of_reach
     monkeypatch.setattr(catalog, "EXAMINE", 4)
     other = letta_double.add_agent("other-agent")
     settings = make_settings(letta_double.base_url, agent_id)
-    gateway = LettaGateway(settings)
+    gateway = RestBackend(settings)
     try:
         async with Client(build_server(settings)) as c:
             mine = []

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from letta_client import AsyncLetta
 
+from letta_conversations_mcp.backends.rest import RestBackend
 from letta_conversations_mcp.errors import (
     BackgroundUnavailable,
     Busy,
@@ -28,7 +29,6 @@ from letta_conversations_mcp.errors import (
     TurnFailed,
     Unreachable,
 )
-from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.settings import Settings
 from letta_conversations_mcp.turns import Turn, TurnManager
 
@@ -41,10 +41,10 @@ SEND = f"/v1/conversations/{CID}/messages"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def gateway_for(handler: Handler) -> LettaGateway:
+def gateway_for(handler: Handler) -> RestBackend:
     http_client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     client = AsyncLetta(base_url=BASE, api_key="sk-test-key-0001", http_client=http_client, max_retries=0)
-    return LettaGateway(Settings(base_url=BASE, agent_id=None), client=client)  # type: ignore[call-arg]
+    return RestBackend(Settings(base_url=BASE, agent_id=None), client=client)  # type: ignore[call-arg]
 
 
 def sse(*frames: dict[str, Any], error: dict[str, Any] | None = None) -> bytes:

@@ -20,9 +20,9 @@ from mcp import Client
 from letta_conversations_devstack.valkey import ValkeyProcess
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.approval_rules import Decision
+from letta_conversations_mcp.backends.rest import RestBackend
 from letta_conversations_mcp.coordination import CoordinationUnavailable, conversation_key
 from letta_conversations_mcp.coordination.valkey import ValkeyCoordinator
-from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.settings import Settings
 from letta_conversations_mcp.turns import Turn, TurnManager
 from letta_conversations_mcp.validation import InvalidArgument
@@ -40,7 +40,7 @@ def valkey() -> Iterator[ValkeyProcess]:
 @asynccontextmanager
 async def process(double: Any, valkey: ValkeyProcess) -> AsyncIterator[TurnManager]:
     """A TurnManager as one server process would have it; leaving the block stops it mid-whatever."""
-    gateway = LettaGateway(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
+    gateway = RestBackend(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
     try:
         async with (
             ValkeyCoordinator(valkey.url, lease=1.0, heartbeat=0.2) as coordinator,
@@ -53,7 +53,7 @@ async def process(double: Any, valkey: ValkeyProcess) -> AsyncIterator[TurnManag
 
 
 async def conversation(double: Any, agent: str | None = None) -> str:
-    gateway = LettaGateway(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
+    gateway = RestBackend(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
     try:
         created = await gateway.create_conversation(
             agent_id=agent or double.default_agent_id, summary=None, model=None, model_settings=None

@@ -39,7 +39,7 @@ from .ownership import CallerScope, OwnerKey, Viewer
 from .validation import InvalidArgument
 
 if TYPE_CHECKING:
-    from .gateway import LettaGateway
+    from .backends import Backend
     from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def caller_summary(summary: str) -> str:
 class Access:
     """Agent limits, scopes and conversation ownership of callers, over one gateway and marker key."""
 
-    def __init__(self, gateway: LettaGateway, owners: OwnerKey) -> None:
+    def __init__(self, gateway: Backend, owners: OwnerKey) -> None:
         self._gateway = gateway
         self.owners = owners
 

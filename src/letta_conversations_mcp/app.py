@@ -16,9 +16,9 @@ from mcp.server.mcpserver import MCPServer
 
 from . import __version__, cancels, completions, prompts, resources
 from .access import Access, owner_key
+from .backends.auto import create_backend
 from .cancels import CancelReasons
 from .coordination.auto import create_coordinator
-from .gateway import LettaGateway
 from .guards import guard_resource, guard_tool
 from .handshake import INSTRUCTIONS, NAME, TITLE
 from .resources import ResourceSpec
@@ -99,7 +99,7 @@ def lifespan(
 
     @asynccontextmanager
     async def run(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        gateway = LettaGateway(settings)
+        gateway = create_backend(settings)
         coordinator = create_coordinator(settings.redis_url_value())
         try:
             async with coordinator, anyio.create_task_group() as task_group:

@@ -23,8 +23,8 @@ from typing import Any
 
 from . import ownership, validation
 from .access import Access, Caller
+from .backends import Backend
 from .errors import NotFound
-from .gateway import LettaGateway
 from .validation import InvalidArgument
 
 #: Letta records read per request while walking, and how many new ones one page may examine.
@@ -84,7 +84,7 @@ def reach_rule(access: Access, who: Caller) -> tuple[str | None, Keep]:
 
 
 async def reachable_conversations(
-    gateway: LettaGateway,
+    gateway: Backend,
     access: Access,
     who: Caller,
     *,

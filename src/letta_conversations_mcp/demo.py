@@ -142,11 +142,11 @@ def _start_local_stack(stack: ExitStack) -> tuple[str, str]:
 async def _first_agent(base_url: str, api_key: str | None) -> str:
     from pydantic import SecretStr
 
+    from .backends.auto import create_backend
     from .errors import LettaRequestError
-    from .gateway import LettaGateway
     from .settings import Settings
 
-    gateway = LettaGateway(Settings(base_url=base_url, api_key=SecretStr(api_key) if api_key else None))
+    gateway = create_backend(Settings(base_url=base_url, api_key=SecretStr(api_key) if api_key else None))
     try:
         agents = await gateway.list_agents(name=None, limit=1)
     except LettaRequestError as exc:

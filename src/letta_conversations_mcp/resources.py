@@ -26,8 +26,8 @@ from mcp.shared.subscriptions import ResourceUpdated
 
 from . import catalog, sdk_internals, validation
 from .access import Caller, caller
+from .backends import Backend
 from .coordination import Event
-from .gateway import LettaGateway
 from .guards import guard_request
 from .models import transcript_uri
 from .state import AppState, app_state
@@ -207,7 +207,7 @@ async def list_reachable(state: AppState, who: Caller, cursor: str | None) -> mc
     return mcp_types.ListResourcesResult(resources=listed, next_cursor=following.encode() if following else None)
 
 
-async def usable_agents(gateway: LettaGateway, who: Caller, *, default: str | None) -> list[dict[str, Any]]:
+async def usable_agents(gateway: Backend, who: Caller, *, default: str | None) -> list[dict[str, Any]]:
     """Up to ``LIST_AGENTS`` agents the caller may use, the server's default agent first."""
     agents = [a for a in await gateway.list_agents(name=None, limit=100) if who.may_use(str(a.get("id")))]
     agents.sort(key=lambda a: a.get("id") != default)

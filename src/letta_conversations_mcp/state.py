@@ -13,10 +13,10 @@ from weakref import WeakKeyDictionary
 from mcp.server.mcpserver import Context
 
 from .access import Access
+from .backends import Backend
 from .cancels import CancelReasons
 from .coordination import Coordinator
 from .coordination.memory import InProcessCoordinator
-from .gateway import LettaGateway
 from .settings import Settings
 from .turns import TurnManager
 
@@ -26,7 +26,7 @@ class AppState:
     """Shared by every handler of one server process; built by ``app.lifespan``."""
 
     settings: Settings
-    gateway: LettaGateway
+    gateway: Backend
     turns: TurnManager
     access: Access
     #: Legacy ``resources/subscribe`` URIs (without ``?after=``) per session connection; weak, so they end with it.

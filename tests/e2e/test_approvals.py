@@ -25,7 +25,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp_types import ElicitRequestParams, ElicitResult
 
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.gateway import LettaGateway
+from letta_conversations_mcp.backends.rest import RestBackend
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.approval_host import APPROVE, Host
 from tests.helpers.tools import handle
@@ -42,7 +42,7 @@ def approval_agent(letta_stack: Any) -> str:
     httpx.patch(f"{letta_stack.base_url}/v1/agents/{agent}", json={"parallel_tool_calls": True}, timeout=60)
 
     async def mark() -> None:
-        gateway = LettaGateway(Settings(base_url=letta_stack.base_url))
+        gateway = RestBackend(Settings(base_url=letta_stack.base_url))
         try:
             await gateway.set_requires_approval(agent, "memory_insert")
         finally:

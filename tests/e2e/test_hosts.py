@@ -264,12 +264,12 @@ def approval_agent(letta_stack: Any) -> str:
     """An agent whose memory_insert needs a human's approval (``REMEMBER x`` asks for one)."""
     import anyio
 
-    from letta_conversations_mcp.gateway import LettaGateway
+    from letta_conversations_mcp.backends.rest import RestBackend
 
     agent = letta_stack.create_agent("hosts-approvals")
 
     async def mark() -> None:
-        gateway = LettaGateway(Settings(base_url=letta_stack.base_url))
+        gateway = RestBackend(Settings(base_url=letta_stack.base_url))
         try:
             await gateway.set_requires_approval(agent, "memory_insert")
         finally:

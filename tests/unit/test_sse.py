@@ -10,7 +10,7 @@ import httpx
 import letta_client
 import pytest
 
-from letta_conversations_mcp.gateway import sse_frames
+from letta_conversations_mcp.backends.rest import sse_frames
 from tests.helpers.captures import CAPTURES
 
 pytestmark = pytest.mark.anyio

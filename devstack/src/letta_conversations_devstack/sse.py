@@ -7,7 +7,7 @@ newlines, lines starting with ``:`` are comments, and the closing ``data: [DONE]
 ``parse_sse`` splits a body into its data frames and its ``event: error`` frames.
 
 This is the parser of the tests and benchmarks; the product reads Letta's streams with
-``gateway.sse_frames``.
+``backends.rest.sse_frames``.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import anyio
 
 from .. import approval_rules
 from ..approval_rules import Decision
+from ..backends import Backend, Frame
 from ..errors import (
     BackgroundUnavailable,
     Busy,
@@ -39,7 +40,6 @@ from ..errors import (
     TurnFailed,
     Unreachable,
 )
-from ..gateway import Frame, LettaGateway
 from .following import RUN_POLL_SECONDS, Follower
 from .registry import TurnRegistry
 from .turn import Progress, Turn
@@ -64,7 +64,7 @@ class Outgoing(ABC):
     waits_for_letta: bool = False
 
     @abstractmethod
-    def stream(self, gateway: LettaGateway, turn: Turn, background: bool) -> AsyncIterator[Frame]: ...
+    def stream(self, gateway: Backend, turn: Turn, background: bool) -> AsyncIterator[Frame]: ...
 
     @abstractmethod
     async def stored(self, delivery: Delivery, turn: Turn, failure: Unclear) -> bool:
@@ -82,7 +82,7 @@ class UserMessage(Outgoing):
     what = "send"
     waits_for_letta = True
 
-    def stream(self, gateway: LettaGateway, turn: Turn, background: bool) -> AsyncIterator[Frame]:
+    def stream(self, gateway: Backend, turn: Turn, background: bool) -> AsyncIterator[Frame]:
         return gateway.stream_turn(
             turn.conversation_id, agent_id=turn.agent_id, text=turn.text, otid=turn.otid, background=background
         )
@@ -109,7 +109,7 @@ class ApprovalAnswer(Outgoing):
     decisions: list[Decision]
     what = "approval"
 
-    def stream(self, gateway: LettaGateway, turn: Turn, background: bool) -> AsyncIterator[Frame]:
+    def stream(self, gateway: Backend, turn: Turn, background: bool) -> AsyncIterator[Frame]:
         return gateway.stream_approval(
             turn.conversation_id,
             agent_id=turn.agent_id,
@@ -137,7 +137,7 @@ class ApprovalAnswer(Outgoing):
 class Delivery:
     """Sends what a turn carries to Letta once and follows it (see the module docstring)."""
 
-    def __init__(self, gateway: LettaGateway, registry: TurnRegistry, follower: Follower) -> None:
+    def __init__(self, gateway: Backend, registry: TurnRegistry, follower: Follower) -> None:
         self.gateway = gateway
         self.registry = registry
         self.follower = follower

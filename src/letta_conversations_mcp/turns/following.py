@@ -14,8 +14,8 @@ from typing import TypeVar
 import anyio
 
 from .. import outages
+from ..backends import Backend, Frame
 from ..errors import Interrupted, LettaRequestError, ServerFailed, StreamBroken, safe_url
-from ..gateway import Frame, LettaGateway
 from ..streaming import TurnAggregator
 from .registry import TurnRegistry
 from .turn import Progress, Turn, describe_frame
@@ -35,7 +35,7 @@ Publish = Callable[[Turn], Awaitable[None]]
 class Follower:
     """Feeds a turn from Letta until its run ends; ``publish`` records it once its run is known."""
 
-    def __init__(self, gateway: LettaGateway, registry: TurnRegistry, publish: Publish, *, max_chars: int) -> None:
+    def __init__(self, gateway: Backend, registry: TurnRegistry, publish: Publish, *, max_chars: int) -> None:
         self.gateway = gateway
         self.registry = registry
         self.publish = publish

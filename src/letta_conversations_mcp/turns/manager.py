@@ -23,6 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .. import outages
 from ..approval_rules import Decision, PendingCall, Policy
+from ..backends import Backend, Frame
 from ..coordination import (
     RESEND_WINDOW_SECONDS,
     CoordinationUnavailable,
@@ -33,7 +34,6 @@ from ..coordination import (
 )
 from ..coordination.memory import InProcessCoordinator
 from ..errors import DeliveryUnknown, Failure, Interrupted, LettaRequestError, StreamBroken, Target, unexpected
-from ..gateway import Frame, LettaGateway
 from ..streaming import TurnAggregator
 from .delivery import Delivery
 from .following import Follower
@@ -50,7 +50,7 @@ class TurnManager:
 
     def __init__(
         self,
-        gateway: LettaGateway,
+        gateway: Backend,
         task_group: anyio.abc.TaskGroup,
         *,
         max_chars: int,

@@ -18,9 +18,9 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .. import approval_rules, outages
 from ..approval_rules import Decision, PendingCall
+from ..backends import Frame
 from ..coordination import Ticket
 from ..errors import Failure, Interrupted
-from ..gateway import Frame
 from ..streaming import TurnAggregator, TurnResult
 
 TurnState = Literal["queued", "sending", "running", "completed", "failed", "cancelled", "awaiting_approval"]

@@ -1,5 +1,7 @@
-"""The Letta gateway: the only module of the server that speaks HTTP to Letta (through
-letta-client's AsyncLetta).
+"""The REST backend: Letta's HTTP API (the 0.16.8 server, Letta Cloud), through letta-client's AsyncLetta.
+
+The only module of the server that speaks HTTP to Letta; ``auto.py`` chooses it for an
+``http(s)://`` ``LETTA_BASE_URL``.
 
 Every method, the turn streams included, raises only the typed failures of ``errors.py``
 (``NotFound``, ``Busy``, ``StreamBroken``, …), so callers never see SDK or httpx exceptions,
@@ -18,17 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import approval_rules
-from .errors import LettaRequestError, Malformed, Target, describe, safe_url
-from .settings import Settings
+from .. import approval_rules
+from ..errors import LettaRequestError, Malformed, Target, describe, safe_url
+from ..settings import Settings
+from .base import Frame
 
 if TYPE_CHECKING:  # letta-client is imported on the first request, not at start-up (fast_start.py)
     from letta_client import AsyncLetta
     from letta_client._response import AsyncAPIResponse
 
 log = logging.getLogger(__name__)
-
-Frame = dict[str, Any]
 
 
 def as_dict(item: Any) -> dict[str, Any]:
@@ -81,8 +82,8 @@ def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
     return agent_id if conversation_id == "default" else None
 
 
-class LettaGateway:
-    """Typed, error-translating access to one Letta server. One per process."""
+class RestBackend:
+    """Typed, error-translating access to one Letta server over REST. One per process."""
 
     def __init__(self, settings: Settings, *, client: AsyncLetta | None = None) -> None:
         self.settings = settings
