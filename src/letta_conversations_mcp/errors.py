@@ -13,7 +13,7 @@ known about the request, so callers (the turn logic) decide on types, never on s
 or exception chains:
 
 - ``NotFound``: 404. ``Busy``: 409, another turn runs (``run_id``). ``Rejected``: any other 4xx;
-  nothing was done.
+  nothing was done. ``Unsupported``: a ``Rejected`` for a feature the backend in use lacks.
 - ``TurnFailed``: the turn started and Letta reported its failure in the stream (``body``).
 - ``Unreachable``: the request never left (connection refused, connect timeout).
 - ``StreamBroken``: the request went out and the answer did not come back whole.
@@ -71,6 +71,10 @@ class Busy(LettaRequestError):
 
 class Rejected(LettaRequestError):
     """Any other 4xx: Letta refused the request and did nothing."""
+
+
+class Unsupported(Rejected):
+    """The backend in use cannot do what was asked (one sentence naming the feature and the backend)."""
 
 
 class TurnFailed(LettaRequestError):

@@ -72,7 +72,10 @@ class Settings(BaseSettings):
     base_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("LETTA_BASE_URL"),
-        description="Letta server URL (env LETTA_BASE_URL). Default: Letta Cloud, https://api.letta.com",
+        description=(
+            "Letta server URL (env LETTA_BASE_URL): http(s):// for a Letta server, ws(s):// for Letta Code's "
+            "App Server. Default: Letta Cloud, https://api.letta.com"
+        ),
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -400,8 +403,11 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://, e.g. http://localhost:8283")
+        if not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError(
+                "must start with http:// or https:// (Letta's REST server, e.g. http://localhost:8283) or ws:// or "
+                "wss:// (Letta Code's App Server, e.g. ws://127.0.0.1:8285/ws)"
+            )
         return value
 
     @field_validator("api_key", "auth_tokens", "owner_secret", "oauth_client_secret")

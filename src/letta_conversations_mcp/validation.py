@@ -18,16 +18,23 @@ RUN_ID_EXAMPLE: Final = "run-598cf282-40aa-492c-a463-f7386b6d76e4"
 MESSAGE_ID_EXAMPLE: Final = "message-a50a9b0a-8372-4bfc-be3f-7fcad58ba3d8"
 
 _UUID: Final = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-CONVERSATION_ID_PATTERN: Final = rf"^(default|conv-{_UUID})$"
-AGENT_ID_PATTERN: Final = rf"^agent-{_UUID}$"
-RUN_ID_PATTERN: Final = rf"^run-{_UUID}$"
-MESSAGE_ID_PATTERN: Final = rf"^message-{_UUID}$"
+# Each pattern accepts the ids of both backends: Letta's REST server (uuids) and Letta Code's App
+# Server (local-conv-N, agent-local-<uuid>, local-run-N, ui-msg-N).
+CONVERSATION_ID_PATTERN: Final = rf"^(default|conv-{_UUID}|local-conv-[0-9]+)$"
+AGENT_ID_PATTERN: Final = rf"^agent-(local-)?{_UUID}$"
+RUN_ID_PATTERN: Final = rf"^(run-{_UUID}|local-run-[0-9]+)$"
+MESSAGE_ID_PATTERN: Final = rf"^(message-{_UUID}|ui-msg-[0-9]+)$"
 MAX_MESSAGE_CHARS: Final = 100_000
 
 _CONVERSATION_RE: Final = re.compile(CONVERSATION_ID_PATTERN)
 _AGENT_RE: Final = re.compile(AGENT_ID_PATTERN)
 _RUN_RE: Final = re.compile(RUN_ID_PATTERN)
 _MESSAGE_RE: Final = re.compile(MESSAGE_ID_PATTERN)
+
+
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` is a run id of either backend (``run-<uuid>``, ``local-run-N``)."""
+    return isinstance(value, str) and _RUN_RE.match(value) is not None
 
 
 class InvalidArgument(Failure, ValueError):

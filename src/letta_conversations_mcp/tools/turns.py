@@ -146,10 +146,11 @@ async def cancel_run(
             else "no turn was running in Letta"
         ) + (f"; dropped {dropped} queued send(s)" if dropped else "")
         return reply(CancelResult(conversation_id=conversation_id, dropped_queued=dropped, message=message))
-    cancelled = [k for k, v in raw.items() if str(k).startswith("run-") and v == "cancelled"]
-    message = (f"cancelled {len(cancelled)} run(s)" if cancelled else "no turn was running in Letta") + (
-        f"; dropped {dropped} queued send(s)" if dropped else ""
-    )
+    cancelled = [k for k, v in raw.items() if validation.is_run_id(k) and v == "cancelled"]
+    stopped = f"cancelled {len(cancelled)} run(s)" if cancelled else None
+    if stopped is None:  # an abort that stopped a turn before Letta named its run (App Server)
+        stopped = "cancelled the running turn" if raw.get("aborted") is True else "no turn was running in Letta"
+    message = stopped + (f"; dropped {dropped} queued send(s)" if dropped else "")
     return reply(
         CancelResult(
             conversation_id=conversation_id, cancelled_run_ids=cancelled, dropped_queued=dropped, message=message

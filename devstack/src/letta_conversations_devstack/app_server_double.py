@@ -1,0 +1,377 @@
+"""A double of Letta Code's App Server (``letta server --listen``) for the fast suite.
+
+It speaks the App Server's WebSocket protocol as the real ``letta==0.34.12`` does, built from the
+frames recorded from it (a directory like ``tests/data/app-server/``, ``{"dir", "t", "frame"}``
+per line): ``app_server_info`` and the agents come from the recordings, and every reply and turn
+event has the recorded envelope (``type``, ``request_id``, ``runtime``, ``event_seq``, …). Turns
+follow the scripted agent language (``script``): ``echo: <message>`` streamed one token per
+``stream_delta``, ``SLOW n`` first waits n seconds. As on the real one: unknown commands get no
+reply, input without ``client_message_id`` is refused while busy or after an abort, a busy
+conversation queues input, an abort answers at once and ends the turn (``cancelled``) only when
+the model call returns, and stored user turns carry ``<system-reminder>`` parts.
+
+``tests/e2e/test_app_server.py`` checks that the double still speaks what the real App Server sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from . import script
+
+Frame = dict[str, Any]
+REMINDER = (
+    "<system-reminder>\nThis is an automated message providing context about the user's environment.\n"
+    "This conversation is now connected to a Letta Code execution environment.\n</system-reminder>"
+)
+INTERRUPTED = "<system-reminder>The user interrupted the active stream.</system-reminder>"
+REFUSED = "Input was rejected by the queue or durable ledger"
+
+
+def recorded(directory: Path) -> list[Frame]:
+    """Every frame of the recordings in ``directory``, in file order."""
+    frames: list[Frame] = []
+    for path in sorted(directory.glob("*.jsonl")):
+        frames += [json.loads(line)["frame"] for line in path.read_text().splitlines() if line.strip()]
+    return frames
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Conversation:
+    record: Frame
+    messages: list[Frame] = field(default_factory=list)
+    queue: list[tuple[ServerConnection, str, str]] = field(default_factory=list)
+    busy: bool = False
+    aborted: bool = False
+    abort: asyncio.Event = field(default_factory=asyncio.Event)
+    seen_ids: set[str] = field(default_factory=set)
+
+
+class AppServerDouble:
+    """The App Server double: ``await start()`` gives its ``ws://…/ws`` URL; ``token`` requires a bearer token."""
+
+    def __init__(self, recordings: Path, *, token: str | None = None, protocol_version: int = 1) -> None:
+        frames = recorded(recordings)
+        info = next(f for f in frames if f.get("type") == "app_server_info_response")
+        self.info = {k: v for k, v in info.items() if k not in ("type", "request_id")} | {
+            "protocol_version": protocol_version
+        }
+        self.agents: dict[str, Frame] = {}
+        for frame in frames:
+            for agent in (
+                frame.get("agents") or [frame.get("agent")] if frame.get("type", "").startswith("agent_") else []
+            ):
+                if isinstance(agent, Mapping):
+                    self.agents[str(agent["id"])] = dict(agent)
+        self.token = token
+        self.conversations: dict[str, _Conversation] = {}
+        self.commands: list[Frame] = []  # every command received, for the tests
+        self._ids = {"conv": 1, "msg": 1, "run": 1, "seq": 0}
+        self._server: Server | None = None
+        self.url = ""
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._server = await serve(self._serve, host, port, process_request=self._check_token)
+        bound = next(iter(self._server.sockets)).getsockname()
+        self.url = f"ws://{host}:{bound[1]}/ws"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def _check_token(self, connection: ServerConnection, request: Request) -> Response | None:
+        if not self.token or request.headers.get("Authorization") == f"Bearer {self.token}":
+            return None
+        body = b'{"error":{"message":"missing websocket bearer token","type":"authentication_error"}}'
+        return Response(401, "Unauthorized", Headers({"Content-Type": "application/json"}), body)
+
+    # -- the envelope --------------------------------------------------------------------------
+    async def _serve(self, ws: ServerConnection) -> None:
+        async for raw in ws:
+            command = json.loads(raw)
+            self.commands.append(command)
+            handler = getattr(self, "_on_" + str(command.get("type")), None)
+            if handler is None:
+                continue  # unknown commands get no reply at all
+            reply = await handler(ws, command)
+            if reply is not None:
+                await ws.send(json.dumps({"request_id": command.get("request_id"), **reply}))
+
+    @staticmethod
+    def _answer(command: Frame, **payload: Any) -> Frame:
+        return {"type": f"{command['type']}_response", "success": True, **payload}
+
+    @staticmethod
+    def _failed(command: Frame, error: str, **payload: Any) -> Frame:
+        return {"type": f"{command['type']}_response", "success": False, **payload, "error": error}
+
+    async def _emit(self, ws: ServerConnection, runtime: Frame, kind: str, **payload: Any) -> None:
+        self._ids["seq"] += 1
+        seq = self._ids["seq"]
+        frame = {"type": kind, **payload, "runtime": runtime, "event_seq": seq, "emitted_at": _now()}
+        frame["idempotency_key"] = f"{kind}:{seq}:{uuid.uuid4()}"
+        with contextlib.suppress(Exception):  # the socket that sent the input is gone: its frames go nowhere
+            await ws.send(json.dumps(frame))
+
+    # -- commands ------------------------------------------------------------------------------
+    async def _on_app_server_info(self, ws: ServerConnection, command: Frame) -> Frame:
+        return self._answer(command, **self.info)
+
+    async def _on_agent_list(self, ws: ServerConnection, command: Frame) -> Frame:
+        return self._answer(command, agents=list(self.agents.values()))
+
+    async def _on_agent_retrieve(self, ws: ServerConnection, command: Frame) -> Frame:
+        agent = self.agents.get(str(command.get("agent_id")))
+        if agent is None:
+            return self._failed(command, f"Agent {command.get('agent_id')} not found", agent=None)
+        return self._answer(command, agent=agent)
+
+    def _conversation(self, command: Frame) -> _Conversation | None:
+        return self.conversations.get(str(command.get("conversation_id")))
+
+    def _missing(self, command: Frame) -> Frame:
+        return self._failed(command, f"Conversation {command.get('conversation_id')} not found", conversation=None)
+
+    async def _on_conversation_create(self, ws: ServerConnection, command: Frame) -> Frame:
+        body = command.get("body") or {}
+        agent_id = str(body.get("agent_id"))
+        if agent_id not in self.agents:
+            return self._failed(command, f"Agent {agent_id} not found", conversation=None)
+        return self._answer(command, conversation=self._new(agent_id, body.get("summary")).record)
+
+    def _new(self, agent_id: str, summary: str | None) -> _Conversation:
+        self._ids["conv"] += 1
+        now = _now()
+        record = {
+            "id": f"local-conv-{self._ids['conv']}",
+            "agent_id": agent_id,
+            "archived": False,
+            "archived_at": None,
+            "created_at": now,
+            "updated_at": now,
+            "last_message_at": None,
+            "summary": summary,
+            "in_context_message_ids": [],
+        }
+        conversation = _Conversation(record)
+        self.conversations[record["id"]] = conversation
+        return conversation
+
+    async def _on_conversation_retrieve(self, ws: ServerConnection, command: Frame) -> Frame:
+        conversation = self._conversation(command)
+        return self._answer(command, conversation=conversation.record) if conversation else self._missing(command)
+
+    async def _on_conversation_list(self, ws: ServerConnection, command: Frame) -> Frame:
+        query = command.get("query") or {}
+        found = [
+            c.record
+            for c in reversed(self.conversations.values())
+            if query.get("agent_id") in (None, c.record["agent_id"])
+            and (
+                not query.get("summary_search")
+                or str(query["summary_search"]).lower() in str(c.record["summary"] or "").lower()
+            )
+            and not c.record["archived"]
+        ]
+        if query.get("after"):
+            ids = [c["id"] for c in found]
+            found = found[ids.index(query["after"]) + 1 :] if query["after"] in ids else []
+        return self._answer(command, conversations=found[: int(query.get("limit") or 20)])
+
+    async def _on_conversation_update(self, ws: ServerConnection, command: Frame) -> Frame:
+        conversation = self._conversation(command)
+        if conversation is None:
+            return self._missing(command)
+        body = command.get("body") or {}
+        conversation.record.update({k: body[k] for k in ("summary", "archived") if k in body}, updated_at=_now())
+        return self._answer(command, conversation=conversation.record)
+
+    async def _on_conversation_fork(self, ws: ServerConnection, command: Frame) -> Frame:
+        conversation = self._conversation(command)
+        if conversation is None:
+            return self._missing(command)
+        fork = self._new(conversation.record["agent_id"], conversation.record["summary"])
+        fork.messages = copy.deepcopy(conversation.messages)
+        return self._answer(command, conversation={"id": fork.record["id"]})
+
+    async def _on_conversation_compact(self, ws: ServerConnection, command: Frame) -> Frame:
+        conversation = self._conversation(command)
+        if conversation is None:
+            return self._missing(command)
+        before = len(conversation.messages)
+        summary = f"{before} messages summarised"
+        return self._answer(
+            command,
+            compaction={"num_messages_before": before, "num_messages_after": min(before, 2), "summary": summary},
+        )
+
+    async def _on_conversation_messages_list(self, ws: ServerConnection, command: Frame) -> Frame:
+        conversation = self._conversation(command)
+        if conversation is None:
+            return self._missing(
+                command,
+            )
+        query = command.get("query") or {}
+        ids = [m["id"] for m in conversation.messages]
+        start, end = 0, len(ids)
+        if query.get("after") in ids:
+            start = ids.index(query["after"]) + 1
+        if query.get("before") in ids:
+            end = ids.index(query["before"])
+        window = conversation.messages[start:end]
+        limit = int(query.get("limit") or 50)
+        newest_first = query.get("order", "desc") == "desc"
+        page = list(reversed(window))[:limit] if newest_first else window[:limit]
+        oldest = min(page, key=lambda m: ids.index(m["id"]))["id"] if page else None
+        return self._answer(command, messages=page, next_before=oldest, has_more=len(window) > limit)
+
+    # -- turns ---------------------------------------------------------------------------------
+    async def _on_input(self, ws: ServerConnection, command: Frame) -> Frame:
+        runtime = command.get("runtime") or {}
+        base = {"type": "input_accepted", "runtime": runtime}
+        conversation = self.conversations.get(str(runtime.get("conversation_id")))
+        messages = (command.get("payload") or {}).get("messages") or [{}]
+        text, client_id = str(messages[0].get("content") or ""), messages[0].get("client_message_id")
+        if conversation is None:
+            return {**base, "accepted": False, "error": f"Conversation {runtime.get('conversation_id')} not found"}
+        if not client_id:
+            if conversation.busy or conversation.aborted:
+                return {**base, "accepted": False, "error": REFUSED}
+            client_id = f"cm-{uuid.uuid4().hex}"
+        if client_id in conversation.seen_ids:  # a retry: idempotent
+            return {**base, "accepted": True, "disposition": "queued"}
+        conversation.seen_ids.add(client_id)
+        conversation.queue.append((ws, text, client_id))
+        disposition = "queued" if conversation.busy else "started"
+        if not conversation.busy:
+            conversation.busy = True
+            asyncio.get_running_loop().create_task(self._drain(conversation, runtime))
+        return {**base, "accepted": True, "disposition": disposition}
+
+    async def _drain(self, conversation: _Conversation, runtime: Frame) -> None:
+        first = True
+        while conversation.queue:
+            ws, text, client_id = conversation.queue.pop(0)
+            if not first:
+                await self._emit(
+                    ws,
+                    runtime,
+                    "update_queue",
+                    queue=[],
+                    removed=[{"client_message_id": client_id, "disposition": "dequeued"}],
+                )
+            first = False
+            await self._turn(ws, conversation, runtime, text, client_id)
+        conversation.busy = False
+
+    def _store(self, conversation: _Conversation, kind: str, content: list[Frame], **extra: Any) -> Frame:
+        self._ids["msg"] += 1
+        message = {
+            "id": f"ui-msg-{self._ids['msg']}",
+            "date": _now(),
+            "agent_id": conversation.record["agent_id"],
+            "conversation_id": conversation.record["id"],
+            "message_type": kind,
+            "role": "user" if kind == "user_message" else "assistant",
+            "content": content,
+            **extra,
+        }
+        conversation.messages.append(message)
+        conversation.record["in_context_message_ids"].append(message["id"])
+        conversation.record["last_message_at"] = message["date"]
+        return message
+
+    async def _status(
+        self, ws: ServerConnection, runtime: Frame, status: str, runs: dict[str, list[str]], active: list[str]
+    ) -> None:
+        loop = {
+            "status": status,
+            "active_run_ids": active,
+            "client_message_ids_by_run_id": runs,
+            "executing_tool_call_ids": [],
+        }
+        await self._emit(ws, runtime, "update_loop_status", loop_status=loop)
+
+    async def _turn(
+        self, ws: ServerConnection, conversation: _Conversation, runtime: Frame, text: str, client_id: str
+    ) -> None:
+        plan = script.plan(text, ())
+        turn_id = f"turn-{uuid.uuid4()}"
+        if conversation.aborted:
+            self._store(conversation, "user_message", [{"type": "text", "text": INTERRUPTED}], otid=str(uuid.uuid4()))
+            conversation.aborted = False
+        conversation.abort.clear()
+        self._ids["run"] += 1
+        run_id = f"local-run-{self._ids['run']}"
+        runs: dict[str, list[str]] = {}
+        await self._status(ws, runtime, "SENDING_API_REQUEST", runs, [])
+        self._store(
+            conversation,
+            "user_message",
+            [{"type": "text", "text": REMINDER}, {"type": "text", "text": text}],
+            otid=client_id,
+        )
+        await self._status(ws, runtime, "WAITING_FOR_API_RESPONSE", runs, [])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conversation.abort.wait(), plan.delay or 0.001)
+        if conversation.abort.is_set():  # the abort answered already; the model call still returns
+            await asyncio.sleep(max(0.0, plan.delay - 0.05))
+            await self._emit(ws, runtime, "turn_finished", turn_id=turn_id, stop_reason="cancelled")
+            return
+        runs[run_id] = [client_id]
+        await self._status(ws, runtime, "PROCESSING_API_RESPONSE", runs, [run_id])
+        reply = plan.reply or ""
+        message = self._store(conversation, "assistant_message", [{"type": "text", "text": reply}])
+        seq = 0
+        for token in script.fragments(reply):
+            seq += 1
+            delta = {**{k: message[k] for k in ("id", "date", "agent_id", "conversation_id", "message_type")}}
+            delta.update(content=[{"type": "text", "text": token}], run_id=run_id, seq_id=seq, type="message")
+            await self._emit(ws, runtime, "stream_delta", delta=delta)
+        usage = {"message_type": "usage_statistics", "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        await self._emit(
+            ws, runtime, "stream_delta", delta={**usage, "run_id": run_id, "seq_id": seq + 1, "type": "message"}
+        )
+        stop = {"message_type": "stop_reason", "stop_reason": "end_turn", "run_id": run_id, "seq_id": seq + 2}
+        await self._emit(ws, runtime, "stream_delta", delta={**stop, "type": "message"})
+        await self._status(ws, runtime, "WAITING_ON_INPUT", runs, [])
+        await self._emit(ws, runtime, "turn_finished", turn_id=turn_id, stop_reason="end_turn", run_id=run_id)
+
+    async def _on_abort_message(self, ws: ServerConnection, command: Frame) -> Frame:
+        runtime = command.get("runtime") or {}
+        conversation = self.conversations.get(str(runtime.get("conversation_id")))
+        running = conversation is not None and conversation.busy and not conversation.abort.is_set()
+        if running and conversation is not None:
+            conversation.abort.set()
+            conversation.aborted = True
+            conversation.queue.clear()
+            await self._status(ws, runtime, "WAITING_ON_INPUT", {}, [])
+            status = {
+                "id": f"lifecycle-{uuid.uuid4()}",
+                "date": _now(),
+                "message_type": "status",
+                "message": "Interrupted",
+                "level": "warning",
+            }
+            await self._emit(ws, runtime, "stream_delta", delta=status)
+        return {"type": "abort_message_response", "runtime": runtime, "aborted": running, "success": True}

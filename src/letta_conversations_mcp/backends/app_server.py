@@ -1,0 +1,325 @@
+"""The App Server backend: Letta Code's App Server (``letta server --listen``), over one WebSocket.
+
+``auto.py`` chooses it for a ``ws://`` or ``wss://`` ``LETTA_BASE_URL``; ``LETTA_API_KEY``, when set,
+is its bearer token (``--ws-auth capability-token``). Commands go through the process's one
+``AppSocket``; payloads are converted by ``app_frames`` into the Letta shapes the rest of the server
+reads, so tools and turns do not know which backend they talk to.
+
+What this backend cannot do raises ``errors.Unsupported`` with one sentence: memory blocks, tool
+approval rules, deleting conversations, forking at a message, per-conversation model settings and
+isolated blocks, and following a run from another process (the App Server sends a turn's frames only
+to the socket that sent its input). The App Server has no approval flow for tool calls: its agents run
+with full local tool access (permission mode "unrestricted"), so nothing is ever pending approval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StreamBroken, Target, Unsupported, not_found
+from ..settings import Settings
+from . import app_frames
+from .app_socket import AppSocket, Runtime
+from .base import Frame
+
+if TYPE_CHECKING:
+    from .. import approval_rules
+
+NAME = "Letta Code's App Server backend"
+#: How long a turn may stay silent (no frame at all, not even a loop status) before it counts as broken.
+TURN_IDLE_SECONDS = 300.0
+
+
+def unsupported(feature: str) -> Unsupported:
+    return Unsupported(f"{feature} is not available on {NAME} (LETTA_BASE_URL is a ws:// URL)")
+
+
+class AppServerBackend:
+    """Typed, error-translating access to one App Server. One per process."""
+
+    background_supported: bool | None = False  # no resumable runs: a turn's frames come once, to its socket
+
+    def __init__(self, settings: Settings, *, socket: AppSocket | None = None) -> None:
+        self.settings = settings
+        self.base_url = settings.effective_base_url
+        token = settings.api_key.get_secret_value() if settings.api_key else None
+        self._socket = socket or AppSocket(self.base_url, token=token, timeout=settings.request_timeout)
+        self._agents: dict[str, str] = {}  # conversation id → agent id
+        self._runs: dict[str, Frame] = {}  # run id → what this process saw of the run
+
+    async def aclose(self) -> None:
+        await self._socket.aclose()
+
+    async def _call(self, command: dict[str, Any], target: Target) -> Frame:
+        reply = await self._socket.request(command, target)
+        if reply.get("success") is False:
+            raise app_frames.refusal(reply, target, self._socket.where)
+        return reply
+
+    # -- agents ------------------------------------------------------------------------------
+    async def list_agents(self, *, name: str | None, limit: int) -> list[Frame]:
+        reply = await self._call({"type": "agent_list"}, Target("agents", action="list agents"))
+        agents = [dict(a) for a in reply.get("agents") or [] if isinstance(a, Mapping)]
+        return [a for a in agents if not name or a.get("name") == name][:limit]
+
+    async def get_agent(self, agent_id: str) -> Frame:
+        reply = await self._call(
+            {"type": "agent_retrieve", "agent_id": agent_id}, Target("agent", agent_id, "read the agent")
+        )
+        return dict(reply.get("agent") or {})
+
+    async def list_blocks(self, agent_id: str) -> list[Frame]:
+        raise unsupported("reading an agent's memory blocks")
+
+    async def get_block(self, block_id: str) -> Frame:
+        raise unsupported("reading a memory block")
+
+    async def set_requires_approval(self, agent_id: str, tool_name: str, required: bool = True) -> None:
+        raise unsupported("requiring approval for a tool")
+
+    # -- conversations -----------------------------------------------------------------------
+    def _conversation(self, reply: Frame) -> Frame:
+        conversation = dict(reply.get("conversation") or {})
+        if conversation.get("id") and conversation.get("agent_id"):
+            self._agents[str(conversation["id"])] = str(conversation["agent_id"])
+        return conversation
+
+    async def create_conversation(
+        self,
+        *,
+        agent_id: str,
+        summary: str | None,
+        model: str | None,
+        model_settings: Mapping[str, Any] | None,
+        isolated_block_labels: list[str] | None = None,
+    ) -> Frame:
+        if model_settings:
+            raise unsupported("per-conversation model settings")
+        if isolated_block_labels:
+            raise unsupported("isolated memory blocks")
+        body: dict[str, Any] = {"agent_id": agent_id}
+        if summary is not None:
+            body["summary"] = summary
+        if model is not None:
+            body["model"] = model
+        target = Target("agent", agent_id, "create a conversation")
+        return self._conversation(await self._call({"type": "conversation_create", "body": body}, target))
+
+    async def get_conversation(self, conversation_id: str) -> Frame:
+        command = {"type": "conversation_retrieve", "conversation_id": conversation_id}
+        target = Target("conversation", conversation_id, "read the conversation")
+        return self._conversation(await self._call(command, target))
+
+    async def confirm_conversation(self, conversation_id: str) -> None:
+        if conversation_id != "default":
+            await self.get_conversation(conversation_id)
+
+    async def list_conversations(
+        self, *, agent_id: str | None, limit: int, after: str | None, summary_search: str | None
+    ) -> list[Frame]:
+        query: dict[str, Any] = {"limit": limit}
+        if agent_id:
+            query["agent_id"] = agent_id
+        if after:
+            query["after"] = after
+        if summary_search:
+            query["summary_search"] = summary_search
+        target = Target("agent", agent_id, "list conversations") if agent_id else Target("conversation", after)
+        reply = await self._call({"type": "conversation_list", "query": query}, target)
+        return [
+            self._conversation({"conversation": c}) for c in reply.get("conversations") or [] if isinstance(c, Mapping)
+        ]
+
+    async def _update(self, conversation_id: str, body: dict[str, Any], action: str) -> Frame:
+        command = {"type": "conversation_update", "conversation_id": conversation_id, "body": body}
+        return self._conversation(await self._call(command, Target("conversation", conversation_id, action)))
+
+    async def update_summary(self, conversation_id: str, summary: str) -> Frame:
+        return await self._update(conversation_id, {"summary": summary}, "update the summary")
+
+    async def set_archived(self, conversation_id: str, archived: bool) -> Frame:
+        action = "archive the conversation" if archived else "unarchive the conversation"
+        return await self._update(conversation_id, {"archived": archived}, action)
+
+    async def fork(self, conversation_id: str, *, agent_id: str | None, message_id: str | None) -> Frame:
+        if message_id:
+            raise unsupported("forking a conversation at a message")
+        command = {"type": "conversation_fork", "conversation_id": conversation_id}
+        forked = self._conversation(
+            await self._call(command, Target("conversation", conversation_id, "fork the conversation"))
+        )
+        if forked.get("id") and not forked.get("agent_id"):  # the fork belongs to the same agent
+            forked["agent_id"] = agent_id or self._agents.get(conversation_id)
+        return forked
+
+    async def compact(self, conversation_id: str, *, agent_id: str | None) -> Frame:
+        command = {"type": "conversation_compact", "conversation_id": conversation_id}
+        reply = await self._call(command, Target("conversation", conversation_id, "compact the conversation"))
+        return dict(reply.get("compaction") or {})
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        raise unsupported("deleting a conversation")
+
+    # -- messages ----------------------------------------------------------------------------
+    async def list_messages(
+        self,
+        conversation_id: str,
+        *,
+        agent_id: str | None,
+        limit: int,
+        after: str | None = None,
+        before: str | None = None,
+        order: str = "desc",
+        message_types: list[str] | None = None,
+    ) -> list[Frame]:
+        query: dict[str, Any] = {"limit": limit, "order": order}
+        if after:
+            query["after"] = after
+        if before:
+            query["before"] = before
+        command = {"type": "conversation_messages_list", "conversation_id": conversation_id, "query": query}
+        reply = await self._call(command, Target("conversation", conversation_id, "list messages"))
+        return app_frames.history(list(reply.get("messages") or []), message_types=message_types)
+
+    # -- turns -------------------------------------------------------------------------------
+    async def _runtime(self, conversation_id: str, agent_id: str | None) -> Runtime:
+        if conversation_id != "default" and conversation_id not in self._agents:
+            await self.get_conversation(conversation_id)
+        agent = self._agents.get(conversation_id) or agent_id
+        if not agent:
+            raise not_found(Target("conversation", conversation_id))
+        return (agent, conversation_id)
+
+    async def stream_turn(
+        self, conversation_id: str, *, agent_id: str | None, text: str, otid: str, background: bool
+    ) -> AsyncIterator[Frame]:
+        """Send ``input`` (``client_message_id``: the otid) and yield the turn's frames until ``turn_finished``.
+
+        Raises ``NotFound``/``Rejected`` when the App Server did not take the message (nothing
+        stored), ``StreamBroken`` (``may_be_stored``) when the socket dropped after it went out.
+        """
+        runtime = await self._runtime(conversation_id, agent_id)
+        target = Target("conversation", conversation_id, "send the message")
+        message = {"role": "user", "content": text, "client_message_id": otid}
+        command = {
+            "type": "input",
+            "runtime": {"agent_id": runtime[0], "conversation_id": runtime[1]},
+            "payload": {"kind": "create_message", "messages": [message]},
+        }
+        async with self._socket.listen(runtime) as inbox:
+            reply = await self._socket.request(command, target, send=True)
+            if not reply.get("accepted"):
+                raise app_frames.input_refusal(reply, target, self._socket.where)
+            turn = _TurnWatch(otid, started=reply.get("disposition") != "queued")
+            while True:
+                try:
+                    event = await asyncio.wait_for(inbox.get(), TURN_IDLE_SECONDS)
+                except TimeoutError:
+                    event = None
+                if event is None:
+                    raise StreamBroken(
+                        f"the connection to Letta Code's App Server at {self._socket.where} broke during the turn "
+                        "on conversation {conversation_id}; the message may be stored",
+                        may_be_stored=True,
+                    )
+                for frame in turn.see(event):
+                    yield frame
+                self._note_run(turn, runtime)
+                if turn.finished:
+                    return
+
+    def _note_run(self, turn: _TurnWatch, runtime: Runtime) -> None:
+        if turn.run_id:
+            self._runs[turn.run_id] = {
+                "id": turn.run_id,
+                "agent_id": runtime[0],
+                "conversation_id": runtime[1],
+                "status": turn.status,
+                "stop_reason": turn.stop_reason,
+                "seen": self._runs.get(turn.run_id, {}).get("seen", time.monotonic()),
+            }
+
+    def resume_turn(self, run_id: str, *, starting_after: int) -> AsyncIterator[Frame]:
+        raise unsupported("following a run's stream again")
+
+    async def get_run(self, run_id: str) -> Frame:
+        run = self._runs.get(run_id)
+        if run is None:  # the App Server has no run lookup: only this process's runs are known
+            raise not_found(Target("run", run_id))
+        return {k: v for k, v in run.items() if k != "seen"}
+
+    def _runs_of(self, conversation_id: str) -> list[Frame]:
+        runs = [r for r in self._runs.values() if r["conversation_id"] == conversation_id]
+        return sorted(runs, key=lambda r: r["seen"])
+
+    async def active_runs(self, conversation_id: str, *, agent_id: str | None) -> list[str]:
+        return [r["id"] for r in self._runs_of(conversation_id) if r["status"] == "running"]
+
+    async def latest_run(self, conversation_id: str, *, agent_id: str | None) -> Frame | None:
+        runs = self._runs_of(conversation_id)
+        return await self.get_run(runs[-1]["id"]) if runs else None
+
+    async def cancel(self, conversation_id: str, *, agent_id: str | None) -> Frame:
+        """``abort_message``: answered at once; the turn's ``turn_finished(cancelled)`` follows when the
+        model call returns."""
+        runtime = await self._runtime(conversation_id, agent_id)
+        command = {"type": "abort_message", "runtime": {"agent_id": runtime[0], "conversation_id": runtime[1]}}
+        reply = await self._call(command, Target("conversation", conversation_id, "cancel the running turn"))
+        return app_frames.cancelled(reply, await self.active_runs(conversation_id, agent_id=agent_id))
+
+    # -- tool approvals ----------------------------------------------------------------------
+    def stream_approval(
+        self,
+        conversation_id: str,
+        *,
+        agent_id: str | None,
+        decisions: list[approval_rules.Decision],
+        otid: str,
+        background: bool,
+    ) -> AsyncIterator[Frame]:
+        raise unsupported("answering a tool approval")
+
+    async def pending_approval(self, conversation_id: str, *, agent_id: str | None) -> list[approval_rules.PendingCall]:
+        return []  # no approval flow: tools run without asking (permission mode "unrestricted")
+
+    async def conversations_with_approval_requests(self, agent_id: str, *, limit: int = 100) -> set[str]:
+        return set()
+
+
+class _TurnWatch:
+    """One turn's events on its runtime → REST-shaped frames, until its ``turn_finished``.
+
+    ``started``: the App Server started this input at once; else it was queued behind another
+    turn, whose events are skipped until the App Server takes this one off its queue.
+    """
+
+    def __init__(self, client_message_id: str, *, started: bool) -> None:
+        self.client_message_id = client_message_id
+        self.started = started
+        self.run_id: str | None = None
+        self.status = "running"
+        self.stop_reason: str | None = None
+        self.finished = False
+
+    def see(self, event: Frame) -> list[Frame]:
+        kind = event.get("type")
+        if not self.started:
+            self.started = app_frames.dequeued(event, self.client_message_id)
+            return []
+        if kind == "update_loop_status" and self.run_id is None:
+            self.run_id = app_frames.run_of(event, self.client_message_id)
+        if kind == "turn_finished":
+            self.finished = True
+            self.stop_reason = str(event.get("stop_reason") or "end_turn")
+            self.status = "cancelled" if self.stop_reason == "cancelled" else "completed"
+            self.run_id = self.run_id or (str(event["run_id"]) if event.get("run_id") else None)
+            return [{**app_frames.finish_frame(event), **({"run_id": self.run_id} if self.run_id else {})}]
+        frame = app_frames.turn_frame(event)
+        if frame is None:
+            return []
+        if self.run_id and frame.get("run_id") not in (None, self.run_id):
+            return []  # another run's chunk
+        return [frame]

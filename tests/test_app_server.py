@@ -1,0 +1,153 @@
+"""The App Server backend through the MCP tools, against the App Server double (``devstack``).
+
+The double speaks the WebSocket protocol recorded from the real ``letta==0.34.12``
+(``tests/data/app-server/``); the server under test reaches it over a real socket, chosen by the
+``ws://`` URL alone. Assertions read what a host sees: isError, the text and structuredContent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from letta_conversations_devstack.app_server_double import AppServerDouble
+from letta_conversations_devstack.stack import free_port
+from letta_conversations_mcp.app import build_server
+from tests.helpers.tools import SECRET, call, call_error, make_settings, text_of
+
+RECORDINGS = Path(__file__).parent / "data" / "app-server"
+AGENT = "agent-local-d7c8edaa-d5a0-42d3-b7df-30fc79895960"  # created in 03_agent_create.jsonl
+
+
+@pytest.fixture
+async def app_double() -> AsyncIterator[AppServerDouble]:
+    double = AppServerDouble(RECORDINGS)
+    await double.start()
+    yield double
+    await double.stop()
+
+
+@pytest.fixture
+async def client(app_double: AppServerDouble) -> AsyncIterator[Client]:
+    async with Client(build_server(make_settings(app_double.url, AGENT))) as c:
+        yield c
+
+
+@pytest.mark.anyio
+async def test_a_ws_url_reaches_the_app_server_and_its_recorded_agents(client: Client) -> None:
+    agents = await call(client, "list_agents")
+    ids = {a["id"] for a in agents["agents"]}
+    assert AGENT in ids and all(i.startswith("agent-local-") for i in ids)
+
+
+@pytest.mark.anyio
+async def test_create_send_list_summary_roundtrip(client: Client, app_double: AppServerDouble) -> None:
+    conversation = await call(client, "create_conversation", summary="first")
+    cid = conversation["id"]
+    assert cid.startswith("local-conv-") and conversation["agent_id"] == AGENT
+
+    sent = await call(client, "send_message", conversation_id=cid, message="hello there")
+    assert sent["status"] == "completed" and sent["reply"] == "echo: hello there"
+    assert sent["run_id"].startswith("local-run-")
+    inputs = [c for c in app_double.commands if c["type"] == "input"]
+    assert inputs[0]["payload"]["messages"][0]["client_message_id"], "every input carries a client_message_id"
+
+    page = await call(client, "list_messages", conversation_id=cid, order="asc")
+    shown = [(m["type"], m["text"]) for m in page["messages"]]
+    assert shown == [("user", "hello there"), ("assistant", "echo: hello there")]
+    assert "system-reminder" not in str(page), "Letta Code's reminders are left out"
+
+    assert (await call(client, "update_summary", conversation_id=cid, summary="renamed"))["summary"] == "renamed"
+    assert (await call(client, "get_conversation", conversation_id=cid))["summary"] == "renamed"
+    found = await call(client, "list_conversations", search="renam")
+    assert [c["id"] for c in found["conversations"]] == [cid]
+
+
+@pytest.mark.anyio
+async def test_list_messages_pages_with_before(client: Client) -> None:
+    cid = (await call(client, "create_conversation"))["id"]
+    for word in ("one", "two"):
+        await call(client, "send_message", conversation_id=cid, message=word)
+    first = await call(client, "list_messages", conversation_id=cid, limit=2)
+    assert [m["text"] for m in first["messages"]] == ["echo: two", "two"], "newest first"
+    older = await call(client, "list_messages", conversation_id=cid, limit=2, before=first["next_before"])
+    texts = [m["text"] for m in older["messages"]]
+    assert set(texts) == {"one", "echo: one"}
+
+
+@pytest.mark.anyio
+async def test_fork_and_compact(client: Client) -> None:
+    cid = (await call(client, "create_conversation"))["id"]
+    await call(client, "send_message", conversation_id=cid, message="remember this")
+    forked = await call(client, "fork_conversation", conversation_id=cid)
+    assert forked["id"] != cid and forked["id"].startswith("local-conv-")
+    compacted = await call(client, "compact_conversation", conversation_id=cid)
+    assert compacted["messages_before"] >= 2
+
+
+@pytest.mark.anyio
+async def test_cancel_run_aborts_a_slow_turn(client: Client, app_double: AppServerDouble) -> None:
+    cid = (await call(client, "create_conversation"))["id"]
+    sending = asyncio.ensure_future(
+        client.call_tool("send_message", {"conversation_id": cid, "message": "SLOW 2 please"})
+    )
+    with anyio.fail_after(10):
+        while not any(c["type"] == "input" for c in app_double.commands):
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    cancelled = await call(client, "cancel_run", conversation_id=cid)
+    assert cancelled["message"] in ("cancelled the running turn", "cancelled 1 run(s)"), cancelled
+    assert any(c["type"] == "abort_message" for c in app_double.commands)
+    result = await sending
+    assert result.structured_content is not None and result.structured_content["status"] == "cancelled", text_of(result)
+
+
+@pytest.mark.anyio
+async def test_what_the_app_server_lacks_is_said_in_one_sentence(client: Client) -> None:
+    cid = (await call(client, "create_conversation"))["id"]
+    text = await call_error(client, "delete_conversation", conversation_id=cid, confirm_conversation_id=cid)
+    assert "deleting a conversation is not available on Letta Code's App Server backend" in text
+
+
+@pytest.mark.anyio
+async def test_an_unknown_conversation_reads_as_not_found(client: Client) -> None:
+    text = await call_error(client, "get_conversation", conversation_id="local-conv-999")
+    assert "local-conv-999 not found" in text
+
+
+@pytest.mark.anyio
+async def test_a_refused_token_is_one_sentence() -> None:
+    double = AppServerDouble(RECORDINGS, token="the-right-token")
+    await double.start()
+    try:
+        async with Client(build_server(make_settings(double.url, AGENT))) as c:
+            text = await call_error(c, "list_agents")
+        assert "refused the connection (401)" in text and "LETTA_API_KEY" in text and SECRET not in text
+        async with Client(build_server(make_settings(double.url, AGENT, api_key="the-right-token"))) as c:
+            assert (await call(c, "list_agents"))["agents"]
+    finally:
+        await double.stop()
+
+
+@pytest.mark.anyio
+async def test_an_unknown_protocol_version_is_one_sentence() -> None:
+    double = AppServerDouble(RECORDINGS, protocol_version=2)
+    await double.start()
+    try:
+        async with Client(build_server(make_settings(double.url, AGENT))) as c:
+            text = await call_error(c, "list_agents")
+        assert "speaks protocol version 2" in text
+    finally:
+        await double.stop()
+
+
+@pytest.mark.anyio
+async def test_an_app_server_that_is_not_running_is_one_sentence() -> None:
+    async with Client(build_server(make_settings(f"ws://127.0.0.1:{free_port()}/ws", AGENT))) as c:
+        text = await call_error(c, "list_agents")
+    assert "App Server at ws://127.0.0.1" in text and "not reachable" in text
