@@ -151,3 +151,38 @@ async def test_an_app_server_that_is_not_running_is_one_sentence() -> None:
     async with Client(build_server(make_settings(f"ws://127.0.0.1:{free_port()}/ws", AGENT))) as c:
         text = await call_error(c, "list_agents")
     assert "App Server at ws://127.0.0.1" in text and "not reachable" in text
+
+
+@pytest.mark.anyio
+async def test_a_call_after_the_app_server_restarts_connects_again() -> None:
+    double = AppServerDouble(RECORDINGS)
+    url = await double.start()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        async with Client(build_server(make_settings(url, AGENT))) as c:
+            await call(c, "list_agents")
+            await double.stop()
+            await double.start(port=port)
+            assert AGENT in {a["id"] for a in (await call(c, "list_agents"))["agents"]}
+            connects = [cmd for cmd in double.commands if cmd["type"] == "app_server_info"]
+            assert len(connects) == 2, "one new connection, which reads app_server_info again"
+    finally:
+        await double.stop()
+
+
+@pytest.mark.anyio
+async def test_a_socket_lost_mid_turn_ends_in_one_sentence_not_a_hang() -> None:
+    double = AppServerDouble(RECORDINGS, drop_after_deltas=1)
+    await double.start()
+    try:
+        async with Client(build_server(make_settings(double.url, AGENT))) as c:
+            cid = (await call(c, "create_conversation"))["id"]
+            with anyio.fail_after(30):
+                result = await c.call_tool("send_message", {"conversation_id": cid, "message": "TOKENS cut short here"})
+            text = text_of(result)
+            assert "after the connection broke is not available on Letta Code's App Server backend" in text, text
+            assert "list_messages" in text and "Traceback" not in text
+            inputs = [cmd for cmd in double.commands if cmd["type"] == "input"]
+            assert len(inputs) == 1, "the message is never sent twice"
+    finally:
+        await double.stop()

@@ -67,7 +67,9 @@ class _Conversation:
 class AppServerDouble:
     """The App Server double: ``await start()`` gives its ``ws://…/ws`` URL; ``token`` requires a bearer token."""
 
-    def __init__(self, recordings: Path, *, token: str | None = None, protocol_version: int = 1) -> None:
+    def __init__(
+        self, recordings: Path, *, token: str | None = None, protocol_version: int = 1, drop_after_deltas: int = 0
+    ) -> None:
         frames = recorded(recordings)
         info = next(f for f in frames if f.get("type") == "app_server_info_response")
         self.info = {k: v for k, v in info.items() if k not in ("type", "request_id")} | {
@@ -80,7 +82,15 @@ class AppServerDouble:
             ):
                 if isinstance(agent, Mapping):
                     self.agents[str(agent["id"])] = dict(agent)
+        #: The usage chunk of a recorded turn: every turn of the double ends with one of its shape.
+        self.usage = next(
+            dict(f["delta"])
+            for f in frames
+            if f.get("type") == "stream_delta" and f["delta"].get("message_type") == "usage_statistics"
+        )
         self.token = token
+        #: A fault: close the turn's socket after this many assistant chunks (0: never).
+        self.drop_after_deltas = drop_after_deltas
         self.conversations: dict[str, _Conversation] = {}
         self.commands: list[Frame] = []  # every command received, for the tests
         self._ids = {"conv": 1, "msg": 1, "run": 1, "seq": 0}
@@ -348,10 +358,18 @@ class AppServerDouble:
             delta = {**{k: message[k] for k in ("id", "date", "agent_id", "conversation_id", "message_type")}}
             delta.update(content=[{"type": "text", "text": token}], run_id=run_id, seq_id=seq, type="message")
             await self._emit(ws, runtime, "stream_delta", delta=delta)
-        usage = {"message_type": "usage_statistics", "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-        await self._emit(
-            ws, runtime, "stream_delta", delta={**usage, "run_id": run_id, "seq_id": seq + 1, "type": "message"}
-        )
+            if seq == self.drop_after_deltas:
+                await ws.close()  # the fault: the rest of the turn goes on, its frames go nowhere
+        self._ids["msg"] += 1
+        usage = {
+            **self.usage,
+            "id": f"letta-msg-{self._ids['msg']}",
+            "date": _now(),
+            "run_id": run_id,
+            "seq_id": seq + 1,
+        }
+        usage.update(agent_id=conversation.record["agent_id"], conversation_id=conversation.record["id"])
+        await self._emit(ws, runtime, "stream_delta", delta=usage)
         stop = {"message_type": "stop_reason", "stop_reason": "end_turn", "run_id": run_id, "seq_id": seq + 2}
         await self._emit(ws, runtime, "stream_delta", delta={**stop, "type": "message"})
         await self._status(ws, runtime, "WAITING_ON_INPUT", runs, [])

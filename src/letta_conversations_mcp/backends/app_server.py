@@ -220,9 +220,11 @@ class AppServerBackend:
                 except TimeoutError:
                     event = None
                 if event is None:
+                    turn.status = "lost"  # its frames went to the closed socket: how it ends is not known here
+                    self._note_run(turn, runtime)
                     raise StreamBroken(
                         f"the connection to Letta Code's App Server at {self._socket.where} broke during the turn "
-                        "on conversation {conversation_id}; the message may be stored",
+                        f"on conversation {conversation_id}; the message may be stored",
                         may_be_stored=True,
                     )
                 for frame in turn.see(event):
@@ -249,6 +251,11 @@ class AppServerBackend:
         run = self._runs.get(run_id)
         if run is None:  # the App Server has no run lookup: only this process's runs are known
             raise not_found(Target("run", run_id))
+        if run["status"] == "lost":
+            raise Unsupported(
+                f"following run {run_id} after the connection broke is not available on {NAME}: its reply may "
+                "still arrive in the conversation, so read it with list_messages before sending again"
+            )
         return {k: v for k, v in run.items() if k != "seen"}
 
     def _runs_of(self, conversation_id: str) -> list[Frame]:

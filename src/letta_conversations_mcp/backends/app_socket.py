@@ -69,6 +69,8 @@ class AppSocket:
             self._reader = asyncio.create_task(self._read(ws))
             try:
                 self.info = await self._exchange(ws, {"type": "app_server_info"}, target)
+            except SocketGone:
+                raise self._broken(target, False) from None
             except BaseException:
                 await ws.close()
                 raise
@@ -173,9 +175,22 @@ class AppSocket:
 
     # -- commands ------------------------------------------------------------------------------
     async def request(self, command: dict[str, Any], target: Target, *, send: bool = False) -> Frame:
-        """Send one command and return its reply (``send``: a message, which may be stored if the reply is lost)."""
+        """Send one command and return its reply (``send``: a message, which may be stored if the reply is lost).
+
+        A command other than a send whose socket turns out to be gone (the App Server restarted) is
+        sent once more on a new connection: it changes nothing, or the same thing twice.
+        """
         ws = await self._connected(target)
-        return await self._exchange(ws, command, target, send=send)
+        try:
+            return await self._exchange(ws, command, target, send=send)
+        except SocketGone:
+            if send:
+                raise self._broken(target, send) from None
+            log.info("App Server at %s: the socket was gone; sending %s again", self.where, command["type"])
+        try:
+            return await self._exchange(await self._connected(target), command, target)
+        except SocketGone:
+            raise self._broken(target, send) from None
 
     async def _exchange(
         self, ws: ClientConnection, command: dict[str, Any], target: Target, *, send: bool = False
@@ -188,7 +203,7 @@ class AppSocket:
             await ws.send(json.dumps({**command, "request_id": request_id}))
             return await asyncio.wait_for(future, self.timeout)
         except ConnectionLost:
-            raise self._broken(target, send) from None
+            raise SocketGone from None
         except TimeoutError:
             raise StreamBroken(
                 f"Letta Code's App Server at {self.where} did not answer {kind!r} within {self.timeout:g} s "
@@ -200,7 +215,9 @@ class AppSocket:
             raise
         except Exception as exc:  # the send itself failed: the socket is gone
             log.info("App Server at %s: sending %s failed (%s)", self.where, kind, type(exc).__name__)
-            raise self._broken(target, send) from None
+            if self._ws is ws:
+                self._ws = None
+            raise SocketGone from None
         finally:
             self._pending.pop(request_id, None)
 
@@ -213,7 +230,11 @@ class AppSocket:
 
 
 class ConnectionLost(Exception):
-    """The socket closed while a command waited for its reply (internal: turned into StreamBroken)."""
+    """The socket closed while a command waited for its reply (internal)."""
+
+
+class SocketGone(Exception):
+    """The command's socket closed before its reply came (internal: retried or turned into StreamBroken)."""
 
 
 def refused(status: int, where: str, *, token: bool) -> LettaRequestError:

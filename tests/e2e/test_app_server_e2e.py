@@ -1,0 +1,172 @@
+"""The App Server backend against the real Letta Code App Server (PyPI ``letta==0.34.12``), offline.
+
+``AppServerStack`` (devstack) installs it once into a cache, runs it in a scratch HOME with the
+scripted model, and the server under test reaches it over its real WebSocket. Also checks that the
+fast suite's double (``app_server_double``) still sends what the real App Server sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from letta_conversations_devstack.app_server_double import AppServerDouble
+from letta_conversations_devstack.app_server_stack import AppServerStack
+from letta_conversations_mcp.app import build_server
+from tests.helpers.tools import call, handle, make_settings, text_of
+
+RECORDINGS = Path(__file__).parents[1] / "data" / "app-server"
+
+
+@pytest.fixture(scope="module")
+def app_server() -> Iterator[AppServerStack]:
+    with AppServerStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def agent(app_server: AppServerStack) -> str:
+    return app_server.create_agent("mcp-e2e")
+
+
+@pytest.fixture
+async def client(app_server: AppServerStack, agent: str) -> AsyncIterator[Client]:
+    async with Client(build_server(make_settings(app_server.url, agent, api_key=None))) as c:
+        yield c
+
+
+@pytest.mark.anyio
+async def test_every_conversation_tool_works_on_the_real_app_server(client: Client, agent: str) -> None:
+    assert agent in {a["id"] for a in (await call(client, "list_agents"))["agents"]}
+    cid = (await call(client, "create_conversation", summary="e2e first"))["id"]
+    sent = await call(client, "send_message", conversation_id=cid, message="hello there")
+    assert sent["status"] == "completed" and sent["reply"] == "echo: hello there", sent
+    await call(client, "send_message", conversation_id=cid, message="TOKENS one two three")
+
+    page = await call(client, "list_messages", conversation_id=cid, order="asc")
+    assert [m["text"] for m in page["messages"]] == [
+        "hello there",
+        "echo: hello there",
+        "TOKENS one two three",
+        "echo: TOKENS one two three",
+    ], "reminders left out"
+    newest = await call(client, "list_messages", conversation_id=cid, limit=2)
+    older = await call(client, "list_messages", conversation_id=cid, limit=2, before=newest["next_before"])
+    assert [m["text"] for m in older["messages"]] == ["echo: hello there", "hello there"]
+
+    assert (await call(client, "update_summary", conversation_id=cid, summary="e2e renamed"))[
+        "summary"
+    ] == "e2e renamed"
+    found = await call(client, "list_conversations", search="e2e renam")
+    assert cid in [c["id"] for c in found["conversations"]]
+    forked = await call(client, "fork_conversation", conversation_id=cid)
+    assert forked["id"].startswith("local-conv-") and forked["id"] != cid
+    compacted = await call(client, "compact_conversation", conversation_id=cid)
+    assert compacted["messages_before"] >= 4
+
+
+@pytest.mark.anyio
+async def test_a_long_turn_is_collected_and_an_abort_cancels(app_server: AppServerStack, agent: str) -> None:
+    async with Client(build_server(make_settings(app_server.url, agent, api_key=None, wait_seconds=1.0))) as c:
+        cid = (await call(c, "create_conversation"))["id"]
+        first = await call(c, "send_message", conversation_id=cid, message="SLOW 4 long turn")
+        assert first["status"] == "running", first
+        done = await call(c, "wait_for_reply", **handle(first), wait_seconds=20)
+        assert done["status"] == "completed" and done["reply"] == "echo: SLOW 4 long turn", done
+
+        slow = await call(c, "send_message", conversation_id=cid, message="SLOW 6 to abort")
+        assert slow["status"] == "running"
+        cancelled = await call(c, "cancel_run", conversation_id=cid)
+        assert cancelled["message"].startswith("cancelled"), cancelled
+        ended = await call(c, "wait_for_reply", **handle(slow), wait_seconds=20)
+        assert ended["status"] == "cancelled", ended
+
+
+@pytest.mark.anyio
+async def test_turns_go_on_after_the_app_server_restarts(app_server: AppServerStack, client: Client) -> None:
+    cid = (await call(client, "create_conversation"))["id"]
+    await call(client, "send_message", conversation_id=cid, message="before restart")
+    await anyio.to_thread.run_sync(app_server.stop_server)
+    await anyio.to_thread.run_sync(app_server.start_server)
+    after = await call(client, "send_message", conversation_id=cid, message="after restart")
+    assert after["reply"] == "echo: after restart", after
+    page = await call(client, "list_messages", conversation_id=cid, order="asc")
+    texts = [m["text"] for m in page["messages"]]
+    assert texts == ["before restart", "echo: before restart", "after restart", "echo: after restart"], texts
+
+
+@pytest.mark.anyio
+async def test_two_mcp_callers_on_one_app_server(app_server: AppServerStack, agent: str) -> None:
+    async def one(word: str) -> str:
+        async with Client(build_server(make_settings(app_server.url, agent, api_key=None))) as c:
+            cid = (await call(c, "create_conversation"))["id"]
+            result = await c.call_tool("send_message", {"conversation_id": cid, "message": f"SLOW 1 {word}"})
+            assert not result.is_error, text_of(result)
+            assert result.structured_content is not None
+            return str(result.structured_content["reply"])
+
+    replies = await asyncio.gather(one("alpha"), one("beta"))
+    assert replies == ["echo: SLOW 1 alpha", "echo: SLOW 1 beta"]
+
+
+# -- the double speaks what the real App Server sends ----------------------------------------------
+def _shape(frame: dict[str, Any]) -> tuple[str, frozenset[str]]:
+    """A frame's type and keys (values differ between runs; the keys a client reads must not)."""
+    keys = set(frame) - {"request_id"}
+    delta = frame.get("delta")
+    if isinstance(delta, dict):
+        keys |= {f"delta.{delta.get('message_type')}.{k}" for k in delta}
+    return str(frame.get("type")), frozenset(keys)
+
+
+async def _session(url: str, agent: str) -> set[tuple[str, frozenset[str]]]:
+    """The shapes of everything one scripted session receives: a conversation, a turn, its messages."""
+    from websockets.asyncio.client import connect
+
+    shapes: set[tuple[str, frozenset[str]]] = set()
+    async with connect(url) as ws:
+
+        async def ask(command: dict[str, Any], until: str) -> dict[str, Any]:
+            await ws.send(json.dumps({**command, "request_id": until}))
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if frame.get("type") not in ("update_device_status", "update_queue"):
+                    shapes.add(_shape(frame))
+                if frame.get("request_id") == until or frame.get("type") == until:
+                    return frame
+
+        conversation = (await ask({"type": "conversation_create", "body": {"agent_id": agent}}, "c"))["conversation"]
+        runtime = {"agent_id": agent, "conversation_id": conversation["id"]}
+        message = {"role": "user", "content": "hello", "client_message_id": "cm-shape-1"}
+        await ask(
+            {"type": "input", "runtime": runtime, "payload": {"kind": "create_message", "messages": [message]}}, "i"
+        )
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            if frame.get("type") not in ("update_device_status", "update_queue"):
+                shapes.add(_shape(frame))
+            if frame.get("type") == "turn_finished":
+                break
+        await ask({"type": "conversation_messages_list", "conversation_id": conversation["id"], "query": {}}, "m")
+        await ask({"type": "conversation_retrieve", "conversation_id": "local-conv-999999"}, "r")
+    return shapes
+
+
+@pytest.mark.anyio
+async def test_the_double_sends_what_the_real_app_server_sends(app_server: AppServerStack, agent: str) -> None:
+    real = await _session(app_server.url, agent)
+    double = AppServerDouble(RECORDINGS)
+    await double.start()
+    try:
+        doubled = await _session(double.url, next(iter(double.agents)))
+    finally:
+        await double.stop()
+    missing = {(kind, keys) for kind, keys in real if not any(k == kind and keys <= d for k, d in doubled)}
+    assert missing == set(), f"the double lacks what the real App Server sends: {sorted(missing, key=str)}"
