@@ -24,6 +24,7 @@ from .handshake import INSTRUCTIONS, NAME, TITLE
 from .resources import ResourceSpec
 from .settings import Settings
 from .state import AppState
+from .tasks import TasksExtension
 from .tools import ToolSpec, agents, approvals, conversations, lifecycle, messages, turns
 from .turns import TurnManager
 
@@ -69,6 +70,7 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
     ``reasons`` records the hosts' cancel reasons (the process entry closes it when a signal stops the server).
     """
     reasons = CancelReasons() if reasons is None else reasons
+    tasks = TasksExtension()
     server = MCPServer(
         name=NAME,
         title=TITLE,
@@ -76,7 +78,9 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
         version=__version__,
         lifespan=lifespan(settings, reasons),
         log_level=settings.log_level,
+        extensions=[tasks],
     )
+    tasks.bind(server)
     secrets = settings.secrets()
     for spec in CORE_TOOLS + (ALL_ONLY_TOOLS if settings.tools == "all" else []):
         server.add_tool(guard_tool(spec.fn, secrets), annotations=spec.annotations)
