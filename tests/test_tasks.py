@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from letta_conversations_devstack.valkey import ValkeyProcess
 from letta_conversations_mcp.app import build_server
 from tests.helpers.approval_host import APPROVE, Host
 from tests.helpers.privacy import client as caller_client
@@ -156,3 +157,45 @@ async def test_an_approval_is_input_required_and_update_continues_the_same_turn(
             await tasks_request(c, "tasks/update", taskId=created.task_id, inputResponses={key: APPROVE})
     assert letta_double.user_messages(cid) == ["REMEMBER via a task"], "sent once"
     assert host.questions == [], "the task's question went through tasks/get, not elicitation"
+
+
+@pytest.fixture
+def valkey() -> Iterator[ValkeyProcess]:
+    with ValkeyProcess() as server:
+        yield server
+
+
+async def test_with_valkey_any_process_reads_the_task_after_its_creator_stopped(
+    letta_double: Any, agent_id: str, valkey: ValkeyProcess
+) -> None:
+    settings = make_settings(letta_double.base_url, agent_id, redis_url=valkey.url)
+    first, second = build_server(settings), build_server(settings)
+    async with Client(second, mode="auto", extensions=[TasksClient()]) as other:
+        async with Client(first, mode="auto", extensions=[TasksClient()]) as creator:
+            cid = await conversation(creator)
+            created = await task_call(creator, "send_message", conversation_id=cid, message="SLOW 2 shared")
+            assert isinstance(created, TaskCreated)
+            seen = await tasks_request(other, "tasks/get", taskId=created.task_id)
+            assert seen["status"] == "working" and seen["taskId"] == created.task_id
+        # the creating server has stopped (its lifespan ended mid-turn); Letta goes on with the run
+        done = await poll(other, created.task_id, until=("completed", "failed"), seconds=30)
+    assert done["status"] == "completed", done
+    assert done["result"]["structuredContent"]["reply"] == "echo: SLOW 2 shared"
+    assert letta_double.user_messages(cid) == ["SLOW 2 shared"], "sent once"
+
+
+async def test_valkey_down_is_one_sentence_for_tasks_get(
+    letta_double: Any, agent_id: str, valkey: ValkeyProcess
+) -> None:
+    server = build_server(make_settings(letta_double.base_url, agent_id, redis_url=valkey.url))
+    async with Client(server, mode="auto", extensions=[TasksClient()]) as c:
+        cid = await conversation(c)
+        created = await task_call(c, "send_message", conversation_id=cid, message="SLOW 1 outage")
+        assert isinstance(created, TaskCreated)
+        valkey.kill()
+        with pytest.raises(MCPError) as raised:
+            await tasks_request(c, "tasks/get", taskId=created.task_id)
+        assert raised.value.error.code == -32603
+        assert "the coordination store (Valkey/Redis at" in raised.value.error.message
+        assert "\n" not in raised.value.error.message
+        valkey.start()

@@ -70,7 +70,8 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
     ``reasons`` records the hosts' cancel reasons (the process entry closes it when a signal stops the server).
     """
     reasons = CancelReasons() if reasons is None else reasons
-    tasks = TasksExtension()
+    secrets = settings.secrets()
+    tasks = TasksExtension(secrets)
     server = MCPServer(
         name=NAME,
         title=TITLE,
@@ -81,7 +82,6 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
         extensions=[tasks],
     )
     tasks.bind(server)
-    secrets = settings.secrets()
     for spec in CORE_TOOLS + (ALL_ONLY_TOOLS if settings.tools == "all" else []):
         server.add_tool(guard_tool(spec.fn, secrets), annotations=spec.annotations)
     for res in RESOURCES:

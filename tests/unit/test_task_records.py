@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
+from letta_conversations_mcp.coordination.memory import InProcessCoordinator
 from letta_conversations_mcp.tasks.records import POLL_INTERVAL_MS, TTL_MS, TaskRecord, new_task_id
-from letta_conversations_mcp.tasks.store import MemoryTaskStore
+from letta_conversations_mcp.tasks.store import TaskStore
 
 pytestmark = pytest.mark.anyio
 
@@ -50,24 +52,34 @@ def test_shapes_carry_what_each_status_carries() -> None:
     assert failed.detailed()["error"]["message"] == "boom" and "result" not in failed.detailed()
 
 
-async def test_expired_tasks_are_dropped() -> None:
+async def test_expired_tasks_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    store = MemoryTaskStore(clock=lambda: now[0])
-    old = record(now[0])
+    monkeypatch.setattr(TaskStore, "now", staticmethod(lambda: now[0]))
+    store = TaskStore(InProcessCoordinator())
+    old = record(now[0], status="completed", result={"content": []})
     await store.save(old)
     now[0] += TTL_MS / 1000 - 1
-    assert await store.load(old.task_id) is old
+    assert await store.load(old.task_id) == old  # a copy read back, every field kept
     now[0] += 1
     assert await store.load(old.task_id) is None
-    fresh, stale = record(now[0]), record(now[0] - TTL_MS / 1000)
-    await store.save(stale)
-    await store.save(fresh)  # saving prunes what expired
-    assert await store.load(fresh.task_id) is fresh and await store.load(stale.task_id) is None
+    stale = record(now[0] - TTL_MS / 1000)
+    await store.save(stale)  # already past its time: not stored at all
+    assert await store.load(stale.task_id) is None
 
 
-async def test_the_store_keeps_at_most_its_limit() -> None:
-    store = MemoryTaskStore(clock=lambda: 0.0, limit=3)
-    records = [record(0.0) for _ in range(5)]
+async def test_the_in_process_store_keeps_at_most_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    coordinator = InProcessCoordinator()
+    monkeypatch.setattr(coordinator, "KEEP_VALUES", 3)
+    store = TaskStore(coordinator)
+    records = [record(TaskStore.now()) for _ in range(5)]
     for r in records:
         await store.save(r)
     assert [await store.load(r.task_id) for r in records] == [None, None, *records[2:]]
+
+
+async def test_values_expire_in_the_in_process_coordinator() -> None:
+    coordinator = InProcessCoordinator()
+    await coordinator.put_value("a", "1", ttl=0.05)
+    assert await coordinator.get_value("a") == "1"
+    await anyio.sleep(0.06)
+    assert await coordinator.get_value("a") is None and await coordinator.get_value("never") is None

@@ -37,10 +37,12 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import Field
 
 from .. import access
+from ..errors import Failure
+from ..guards import guard_request
 from ..handshake import TASKS_EXTENSION
 from ..state import AppState
 from .records import TaskRecord, is_unfinished_turn, new_task_id, turn_status
-from .store import MemoryTaskStore
+from .store import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,8 @@ class TasksExtension(Extension):
 
     identifier = TASKS
 
-    def __init__(self, store: MemoryTaskStore | None = None) -> None:
-        self.store = store if store is not None else MemoryTaskStore()
+    def __init__(self, secrets: list[str]) -> None:
+        self._secrets = secrets  # redacted from every error message
         self._server: MCPServer[AppState] | None = None
 
     def bind(self, server: MCPServer[AppState]) -> None:
@@ -84,9 +86,13 @@ class TasksExtension(Extension):
     def methods(self) -> Sequence[MethodBinding]:
         modern = frozenset(MODERN_PROTOCOL_VERSIONS)
         return (
-            MethodBinding("tasks/get", TaskIdParams, self._get, protocol_versions=modern),
-            MethodBinding("tasks/update", UpdateTaskParams, self._update, protocol_versions=modern),
-            MethodBinding("tasks/cancel", TaskIdParams, self._cancel, protocol_versions=modern),
+            MethodBinding("tasks/get", TaskIdParams, guard_request(self._get, self._secrets), protocol_versions=modern),
+            MethodBinding(
+                "tasks/update", UpdateTaskParams, guard_request(self._update, self._secrets), protocol_versions=modern
+            ),
+            MethodBinding(
+                "tasks/cancel", TaskIdParams, guard_request(self._cancel, self._secrets), protocol_versions=modern
+            ),
         )
 
     # -- tools/call ------------------------------------------------------------------------------
@@ -103,12 +109,16 @@ class TasksExtension(Extension):
         if not is_unfinished_turn(structured):
             return result
         record = self._new_record(ctx, structured or {})
-        await self.store.save(record)
+        try:
+            await self._store(ctx).save(record)
+        except Failure as exc:  # the turn goes on; the caller gets today's result, which says how to collect it
+            log.warning("no task for turn %s: %s", next(iter(record.handle.values())), exc.message)
+            return result
         log.info("task %s follows turn %s", record.task_id[:12], next(iter(record.handle.values())))
         return record.created()
 
     def _new_record(self, ctx: ServerRequestContext[Any, Any], structured: dict[str, Any]) -> TaskRecord:
-        at = self.store.now()
+        at = TaskStore.now()
         run_id, turn_id = structured.get("run_id"), structured.get("turn_id")
         handle = {"run_id": str(run_id)} if run_id else {"turn_id": str(turn_id)}
         agent = structured.get("agent_id")
@@ -159,7 +169,7 @@ class TasksExtension(Extension):
 
     async def _owned(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskRecord:
         """The caller's task; someone else's reads exactly like an unknown id."""
-        record = await self.store.load(task_id)
+        record = await self._store(ctx).load(task_id)
         if record is None or record.owner != access.caller(ctx).owner_identity:
             raise MCPError(code=INVALID_PARAMS, message=UNKNOWN.format(task_id=task_id))
         return record
@@ -173,7 +183,7 @@ class TasksExtension(Extension):
     ) -> None:
         """Call ``wait_for_reply`` on the task's turn and record what it says."""
         outcome = await self._call(ctx, call)
-        record.updated_at = self.store.now()
+        record.updated_at = TaskStore.now()
         if isinstance(outcome, MCPError):
             record.status, record.error = "failed", {"code": outcome.error.code, "message": outcome.error.message}
         elif isinstance(outcome, InputRequiredResult):
@@ -193,7 +203,7 @@ class TasksExtension(Extension):
             else:
                 record.status = "completed"
                 record.result = outcome.model_dump(by_alias=True, mode="json", exclude_none=True)
-        await self.store.save(record)
+        await self._store(ctx).save(record)
 
     async def _call(
         self, ctx: ServerRequestContext[Any, Any], call: CallToolRequestParams
@@ -211,6 +221,9 @@ class TasksExtension(Extension):
         except Exception:
             log.exception("reading a task's turn failed")
             return MCPError(code=INTERNAL_ERROR, message="reading the task's turn failed; see the server log")
+
+    def _store(self, ctx: ServerRequestContext[Any, Any]) -> TaskStore:
+        return TaskStore(self._state(ctx).coordinator)
 
     def _state(self, ctx: ServerRequestContext[Any, Any]) -> AppState:
         state = ctx.lifespan_context

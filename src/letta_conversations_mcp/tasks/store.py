@@ -1,45 +1,46 @@
-"""Where task records live: in this process's memory, each dropped once its time to live is over.
+"""Where task records live: the coordinator's expiring values, so they are exactly as shared as the turns.
 
-A restart loses them (the turns themselves go on in Letta, and ``wait_for_reply`` still collects
-them by run id).
+With Valkey (``LETTA_MCP_REDIS_URL``) every server process reads every task, also after the
+process that created it died; without it the records live in this process's memory, and a
+restart loses them (the turns themselves go on in Letta, and ``wait_for_reply`` still collects
+them by run id). A record expires with its task (``records.TTL_MS`` after its creation).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
 
-from .records import TaskRecord
-
-#: How many tasks one process keeps at most (the oldest go first past it).
-MAX_TASKS = 10_000
+from ..coordination import Coordinator
+from .records import TTL_MS, TaskRecord
 
 
-class MemoryTaskStore:
+class TaskStore:
     """Task records by id, kept until they expire."""
 
-    def __init__(self, clock: Callable[[], float] = time.time, limit: int = MAX_TASKS) -> None:
-        self._clock = clock
-        self._limit = limit
-        self._records: dict[str, TaskRecord] = {}
+    def __init__(self, coordinator: Coordinator) -> None:
+        self._coordinator = coordinator
 
-    def now(self) -> float:
-        return self._clock()
+    @staticmethod
+    def now() -> float:
+        return time.time()
 
     async def save(self, record: TaskRecord) -> None:
-        self._prune()
-        self._records[record.task_id] = record
-        while len(self._records) > self._limit:
-            self._records.pop(next(iter(self._records)))
+        left = record.created_at + TTL_MS / 1000 - self.now()
+        if left > 0:
+            await self._coordinator.put_value(f"task:{record.task_id}", json.dumps(asdict(record)), ttl=left)
 
     async def load(self, task_id: str) -> TaskRecord | None:
-        record = self._records.get(task_id)
-        if record is not None and record.expired(self._clock()):
-            del self._records[task_id]
-            return None
-        return record
+        raw = await self._coordinator.get_value(f"task:{task_id}")
+        record = _parse(raw) if raw else None
+        return None if record is None or record.expired(self.now()) else record
 
-    def _prune(self) -> None:
-        at = self._clock()
-        for task_id in [t for t, r in self._records.items() if r.expired(at)]:
-            del self._records[task_id]
+
+def _parse(raw: str) -> TaskRecord | None:
+    try:
+        data: Any = json.loads(raw)
+        return TaskRecord(**data) if isinstance(data, dict) else None
+    except (ValueError, TypeError):
+        return None
