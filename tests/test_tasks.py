@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from mcp import Client
@@ -199,3 +200,15 @@ async def test_valkey_down_is_one_sentence_for_tasks_get(
         assert "the coordination store (Valkey/Redis at" in raised.value.error.message
         assert "\n" not in raised.value.error.message
         valkey.start()
+
+
+@pytest.mark.slow
+async def test_a_75s_turn_outlasts_a_60s_host_timeout_as_a_task(server: Any) -> None:
+    """Each request of the task (the call, every poll) ends long before the host's 60 s limit."""
+    async with Client(server, mode="auto", extensions=[TasksClient()], read_timeout_seconds=60) as host:
+        cid = await conversation(host)
+        started = anyio.current_time()
+        result = await host.call_tool("send_message", {"conversation_id": cid, "message": "SLOW 75 a long one"})
+        elapsed = anyio.current_time() - started
+    assert not result.is_error and (result.structured_content or {})["reply"] == "echo: SLOW 75 a long one"
+    assert elapsed >= 75
