@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from _double import letta_double
 from _side_by_side import stdio_params
-
 from tests.helpers.tasks_client import TaskCreated, TasksClient, task_call, tasks_request
 
 ROUNDS = 200
