@@ -17,7 +17,15 @@ from letta_conversations_mcp.app import build_server
 from tests.helpers.approval_host import APPROVE, Host
 from tests.helpers.privacy import client as caller_client
 from tests.helpers.privacy import serve, settings_for, write_auth_file
-from tests.helpers.tasks_client import TASKS, TaskCreated, TasksClient, poll, task_call, tasks_request
+from tests.helpers.tasks_client import (
+    TASKS,
+    TaskCreated,
+    TasksClient,
+    listen_for_tasks,
+    poll,
+    task_call,
+    tasks_request,
+)
 from tests.helpers.tools import call, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -212,3 +220,22 @@ async def test_a_75s_turn_outlasts_a_60s_host_timeout_as_a_task(server: Any) -> 
         elapsed = anyio.current_time() - started
     assert not result.is_error and (result.structured_content or {})["reply"] == "echo: SLOW 75 a long one"
     assert elapsed >= 75
+
+
+async def test_a_listen_stream_with_task_ids_hears_the_task_finish(server: Any) -> None:
+    tasks = TasksClient()
+    async with Client(server, mode="auto", extensions=[tasks]) as c:
+        cid = await conversation(c)
+        created = await task_call(c, "send_message", conversation_id=cid, message="SLOW 1.5 notify me")
+        assert isinstance(created, TaskCreated)
+        async with anyio.create_task_group() as group:
+            group.start_soon(listen_for_tasks, c, [created.task_id, "task-not-mine"])
+            with anyio.fail_after(20):
+                while not any(n.get("status") == "completed" for n in tasks.notes):
+                    await anyio.sleep(0.1)
+            group.cancel_scope.cancel()
+    (done,) = [n for n in tasks.notes if n["status"] == "completed"]
+    assert done["taskId"] == created.task_id
+    assert done["result"]["structuredContent"]["reply"] == "echo: SLOW 1.5 notify me"
+    assert "io.modelcontextprotocol/subscriptionId" in done["_meta"]
+    assert {n["taskId"] for n in tasks.notes} == {created.task_id}, "an id the caller does not own never fires"

@@ -25,6 +25,7 @@ from .resources import ResourceSpec
 from .settings import Settings
 from .state import AppState
 from .tasks import TasksExtension
+from .tasks import notifications as tasks_notifications
 from .tools import ToolSpec, agents, approvals, conversations, lifecycle, messages, turns
 from .turns import TurnManager
 
@@ -93,6 +94,7 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
     names = prompts.register(server, secrets)
     completions.enable_completions(server, secrets, templates={r.uri for r in RESOURCES}, prompts=names)
     cancels.enable(server, reasons)
+    tasks_notifications.enable(server, tasks)  # after resources: it wraps their listen filter
     return server
 
 

@@ -12,8 +12,17 @@ from typing import Any, Literal
 
 import anyio
 from mcp import Client
-from mcp.client.extension import ClaimContext, ClientExtension, ResultClaim
-from mcp_types import CallToolResult, Request, RequestParams, Result
+from mcp.client.extension import ClaimContext, ClientExtension, NotificationBinding, ResultClaim
+from mcp_types import (
+    CallToolResult,
+    Request,
+    RequestParams,
+    Result,
+    SubscriptionFilter,
+    SubscriptionsListenRequest,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
+)
 from pydantic import BaseModel, ConfigDict
 
 TASKS = "io.modelcontextprotocol/tasks"
@@ -77,13 +86,35 @@ async def _resolve(created: TaskCreated, ctx: ClaimContext) -> CallToolResult:
             await anyio.sleep((created.poll_interval_ms or 1000) / 1000 / 10)
 
 
+class TaskNote(BaseModel):
+    """The params of a ``notifications/tasks``, as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class TasksClient(ClientExtension):
-    """Declares the tasks extension and resolves task results by polling."""
+    """Declares the tasks extension, resolves task results by polling, and keeps the
+    ``notifications/tasks`` it hears (in ``notes``)."""
 
     identifier = TASKS
 
+    def __init__(self) -> None:
+        self.notes: list[dict[str, Any]] = []
+
     def claims(self) -> list[ResultClaim[Any]]:
         return [ResultClaim(result_type="task", model=TaskCreated, resolve=_resolve)]
+
+    def notifications(self) -> list[NotificationBinding[Any]]:
+        return [NotificationBinding(method="notifications/tasks", params_type=TaskNote, handler=self._heard)]
+
+    async def _heard(self, note: TaskNote) -> None:
+        self.notes.append(dict(note.model_extra or {}))
+
+
+async def listen_for_tasks(client: Client, task_ids: list[str]) -> None:
+    """A ``subscriptions/listen`` stream asking for ``taskIds``; runs until cancelled."""
+    params = SubscriptionsListenRequestParams(notifications=SubscriptionFilter.model_validate({"taskIds": task_ids}))
+    await client.session.send_request(SubscriptionsListenRequest(params=params), SubscriptionsListenResult)
 
 
 async def task_call(client: Client, name: str, **arguments: Any) -> CallToolResult | TaskCreated:

@@ -139,6 +139,13 @@ class TasksExtension(Extension):
             await self._refresh(ctx, record, self._read(ctx, record))
         return record.detailed()
 
+    async def snapshot(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> dict[str, Any] | None:
+        """What ``tasks/get`` would answer the caller for ``task_id``; None for a task it may not read."""
+        try:
+            return await self._get(ctx, TaskIdParams.model_validate({"taskId": task_id}))
+        except MCPError:
+            return None
+
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams) -> dict[str, Any]:
         record = await self._owned(ctx, params.task_id)
         if record.status != "input_required" or record.request_state is None:
