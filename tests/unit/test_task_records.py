@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from letta_conversations_mcp.coordination.memory import InProcessCoordinator
-from letta_conversations_mcp.tasks.records import POLL_INTERVAL_MS, TTL_MS, TaskRecord, new_task_id
+from letta_conversations_mcp.tasks.records import POLL_INTERVAL_MS, TTL_MS, TaskRecord, new_task_id, progress_note
 from letta_conversations_mcp.tasks.store import TaskStore
 
 pytestmark = pytest.mark.anyio
@@ -83,3 +83,11 @@ async def test_values_expire_in_the_in_process_coordinator() -> None:
     assert await coordinator.get_value("a") == "1"
     await anyio.sleep(0.06)
     assert await coordinator.get_value("a") is None and await coordinator.get_value("never") is None
+
+
+def test_the_progress_note_says_where_the_turn_is() -> None:
+    assert progress_note({"status": "queued"}) == "queued behind earlier turns"
+    running = {"status": "running", "steps": [{"tool": "memory_insert"}, {"tool": "web_search"}], "reply": "x" * 300}
+    note = progress_note(running)
+    assert note.startswith("running; 2 tool call(s) so far, the last web_search; reply so far: xxx")
+    assert len(note) < 300

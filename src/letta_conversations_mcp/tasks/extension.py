@@ -41,7 +41,7 @@ from ..errors import Failure
 from ..guards import guard_request
 from ..handshake import TASKS_EXTENSION
 from ..state import AppState
-from .records import TaskRecord, is_unfinished_turn, new_task_id, turn_status
+from .records import TaskRecord, is_unfinished_turn, new_task_id, progress_note, turn_status
 from .store import TaskStore
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class TasksExtension(Extension):
             structured = outcome.structured_content
             if is_unfinished_turn(structured):
                 record.status = "working"
-                record.status_message = _first_line(outcome)
+                record.status_message = progress_note(structured)
             elif turn_status(structured) == "cancelled":
                 record.status = "cancelled"
             else:
@@ -237,10 +237,3 @@ class TasksExtension(Extension):
         if not isinstance(state, AppState):
             raise MCPError(code=INTERNAL_ERROR, message="the server's lifespan did not build an AppState")
         return state
-
-
-def _first_line(result: CallToolResult) -> str | None:
-    for block in result.content:
-        if isinstance(block, TextContent) and block.text:
-            return block.text.splitlines()[0][:200]
-    return None

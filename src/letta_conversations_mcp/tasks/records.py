@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from ..text import clip
+
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
 
 #: How long a task is kept after it was created (the ``ttlMs`` every task carries): one hour.
@@ -96,3 +98,15 @@ def turn_status(structured: dict[str, Any] | None) -> str | None:
 def is_unfinished_turn(structured: dict[str, Any] | None) -> bool:
     """True for a turn result that is still ``running`` or ``queued`` (the task keeps working)."""
     return turn_status(structured) in ("running", "queued")
+
+
+def progress_note(structured: dict[str, Any] | None) -> str:
+    """The ``statusMessage`` of a working task: where its turn is, its tool calls and reply so far."""
+    data = structured or {}
+    parts = ["queued behind earlier turns" if data.get("status") == "queued" else "running"]
+    steps = [s for s in data.get("steps") or [] if isinstance(s, dict) and s.get("tool")]
+    if steps:
+        parts.append(f"{len(steps)} tool call(s) so far, the last {steps[-1]['tool']}")
+    if isinstance(reply := data.get("reply"), str) and reply:
+        parts.append(f"reply so far: {clip(reply, 200)}")
+    return "; ".join(parts)
