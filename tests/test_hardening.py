@@ -252,6 +252,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ({"LETTA_MCP_MAX_HEADER_BYTES": "10"}, "LETTA_MCP_MAX_HEADER_BYTES"),
     ],
 )
+@pytest.mark.slow
 def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], setting: str) -> None:
     port = [] if "LETTA_MCP_PORT" in env else ["--port", str(free_port())]
     done = _run(env, "--transport", "streamable-http", *port)
@@ -261,6 +262,7 @@ def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], setting: 
     assert "Traceback" not in done.stderr and "short" not in lines[0].split(":", 2)[-1].replace("shorter", "")
 
 
+@pytest.mark.slow
 def test_session_ids_are_not_logged_at_info(letta_double: Any, agent_id: str) -> None:
     port = free_port()
     env = {
