@@ -113,6 +113,7 @@ def test_a_caller_at_its_session_cap_is_refused_and_others_are_not(letta_double:
         assert open_session(url, ALICE).status_code == 200
 
 
+@pytest.mark.slow
 def test_idle_sessions_expire_after_the_setting(letta_double: Any, agent_id: str) -> None:
     with serve(letta_double, agent_id, max_sessions_per_caller=1, session_idle_seconds=0.5) as (url, _):
         session = initialized(url, ALICE)

@@ -107,6 +107,7 @@ async def test_wait_for_a_turn_of_another_process_by_turn_and_run_id(letta_doubl
     assert len(letta_double.sends()) == 1
 
 
+@pytest.mark.slow
 async def test_a_stopped_process_turn_is_adopted_and_a_resend_gets_its_reply_once(
     letta_double: Any, valkey: ValkeyProcess
 ) -> None:
@@ -163,6 +164,7 @@ async def test_waiting_on_an_unsent_orphan_says_to_send_again(letta_double: Any,
     assert letta_double.user_messages(cid) == ["SLOW 1 blocker"]
 
 
+@pytest.mark.slow
 async def test_cancel_drops_queued_sends_of_other_processes(letta_double: Any, valkey: ValkeyProcess) -> None:
     cid = await conversation(letta_double)
     async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
