@@ -58,22 +58,25 @@ async def user_texts(c: Client, cid: str) -> list[str]:
 
 
 async def test_interleaved_sends_through_every_process_keep_order(clients: list[Client]) -> None:
+    """Six sends, each through the next process, each sent once the previous one was accepted.
+
+    The arrival order is fixed by the test (a short wait returns once the turn is queued or
+    running), not by how the scheduler of a loaded machine orders six concurrent requests.
+    """
     cid = (await ok(clients[0], "create_conversation"))["id"]
-    replies: dict[int, dict[str, Any]] = {}
-
-    async def send(i: int) -> None:
-        await anyio.sleep(0.15 * i)  # arrival order 0, 1, 2, … alternating over the processes
-        replies[i] = await ok(clients[i % 3], "send_message", conversation_id=cid, message=f"turn {i}")
-
     started = time.monotonic()
-    async with anyio.create_task_group() as tg:
-        for i in range(6):
-            tg.start_soon(send, i)
+    accepted = [
+        await ok(clients[i % 3], "send_message", conversation_id=cid, message=f"SLOW 0.5 turn {i}", wait_seconds=0)
+        for i in range(6)
+    ]
+    replies = [
+        await ok(clients[(i + 1) % 3], "wait_for_reply", **handle(accepted[i]), wait_seconds=60) for i in range(6)
+    ]
     elapsed = time.monotonic() - started
-    assert [replies[i]["status"] for i in range(6)] == ["completed"] * 6
-    assert [replies[i]["reply"] for i in range(6)] == [f"echo: turn {i}" for i in range(6)]
-    assert await user_texts(clients[1], cid) == [f"turn {i}" for i in range(6)]
-    assert elapsed < 40, f"six echo turns took {elapsed:.0f}s: sends waited on each other's 409s"
+    assert [r["status"] for r in replies] == ["completed"] * 6, replies
+    assert [r["reply"] for r in replies] == [f"echo: SLOW 0.5 turn {i}" for i in range(6)]
+    assert await user_texts(clients[1], cid) == [f"SLOW 0.5 turn {i}" for i in range(6)]
+    assert elapsed < 40, f"six short turns took {elapsed:.0f}s: sends waited on each other's 409s"
 
 
 async def test_open_conversation_race_through_different_processes(clients: list[Client]) -> None:
