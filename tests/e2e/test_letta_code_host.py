@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from letta_conversations_devstack.host_models import Call, Exchange, HostModelServer, Script, find
+from letta_conversations_devstack.host_model_server import HostModelServer
+from letta_conversations_devstack.host_models import Call, Exchange, Script, find
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
 from tests.e2e.hosts import (
