@@ -12,6 +12,7 @@ SCRIPTS = [
     ("cold start", ["bench_cold_start.py"]),
     ("result size: structured JSON vs text", ["bench_result_size.py"]),
     ("overhead and progress latency", ["bench_overhead.py"]),
+    ("the floor of one MCP request: ours vs a bare SDK server", ["bench_floor.py"]),
     ("overhead against the real local Letta (starts the local Letta stack)", ["bench_real_letta.py"]),
     ("transcript resource", ["bench_transcript.py"]),
     ("HTTP load (100 callers)", ["load_http.py"]),

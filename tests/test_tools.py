@@ -67,7 +67,7 @@ async def test_create_send_list_summary_roundtrip(client: Client, agent_id: str)
     assert "stop_reason" not in sent, "end_turn says no more than completed"
     assert sent["run_id"].startswith("run-") and "turn_id" not in sent, "a finished turn needs no handle"
     assert sent["tokens"] > 0
-    assert sent["next_step"] == "To continue, call send_message with this conversation_id."
+    assert sent["next_step"] == "Continue: send_message with this conversation_id."
     assert "message_ids" not in sent and "error" not in sent  # nulls and ids the text does not need are left out
 
     page = await call(client, "list_messages", conversation_id=cid, order="asc")

@@ -173,7 +173,11 @@ def next_step(result: SendResult, *, agent_id: str | None, wait_hint: float, spe
             f"cancel_run with {ids('conversation_id')} stops the turn."
         )
         return f"{advice} {wait}" if advice else wait
-    go_on = f"To continue, call send_message with {ids('conversation_id')}."
+    go_on = (  # the structured form is terser: its host's model reads the JSON keys next to it
+        f"To continue, call send_message with {ids('conversation_id')}."
+        if spelled
+        else f"Continue: send_message with {ids('conversation_id')}."
+    )
     if advice:
         return f"{advice} {go_on}"
     if result.status == "failed":
