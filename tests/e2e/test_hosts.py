@@ -24,6 +24,7 @@ from letta_conversations_devstack.host_models import Call, Exchange, Script, fin
 from letta_conversations_mcp import fast_start
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
+from tests.e2e import agents
 from tests.e2e.hosts import (
     CONVERSATION,
     RUN,
@@ -262,22 +263,7 @@ def record(host: str, transport: str, scenario: str, exchange: Exchange) -> None
 
 @pytest.fixture(scope="module")
 def approval_agent(letta_stack: Any) -> str:
-    """An agent whose memory_insert needs a human's approval (``REMEMBER x`` asks for one)."""
-    import anyio
-
-    from letta_conversations_mcp.gateway import LettaGateway
-
-    agent = letta_stack.create_agent("hosts-approvals")
-
-    async def mark() -> None:
-        gateway = LettaGateway(Settings(base_url=letta_stack.base_url))
-        try:
-            await gateway.set_requires_approval(agent, "memory_insert")
-        finally:
-            await gateway.aclose()
-
-    anyio.run(mark)
-    return agent
+    return agents.approval_agent(letta_stack, "hosts-approvals")
 
 
 @pytest.mark.parametrize("host", HOSTS)
