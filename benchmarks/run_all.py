@@ -15,6 +15,7 @@ SCRIPTS = [
     ("the floor of one MCP request: ours vs a bare SDK server", ["bench_floor.py"]),
     ("overhead against the real local Letta (starts the local Letta stack)", ["bench_real_letta.py"]),
     ("transcript resource", ["bench_transcript.py"]),
+    ("a tasks/get poll vs a list_agents round trip", ["bench_tasks.py"]),
     ("HTTP load (100 callers)", ["load_http.py"]),
     ("OAuth JWT vs static token per call", ["bench_oauth.py"]),
     ("scale-out: 1, 2, 3 processes behind HAProxy + Valkey (200 callers)", ["bench_scale.py"]),

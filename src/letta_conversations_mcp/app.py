@@ -24,6 +24,8 @@ from .handshake import INSTRUCTIONS, NAME, TITLE
 from .resources import ResourceSpec
 from .settings import Settings
 from .state import AppState
+from .tasks import TasksExtension
+from .tasks import notifications as tasks_notifications
 from .tools import ToolSpec, agents, approvals, conversations, lifecycle, messages, turns
 from .turns import TurnManager
 
@@ -69,6 +71,8 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
     ``reasons`` records the hosts' cancel reasons (the process entry closes it when a signal stops the server).
     """
     reasons = CancelReasons() if reasons is None else reasons
+    secrets = settings.secrets()
+    tasks = TasksExtension(secrets)
     server = MCPServer(
         name=NAME,
         title=TITLE,
@@ -76,8 +80,9 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
         version=__version__,
         lifespan=lifespan(settings, reasons),
         log_level=settings.log_level,
+        extensions=[tasks],
     )
-    secrets = settings.secrets()
+    tasks.bind(server)
     for spec in CORE_TOOLS + (ALL_ONLY_TOOLS if settings.tools == "all" else []):
         server.add_tool(guard_tool(spec.fn, secrets), annotations=spec.annotations)
     for res in RESOURCES:
@@ -89,6 +94,7 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
     names = prompts.register(server, secrets)
     completions.enable_completions(server, secrets, templates={r.uri for r in RESOURCES}, prompts=names)
     cancels.enable(server, reasons)
+    tasks_notifications.enable(server, tasks)  # after resources: it wraps their listen filter
     return server
 
 

@@ -37,6 +37,8 @@ HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MODERN_VERSIONS = ("2026-07-28",)
 SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 VERSION_META = "io.modelcontextprotocol/protocolVersion"
+#: The tasks extension (``tasks/``): long turns handed to declaring clients as tasks.
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 
 
 def server_info() -> dict[str, str]:
@@ -44,13 +46,17 @@ def server_info() -> dict[str, str]:
 
 
 def capabilities(modern: bool) -> dict[str, Any]:
-    """What the server offers: change notifications only where ``subscriptions/listen`` carries them (2026)."""
-    return {
+    """What the server offers: change notifications only where ``subscriptions/listen`` carries them, and
+    the tasks extension (``tasks/``), on 2026-07-28 only."""
+    offered: dict[str, Any] = {
         "completions": {},
         "prompts": {"listChanged": modern},
         "resources": {"listChanged": modern, "subscribe": True},
         "tools": {"listChanged": modern},
     }
+    if modern:
+        offered["extensions"] = {TASKS_EXTENSION: {}}
+    return offered
 
 
 def answer(method: str, params: Any) -> dict[str, Any] | None:

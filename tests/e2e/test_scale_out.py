@@ -18,6 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from letta_conversations_devstack.cluster import ServerCluster
+from tests.helpers.tasks_client import TaskCreated, TasksClient, poll, task_call
 from tests.helpers.tools import handle
 
 pytestmark = pytest.mark.anyio
@@ -170,6 +171,23 @@ async def test_kill_9_mid_turn_retry_and_wait_through_other_processes(cluster: S
             again = await ok(c2, "send_message", conversation_id=retry_cid, message="SLOW 6 keep me", wait_seconds=60)
             assert again["run_id"] != first["run_id"]
             assert await user_texts(c1, retry_cid) == ["SLOW 6 keep me", "SLOW 6 keep me"]
+    finally:
+        cluster.start_server(0)
+
+
+async def test_a_task_survives_kill_9_of_the_process_that_created_it(cluster: ServerCluster) -> None:
+    """With Valkey, the task record and its turn are shared: another process answers tasks/get."""
+    async with client(cluster.server_url(0), extensions=[TasksClient()]) as doomed:
+        cid = (await ok(doomed, "create_conversation"))["id"]
+        created = await task_call(doomed, "send_message", conversation_id=cid, message="SLOW 6 task of the dead")
+        assert isinstance(created, TaskCreated), created
+        cluster.kill(0)
+    try:
+        async with client(cluster.server_url(1), extensions=[TasksClient()]) as other:
+            done = await poll(other, created.task_id, until=("completed", "failed"), seconds=90)
+            assert done["status"] == "completed", done
+            assert done["result"]["structuredContent"]["reply"] == "echo: SLOW 6 task of the dead"
+            assert await user_texts(other, cid) == ["SLOW 6 task of the dead"]
     finally:
         cluster.start_server(0)
 

@@ -239,6 +239,15 @@ class Coordinator(ABC):
     async def adopt(self, turn_id: str, dead_owner: str) -> bool:
         """Take over a turn whose owner died; True for exactly one of the processes that try."""
 
+    # -- expiring values -------------------------------------------------------------------------
+    @abstractmethod
+    async def put_value(self, name: str, value: str, *, ttl: float) -> None:
+        """Store ``value`` under ``name`` for ``ttl`` seconds (replacing what was there)."""
+
+    @abstractmethod
+    async def get_value(self, name: str) -> str | None:
+        """The value stored under ``name``, or None once it expired (or never was)."""
+
     # -- named lock ------------------------------------------------------------------------------
     @abstractmethod
     def lock(self, name: str, *, wait: float = LOCK_SECONDS + 5) -> contextlib.AbstractAsyncContextManager[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -20,6 +21,9 @@ class InProcessCoordinator(Coordinator):
 
     shared = False
 
+    #: How many expiring values (e.g. task records) this process keeps at most; the oldest go first.
+    KEEP_VALUES = 10_000
+
     def __init__(self, *, keep_records: int = 1024) -> None:
         super().__init__()
         self._queues: dict[str, deque[Ticket]] = {}
@@ -29,6 +33,7 @@ class InProcessCoordinator(Coordinator):
         self._by_run: dict[str, str] = {}
         self._keep = keep_records
         self._locks: dict[str, tuple[anyio.Lock, int]] = {}
+        self._values: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
     async def enqueue(self, key: str, member: str) -> Ticket:
         fence = self._fences.get(key, 0) + 1
@@ -107,6 +112,22 @@ class InProcessCoordinator(Coordinator):
             return False
         record.owner = self.process_id
         return True
+
+    async def put_value(self, name: str, value: str, *, ttl: float) -> None:
+        now = time.monotonic()
+        for expired in [k for k, (until, _) in self._values.items() if until <= now]:
+            del self._values[expired]
+        self._values[name] = (now + ttl, value)
+        self._values.move_to_end(name)
+        while len(self._values) > self.KEEP_VALUES:
+            self._values.popitem(last=False)
+
+    async def get_value(self, name: str) -> str | None:
+        found = self._values.get(name)
+        if found is None or found[0] <= time.monotonic():
+            self._values.pop(name, None)
+            return None
+        return found[1]
 
     @contextlib.asynccontextmanager
     async def lock(self, name: str, *, wait: float = LOCK_SECONDS + 5) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ touch several of them):
 - ``{lcm}:active:<conversation>``       set: unfinished turn ids of the conversation
 - ``{lcm}:sent:<conversation>:<caller>:<sha256>``  last send of this text (re-send de-duplication)
 - ``{lcm}:proc:<process>``              a process's own lease (is the owner of a turn alive?)
+- ``{lcm}:value:<name>``                an expiring value (``put_value``: e.g. a task record)
 - ``{lcm}:lock:<name>``, channel ``{lcm}:events``
 """
 
@@ -285,6 +286,16 @@ class ValkeyCoordinator(Coordinator):
                 keys=[P + f"turn:{turn_id}", P + f"proc:{dead_owner}"], args=[dead_owner, self.process_id]
             )
         return bool(won)
+
+    # -- expiring values -------------------------------------------------------------------------
+    async def put_value(self, name: str, value: str, *, ttl: float) -> None:
+        with self._guard():
+            await self.client.set(P + f"value:{name}", value, px=max(1, int(ttl * 1000)))
+
+    async def get_value(self, name: str) -> str | None:
+        with self._guard():
+            found = await self.client.get(P + f"value:{name}")
+        return str(found) if found is not None else None
 
     # -- named lock ------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
