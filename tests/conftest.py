@@ -11,8 +11,9 @@ import pytest
 from letta_conversations_devstack.double import LettaDouble
 from tests.helpers.wheel import build_wheel
 
-#: Any skip not allowed by LCM_SKIP_E2E=1 fails the run (a skip means a missing dependency).
-pytest_plugins = ["tests.skip_guard"]
+#: Any skip not allowed by LCM_SKIP_E2E=1 fails the run (a skip means a missing dependency);
+#: LCM_SKIP_E2E=1 runs the fast suite (parallel workers, no slow tests).
+pytest_plugins = ["tests.skip_guard", "tests.fast_suite"]
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 A skipped test here almost always means something the tests need is missing (an import that
 failed, a tool that is not installed), and a green run would hide that the code went untested.
-The only skips allowed are the end-to-end suite's when ``LCM_SKIP_E2E=1`` asks for them: their
-reason starts with ``LCM_SKIP_E2E=1``. Anything else skipped turns the exit status to 1 and is
+The only skips allowed are the fast suite's when ``LCM_SKIP_E2E=1`` asks for them (the end-to-end
+suite and the ``slow`` tests, ``tests/fast_suite.py``): their reason starts with ``LCM_SKIP_E2E=1``. Anything else skipped turns the exit status to 1 and is
 listed under "unexpected skips". Loaded by ``tests/conftest.py`` (``pytest_plugins``).
 """
 

@@ -21,6 +21,8 @@ import pytest
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
 
+pytestmark = pytest.mark.slow  # every test here drives the chat example in a real terminal
+
 pexpect = pytest.importorskip("pexpect")
 pytest.importorskip("prompt_toolkit")
 pytest.importorskip("rich")

@@ -153,6 +153,7 @@ def trickling(port: int, count: int, prefix: bytes) -> Iterator[Trickler]:
         clients.close()
 
 
+@pytest.mark.slow
 def test_trickled_headers_and_bodies_get_408_and_are_closed(letta_double: Any, agent_id: str) -> None:
     with server(letta_double, agent_id) as srv:
         started = time.monotonic()
@@ -176,12 +177,14 @@ def test_trickled_headers_and_bodies_get_408_and_are_closed(letta_double: Any, a
     assert "Traceback" not in "".join(srv.lines), "".join(srv.lines)
 
 
+@pytest.mark.slow
 def test_an_idle_connection_that_never_sends_is_closed(letta_double: Any, agent_id: str) -> None:
     with server(letta_double, agent_id) as srv, socket.create_connection(("127.0.0.1", srv.port)) as sock:
         sock.settimeout(10)
         assert sock.recv(4096).startswith(b"HTTP/1.1 408 ")
 
 
+@pytest.mark.slow
 def test_a_low_ulimit_at_start_lowers_the_cap_and_the_server_recovers(letta_double: Any, agent_id: str) -> None:
     with server(letta_double, agent_id, fd_limit=128) as srv:
         (warning,) = [line for line in srv.lines if "ulimit -n 128" in line]
@@ -199,6 +202,7 @@ def test_a_low_ulimit_at_start_lowers_the_cap_and_the_server_recovers(letta_doub
         assert len(srv.lines) < 40, "".join(srv.lines)
 
 
+@pytest.mark.slow
 def test_the_fd_limit_reached_while_serving_neither_floods_the_log_nor_stops_the_server(
     letta_double: Any, agent_id: str
 ) -> None:

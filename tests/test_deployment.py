@@ -42,6 +42,7 @@ async def _converse(c: Client, key: str) -> list[str]:
     return replies
 
 
+@pytest.mark.slow
 async def test_legacy_sessions_stick_to_one_process(cluster: ServerCluster) -> None:
     before = cluster.requests_per_server()
     async with client(cluster.url, "legacy") as c:
@@ -50,6 +51,7 @@ async def test_legacy_sessions_stick_to_one_process(cluster: ServerCluster) -> N
     assert sorted(served)[0] == 0 and sorted(served)[1] >= 5, served  # one process served the whole session
 
 
+@pytest.mark.slow
 async def test_2026_requests_are_spread_over_every_process(cluster: ServerCluster) -> None:
     before = cluster.requests_per_server()
     async with client(cluster.url, "auto") as c:
@@ -58,6 +60,7 @@ async def test_2026_requests_are_spread_over_every_process(cluster: ServerCluste
     assert all(n >= 2 for n in served), served
 
 
+@pytest.mark.slow
 async def test_without_affinity_a_legacy_session_breaks(letta_double: Any, agent_id: str) -> None:
     """Why the config sticks on Mcp-Session-Id: round-robin alone loses 2025 sessions."""
     env = {"LETTA_BASE_URL": letta_double.base_url, "LETTA_AGENT_ID": agent_id}
@@ -78,5 +81,6 @@ def test_the_haproxy_config_sticks_on_the_session_header() -> None:
     assert config.count("server mcp") == 2
 
 
+@pytest.mark.slow
 def test_stats_page_answers(cluster: ServerCluster) -> None:
     assert httpx.get(f"http://127.0.0.1:{cluster.stats_port}/stats;csv", timeout=5).status_code == 200

@@ -65,6 +65,7 @@ def by_id(messages: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     return {m["id"]: m for m in messages if "id" in m}
 
 
+@pytest.mark.slow
 def test_a_second_start_answers_the_handshake_as_the_sdk_did_once_each(tmp_path: Path, letta_double: Any) -> None:
     first = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
     cached = fast_start.Answers(next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json")))
@@ -77,6 +78,7 @@ def test_a_second_start_answers_the_handshake_as_the_sdk_did_once_each(tmp_path:
     assert not second[2]["result"].get("isError"), second[2]  # the SDK serves the rest of the session
 
 
+@pytest.mark.slow
 def test_a_stale_cache_is_corrected_by_the_sdk_answer(tmp_path: Path, letta_double: Any) -> None:
     serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS)
     path = next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json"))
@@ -103,6 +105,7 @@ def test_two_writers_of_one_cache_keep_each_others_answers(tmp_path: Path) -> No
     assert on_disk == {"initialize": {"from": "server"}, "tools/list": {"tools": []}}
 
 
+@pytest.mark.slow
 def test_letta_client_is_imported_only_for_the_first_tool_call(letta_double: Any) -> None:
     code = textwrap.dedent(
         f"""
@@ -184,6 +187,7 @@ def test_only_stdio_command_lines_use_the_relay() -> None:
     assert not fast_start.is_stdio(["--help"], {})  # help goes to stdout, as any command's does
 
 
+@pytest.mark.slow
 def test_a_first_start_stopped_at_once_still_fills_the_cache(tmp_path: Path, letta_double: Any) -> None:
     """`codex exec` stops the server when its turn ends, which can be before the SDK has loaded."""
     env = dict(os.environ, LETTA_BASE_URL=letta_double.base_url, XDG_CACHE_HOME=str(tmp_path))

@@ -113,6 +113,7 @@ def test_a_caller_at_its_session_cap_is_refused_and_others_are_not(letta_double:
         assert open_session(url, ALICE).status_code == 200
 
 
+@pytest.mark.slow
 def test_idle_sessions_expire_after_the_setting(letta_double: Any, agent_id: str) -> None:
     with serve(letta_double, agent_id, max_sessions_per_caller=1, session_idle_seconds=0.5) as (url, _):
         session = initialized(url, ALICE)
@@ -252,6 +253,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ({"LETTA_MCP_MAX_HEADER_BYTES": "10"}, "LETTA_MCP_MAX_HEADER_BYTES"),
     ],
 )
+@pytest.mark.slow
 def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], setting: str) -> None:
     port = [] if "LETTA_MCP_PORT" in env else ["--port", str(free_port())]
     done = _run(env, "--transport", "streamable-http", *port)
@@ -261,6 +263,7 @@ def test_bad_configuration_is_one_line_and_exit_2(env: dict[str, str], setting: 
     assert "Traceback" not in done.stderr and "short" not in lines[0].split(":", 2)[-1].replace("shorter", "")
 
 
+@pytest.mark.slow
 def test_session_ids_are_not_logged_at_info(letta_double: Any, agent_id: str) -> None:
     port = free_port()
     env = {

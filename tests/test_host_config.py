@@ -59,11 +59,13 @@ def assert_initialized(answer: dict[str, Any]) -> None:
     assert "tools" in answer["result"]["capabilities"]
 
 
+@pytest.mark.slow
 def test_mcp_json_starts_the_server_from_the_checkout() -> None:
     config = json.loads((ROOT / "mcp.json").read_text())
     assert_initialized(launch(config["mcpServers"]["letta-conversations"], cwd=ROOT))
 
 
+@pytest.mark.slow
 def test_readme_claude_desktop_snippet_starts_the_server(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Claude Desktop", 1)[1]

@@ -18,7 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
+
 from letta_conversations_devstack.double import LettaDouble
+
+pytestmark = pytest.mark.slow  # every test here starts the server as a subprocess and signals it
 
 INITIALIZE = {
     "jsonrpc": "2.0",

@@ -182,6 +182,7 @@ async def test_a_tampered_token_gets_401_and_a_token_without_the_scope_403(serve
     assert 'error="insufficient_scope"' in challenge and f'scope="{SCOPE}"' in challenge
 
 
+@pytest.mark.slow
 async def test_a_new_key_id_is_picked_up_and_made_up_ones_do_not_hammer_the_issuer(served: Served) -> None:
     publisher = served.publisher
     assert (await post(served.url, publisher.token())).status_code == 200
@@ -198,6 +199,7 @@ async def test_a_new_key_id_is_picked_up_and_made_up_ones_do_not_hammer_the_issu
     assert publisher.jwks_fetches == 2
 
 
+@pytest.mark.slow
 async def test_over_stdio_the_oauth_settings_change_nothing(letta_double: Any, agent_id: str) -> None:
     """stdio has no tokens: with the OAuth settings set (an issuer nobody serves), the one local user
     calls tools as before, and the conversation carries no owner marker."""

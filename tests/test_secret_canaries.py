@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from letta_conversations_devstack.stack import free_port
 
@@ -73,6 +74,7 @@ class Client:
         return self.send("POST", _headers(token, session), body)
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_a_log_line_or_a_client(letta_double: Any, agent_id: str, tmp_path: Path) -> None:
     auth_file = tmp_path / "callers.json"
     auth_file.write_text(json.dumps([{"name": "carol", "token": CAROL}]))

@@ -92,6 +92,7 @@ async def test_queued_progress_counts_turns_of_every_process(letta_double: Any, 
         assert first.state == "completed"
 
 
+@pytest.mark.slow
 async def test_wait_for_a_turn_of_another_process_by_turn_and_run_id(letta_double: Any, valkey: ValkeyProcess) -> None:
     cid = await conversation(letta_double)
     async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
@@ -106,6 +107,7 @@ async def test_wait_for_a_turn_of_another_process_by_turn_and_run_id(letta_doubl
     assert len(letta_double.sends()) == 1
 
 
+@pytest.mark.slow
 async def test_a_stopped_process_turn_is_adopted_and_a_resend_gets_its_reply_once(
     letta_double: Any, valkey: ValkeyProcess
 ) -> None:
@@ -162,6 +164,7 @@ async def test_waiting_on_an_unsent_orphan_says_to_send_again(letta_double: Any,
     assert letta_double.user_messages(cid) == ["SLOW 1 blocker"]
 
 
+@pytest.mark.slow
 async def test_cancel_drops_queued_sends_of_other_processes(letta_double: Any, valkey: ValkeyProcess) -> None:
     cid = await conversation(letta_double)
     async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
@@ -175,6 +178,7 @@ async def test_cancel_drops_queued_sends_of_other_processes(letta_double: Any, v
     assert letta_double.user_messages(cid) == ["SLOW 2 running"]
 
 
+@pytest.mark.slow
 async def test_valkey_restart_mid_turn_loses_nothing(letta_double: Any, valkey: ValkeyProcess) -> None:
     cid = await conversation(letta_double)
     async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
@@ -228,6 +232,7 @@ async def test_the_in_process_coordinator_is_the_default(letta_double: Any, agen
     assert letta_double.user_messages(cid) == ["same", "same"]  # one process: a repeat is always a new message
 
 
+@pytest.mark.slow
 async def test_a_turn_parked_for_approval_can_be_answered_through_another_process(
     letta_double: Any, valkey: ValkeyProcess
 ) -> None:

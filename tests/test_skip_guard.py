@@ -1,15 +1,17 @@
-"""The skip guard: a run with an unexpected skip fails; the e2e opt-out (LCM_SKIP_E2E=1) does not."""
+"""The skip guard: a run with an unexpected skip fails; the e2e opt-out (LCM_SKIP_E2E=1) does not.
+And the fast suite's switch (tests/fast_suite.py): under LCM_SKIP_E2E=1 the ``slow`` tests are
+skipped (the guard allows it) and the run is spread over workers; the full run runs every test.
+
+Each case runs pytest in this process (``pytester``) on a small sample project whose conftest loads
+the same plugins as ``tests/conftest.py``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.fast_suite import FAST_WORKERS, SLOW_SKIP_REASON, workers
+
+pytest_plugins = ["pytester"]
 
 TESTS = """
 import pytest
@@ -22,29 +24,27 @@ def test_known_bug():
     assert False
 """
 
+SLOW = '\n@pytest.mark.slow\ndef test_slow():\n    print("the slow test ran")\n'
 
-def run_pytest(tmp_path: Path, extra: str, *, skip_e2e: bool) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["tests.skip_guard"]\n')
-    (tmp_path / "test_sample.py").write_text(TESTS + extra)
-    env = {k: v for k, v in os.environ.items() if k != "LCM_SKIP_E2E"}
-    env["PYTHONPATH"] = str(ROOT)
+
+def run_pytest(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, extra: str, *args: str, skip_e2e: bool
+) -> pytest.RunResult:
+    pytester.makeconftest('pytest_plugins = ["tests.skip_guard", "tests.fast_suite"]\n')
+    pytester.makeini("[pytest]\nmarkers =\n    slow: takes seconds\n")
+    pytester.makepyfile(test_sample=TESTS + extra)
+    monkeypatch.delenv("PYTEST_XDIST_AUTO_NUM_WORKERS", raising=False)
     if skip_e2e:
-        env["LCM_SKIP_E2E"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:rerunfailures", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+        monkeypatch.setenv("LCM_SKIP_E2E", "1")
+    else:
+        monkeypatch.delenv("LCM_SKIP_E2E", raising=False)
+    return pytester.runpytest_inprocess("-q", "-s", "-p", "no:cacheprovider", "-p", "no:rerunfailures", *args)
 
 
-def test_a_run_without_skips_passes(tmp_path: Path) -> None:
-    proc = run_pytest(tmp_path, "", skip_e2e=False)
-    assert proc.returncode == 0, proc.stdout
-    assert "unexpected skip" not in proc.stdout
+def test_a_run_without_skips_passes(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run_pytest(pytester, monkeypatch, "", skip_e2e=False)
+    assert result.ret == 0, result.stdout.str()
+    assert "unexpected skip" not in result.stdout.str()
 
 
 @pytest.mark.parametrize(
@@ -54,27 +54,80 @@ def test_a_run_without_skips_passes(tmp_path: Path) -> None:
         '\n@pytest.mark.skip(reason="flaky")\ndef test_skipped():\n    pass\n',
     ],
 )
-def test_an_unexpected_skip_fails_the_run(tmp_path: Path, extra: str) -> None:
-    proc = run_pytest(tmp_path, extra, skip_e2e=True)
-    assert proc.returncode == 1, proc.stdout
-    assert "1 unexpected skip(s) fail this run" in proc.stdout
-    assert "test_sample.py::test_" in proc.stdout
+def test_an_unexpected_skip_fails_the_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, extra: str
+) -> None:
+    result = run_pytest(pytester, monkeypatch, extra, skip_e2e=True)
+    assert result.ret == 1, result.stdout.str()
+    assert "1 unexpected skip(s) fail this run" in result.stdout.str()
+    assert "test_sample.py::test_" in result.stdout.str()
 
 
-def test_a_module_level_import_skip_fails_the_run(tmp_path: Path) -> None:
-    (tmp_path / "test_chat.py").write_text('import pytest\npytest.importorskip("prompt_toolkit_missing")\n')
-    proc = run_pytest(tmp_path, "", skip_e2e=False)
-    assert proc.returncode == 1, proc.stdout
-    assert "test_chat.py: could not import 'prompt_toolkit_missing'" in proc.stdout
+def test_a_module_level_import_skip_fails_the_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_chat='import pytest\npytest.importorskip("prompt_toolkit_missing")\n')
+    result = run_pytest(pytester, monkeypatch, "", skip_e2e=False)
+    assert result.ret == 1, result.stdout.str()
+    assert "test_chat.py: could not import 'prompt_toolkit_missing'" in result.stdout.str()
 
 
 E2E_SKIP = '\ndef test_e2e():\n    pytest.skip("LCM_SKIP_E2E=1: the end-to-end suite was skipped on request")\n'
 
 
-def test_the_e2e_opt_out_is_allowed_only_when_asked_for(tmp_path: Path) -> None:
-    allowed = run_pytest(tmp_path, E2E_SKIP, skip_e2e=True)
-    assert allowed.returncode == 0, allowed.stdout
-    assert "1 skipped" in allowed.stdout
-    refused = run_pytest(tmp_path, E2E_SKIP, skip_e2e=False)
-    assert refused.returncode == 1, refused.stdout
-    assert "unexpected skip" in refused.stdout
+def test_the_e2e_opt_out_is_allowed_only_when_asked_for(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allowed = run_pytest(pytester, monkeypatch, E2E_SKIP, skip_e2e=True)
+    assert allowed.ret == 0, allowed.stdout.str()
+    assert "1 skipped" in allowed.stdout.str()
+    refused = run_pytest(pytester, monkeypatch, E2E_SKIP, skip_e2e=False)
+    assert refused.ret == 1, refused.stdout.str()
+    assert "unexpected skip" in refused.stdout.str()
+
+
+def test_the_fast_suite_skips_slow_tests_and_says_so(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_pytest(pytester, monkeypatch, SLOW, "-rs", skip_e2e=True)
+    assert result.ret == 0, result.stdout.str()
+    assert "the slow test ran" not in result.stdout.str()
+    result.stdout.fnmatch_lines([f"SKIPPED [[]1[]] test_sample.py:*: {SLOW_SKIP_REASON}"])
+    result.assert_outcomes(passed=1, skipped=1, xfailed=1)
+
+
+def test_the_full_run_runs_slow_tests(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run_pytest(pytester, monkeypatch, SLOW, skip_e2e=False)
+    assert result.ret == 0, result.stdout.str()
+    assert "the slow test ran" in result.stdout.str()
+    result.assert_outcomes(passed=2, xfailed=1)
+
+
+def test_a_marker_expression_chooses_the_slow_tests_in_the_fast_suite(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_pytest(pytester, monkeypatch, SLOW, "-m", "slow", skip_e2e=True)
+    assert result.ret == 0, result.stdout.str()
+    assert "the slow test ran" in result.stdout.str()
+    result.assert_outcomes(passed=1)
+
+
+def test_a_slow_test_skipped_in_the_full_run_fails_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skipped = '\n@pytest.mark.slow\ndef test_slow():\n    pytest.skip("no terminal here")\n'
+    result = run_pytest(pytester, monkeypatch, skipped, skip_e2e=False)
+    assert result.ret == 1, result.stdout.str()
+    assert "1 unexpected skip(s) fail this run" in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, 0),
+        ({"LCM_SKIP_E2E": "1"}, FAST_WORKERS),
+        ({"LCM_SKIP_E2E": "0"}, 0),
+        ({"LCM_SKIP_E2E": "1", "PYTEST_XDIST_AUTO_NUM_WORKERS": "2"}, 2),
+        ({"PYTEST_XDIST_AUTO_NUM_WORKERS": "3"}, 3),
+    ],
+)
+def test_workers_only_for_the_fast_suite(environ: dict[str, str], expected: int) -> None:
+    assert workers(environ) == expected

@@ -91,6 +91,7 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_stdio_handshake_tools_and_a_call_against_letta(letta_double: Any, agent_id: str) -> None:
     env = _env(LETTA_BASE_URL=letta_double.base_url, LETTA_API_KEY=SECRET, LETTA_AGENT_ID=agent_id)
     tools, result, rest, stderr = run_handshake(env, {"name": "create_conversation", "arguments": {"summary": "stdio"}})
@@ -103,6 +104,7 @@ def test_stdio_handshake_tools_and_a_call_against_letta(letta_double: Any, agent
     assert SECRET not in json.dumps(result) and SECRET not in stderr and SECRET not in rest
 
 
+@pytest.mark.slow
 def test_stdio_unreachable_letta_is_a_clear_error_not_a_crash() -> None:
     env = _env(LETTA_BASE_URL="http://127.0.0.1:9", LETTA_API_KEY=SECRET)
     _, result, _, stderr = run_handshake(env, {"name": "list_agents", "arguments": {}})

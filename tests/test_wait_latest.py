@@ -99,6 +99,7 @@ async def test_a_conversation_without_turns_says_what_to_do(letta_double: LettaD
         assert failed and "conversation_id" in text and "run_id" in text
 
 
+@pytest.mark.slow
 async def test_a_host_timeout_keeps_the_turn_and_a_cancel_stops_it(letta_double: LettaDouble, agent_id: str) -> None:
     """Over real stdio: the SDK client's timeout sends notifications/cancelled 'timed out after …s' (the
     TypeScript SDK of Claude Code and Letta Code: 'Request timed out'): the turn goes on. A caller's

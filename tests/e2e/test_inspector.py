@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -112,3 +113,39 @@ def test_inspector_over_http_with_a_bearer_token(inspector: list[str], http_url:
     assert opened["structuredContent"]["id"].startswith("conv-")
     response = httpx.post(http_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert response.status_code == 401
+
+
+def test_the_inspectors_mcpdo_runs_a_long_turn_as_a_task(
+    node_tools: dict[str, str], letta_stack: Any, tmp_path: Path
+) -> None:
+    """mcpdo (Inspector 2.x) declares the tasks extension on 2026-07-28 and polls the task to its end.
+
+    The server waits only 2 s on a send, so without a task the 8 s turn would come back 'running'.
+    """
+    env = {
+        "LETTA_BASE_URL": letta_stack.base_url,
+        "LETTA_AGENT_ID": letta_stack.agent_id,
+        "LETTA_MCP_WAIT_SECONDS": "2",
+        "LETTA_MCP_LOG_LEVEL": "INFO",
+    }
+    home = dict(os.environ, HOME=str(tmp_path), MCP_ALLOW_DEFAULT_CONNECTION="1")
+
+    def mcpdo(*args: str, timeout: float = 120) -> dict[str, Any]:
+        command = [node_tools["node"], node_tools["mcpdo"], "--format", "json", *args]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=home)
+        assert proc.returncode == 0, f"mcpdo {args[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}"
+        return json.loads(proc.stdout)
+
+    with http_server(**env, LETTA_MCP_AUTH_TOKENS=f"inspector:{TOKEN}") as (url, proc):
+        try:
+            mcpdo("connect", url, "--era", "modern", "--header", f"Authorization: Bearer {TOKEN}")
+            cid = mcpdo("tools/call", "create_conversation")["structuredContent"]["id"]
+            sent = mcpdo("tools/call", "send_message", f"conversation_id:={cid}", "message:=SLOW 8 as a task", "--task")
+        finally:
+            subprocess.run([node_tools["node"], node_tools["mcpdo"], "daemon", "stop"], env=home, timeout=60)
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=15)
+    assert sent["structuredContent"]["status"] == "completed", sent
+    assert sent["structuredContent"]["reply"] == "echo: SLOW 8 as a task"
+    assert b"letta_conversations_mcp.tasks.extension: task task-" in stderr, "the turn went through a task"
+    assert TOKEN.encode() not in stderr
