@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, InputRequiredResult, TextContent
 
 from letta_conversations_mcp.coordination.memory import InProcessCoordinator
-from letta_conversations_mcp.tasks.records import POLL_INTERVAL_MS, TTL_MS, TaskRecord, new_task_id, progress_note
+from letta_conversations_mcp.tasks.records import (
+    POLL_INTERVAL_MS,
+    TTL_MS,
+    TaskRecord,
+    new_task_id,
+    progress_note,
+    settle,
+)
 from letta_conversations_mcp.tasks.store import TaskStore
 
 pytestmark = pytest.mark.anyio
@@ -91,3 +100,21 @@ def test_the_progress_note_says_where_the_turn_is() -> None:
     note = progress_note(running)
     assert note.startswith("running; 2 tool call(s) so far, the last web_search; reply so far: xxx")
     assert len(note) < 300
+
+
+def test_settle_maps_each_outcome_to_a_status() -> None:
+    task = record(0.0)
+    settle(task, MCPError(code=-32603, message="reading the task's turn failed"), at=5.0)
+    assert task.status == "failed" and task.error == {"code": -32603, "message": "reading the task's turn failed"}
+    assert task.detailed()["error"]["code"] == -32603 and task.updated_at == 5.0
+    asking = InputRequiredResult(input_requests={}, request_state="s")
+    settle(task, asking, at=6.0)
+    assert task.status == "input_required" and task.request_state == "s" and task.input_requests == {}
+    settle(task, CallToolResult(content=[], structured_content={"status": "queued"}), at=7.0)
+    assert task.status == "working" and task.status_message == "queued behind earlier turns"
+    assert task.input_requests is None
+    settle(task, CallToolResult(content=[], structured_content={"status": "cancelled"}), at=8.0)
+    assert task.status == "cancelled" and "result" not in task.detailed()
+    failed_tool = CallToolResult(content=[TextContent(type="text", text="Letta is away")], is_error=True)
+    settle(task, failed_tool, at=9.0)
+    assert task.status == "completed" and task.result is not None and task.result["isError"] is True

@@ -41,7 +41,7 @@ from ..errors import Failure
 from ..guards import guard_request
 from ..handshake import TASKS_EXTENSION
 from ..state import AppState
-from .records import TaskRecord, is_unfinished_turn, new_task_id, progress_note, turn_status
+from .records import TaskRecord, is_unfinished_turn, new_task_id, settle
 from .store import TaskStore
 
 log = logging.getLogger(__name__)
@@ -189,27 +189,7 @@ class TasksExtension(Extension):
         self, ctx: ServerRequestContext[Any, Any], record: TaskRecord, call: CallToolRequestParams
     ) -> None:
         """Call ``wait_for_reply`` on the task's turn and record what it says."""
-        outcome = await self._call(ctx, call)
-        record.updated_at = TaskStore.now()
-        if isinstance(outcome, MCPError):
-            record.status, record.error = "failed", {"code": outcome.error.code, "message": outcome.error.message}
-        elif isinstance(outcome, InputRequiredResult):
-            record.status = "input_required"
-            record.input_requests = outcome.model_dump(by_alias=True, mode="json", exclude_none=True).get(
-                "inputRequests", {}
-            )
-            record.request_state = outcome.request_state
-        else:
-            record.input_requests = None
-            structured = outcome.structured_content
-            if is_unfinished_turn(structured):
-                record.status = "working"
-                record.status_message = progress_note(structured)
-            elif turn_status(structured) == "cancelled":
-                record.status = "cancelled"
-            else:
-                record.status = "completed"
-                record.result = outcome.model_dump(by_alias=True, mode="json", exclude_none=True)
+        settle(record, await self._call(ctx, call), at=TaskStore.now())
         await self._store(ctx).save(record)
 
     async def _call(

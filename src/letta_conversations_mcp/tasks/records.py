@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, InputRequiredResult
+
 from ..text import clip
 
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
@@ -110,3 +113,28 @@ def progress_note(structured: dict[str, Any] | None) -> str:
     if isinstance(reply := data.get("reply"), str) and reply:
         parts.append(f"reply so far: {clip(reply, 200)}")
     return "; ".join(parts)
+
+
+def settle(record: TaskRecord, outcome: CallToolResult | InputRequiredResult | MCPError, *, at: float) -> None:
+    """Record what ``wait_for_reply`` said about the task's turn (``outcome``) at time ``at``.
+
+    A JSON-RPC error fails the task; a question makes it ``input_required``; a running or queued
+    turn keeps it ``working`` (with a progress note); a cancelled turn cancels it; any other tool
+    result, an ``isError`` one included, completes it with that result.
+    """
+    record.updated_at = at
+    record.input_requests = None
+    if isinstance(outcome, MCPError):
+        record.status, record.error = "failed", {"code": outcome.error.code, "message": outcome.error.message}
+    elif isinstance(outcome, InputRequiredResult):
+        record.status, record.request_state = "input_required", outcome.request_state
+        record.input_requests = outcome.model_dump(by_alias=True, mode="json", exclude_none=True).get(
+            "inputRequests", {}
+        )
+    elif is_unfinished_turn(structured := outcome.structured_content):
+        record.status, record.status_message = "working", progress_note(structured)
+    elif turn_status(structured) == "cancelled":
+        record.status = "cancelled"
+    else:
+        record.status = "completed"
+        record.result = outcome.model_dump(by_alias=True, mode="json", exclude_none=True)
