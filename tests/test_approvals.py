@@ -23,6 +23,7 @@ from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.approval_host import APPROVE, Host
+from tests.helpers.http import LOCAL
 from tests.helpers.tools import call as ok
 from tests.helpers.tools import handle
 from tests.helpers.tools import outcome as call
@@ -33,10 +34,10 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def approving_agent(letta_double: LettaDouble) -> str:
     agent = letta_double.add_agent("careful-agent")
-    httpx.patch(
+    LOCAL.patch(
         f"{letta_double.base_url}/v1/agents/{agent}/tools/approval/memory_insert", json={"requires_approval": True}
     )
-    httpx.patch(f"{letta_double.base_url}/v1/agents/{agent}", json={"parallel_tool_calls": True})
+    LOCAL.patch(f"{letta_double.base_url}/v1/agents/{agent}", json={"parallel_tool_calls": True})
     return agent
 
 

@@ -26,6 +26,7 @@ from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import build_http_app, load_callers
 from letta_conversations_mcp.logs import configure_logging
 from letta_conversations_mcp.settings import Settings
+from tests.helpers.http import LOCAL
 from tests.helpers.servers import serving
 
 ALICE = "alice-token-0123456789abcdef"
@@ -63,7 +64,7 @@ def headers(token: str, session: str | None = None, **extra: str) -> dict[str, s
 
 
 def open_session(url: str, token: str) -> httpx.Response:
-    return httpx.post(url, json=INIT, headers=headers(token), timeout=10)
+    return LOCAL.post(url, json=INIT, headers=headers(token), timeout=10)
 
 
 def initialized(url: str, token: str) -> str:
@@ -71,13 +72,13 @@ def initialized(url: str, token: str) -> str:
     assert opened.status_code == 200, opened.text
     session = opened.headers["mcp-session-id"]
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    assert httpx.post(url, json=note, headers=headers(token, session), timeout=10).status_code == 202
+    assert LOCAL.post(url, json=note, headers=headers(token, session), timeout=10).status_code == 202
     return session
 
 
 def rpc(url: str, token: str, session: str, method: str, params: dict[str, Any], rid: int = 2) -> httpx.Response:
     body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
-    return httpx.post(url, json=body, headers=headers(token, session), timeout=10)
+    return LOCAL.post(url, json=body, headers=headers(token, session), timeout=10)
 
 
 def result_of(response: httpx.Response) -> dict[str, Any]:
@@ -91,9 +92,9 @@ def test_a_session_answers_only_the_caller_that_opened_it(letta_double: Any, age
     with serve(letta_double, agent_id) as (url, _):
         session = initialized(url, ALICE)
         assert rpc(url, BOB, session, "tools/list", {}).status_code == 404
-        stream = httpx.get(url, headers=headers(BOB, session), timeout=10)
+        stream = LOCAL.get(url, headers=headers(BOB, session), timeout=10)
         assert stream.status_code == 404
-        assert httpx.delete(url, headers=headers(BOB, session), timeout=10).status_code == 404
+        assert LOCAL.delete(url, headers=headers(BOB, session), timeout=10).status_code == 404
         mine = rpc(url, ALICE, session, "tools/list", {})
         assert mine.status_code == 200 and "send_message" in mine.text
 
@@ -109,7 +110,7 @@ def test_a_caller_at_its_session_cap_is_refused_and_others_are_not(letta_double:
         assert rpc(url, BOB, initialized(url, BOB), "tools/list", {}).status_code == 200
         # The refused attempts hold nothing: only the 3 + 2 admitted sessions exist.
         assert len(server.session_manager._server_instances) == 5
-        assert httpx.delete(url, headers=headers(ALICE, sessions[0]), timeout=10).status_code == 200
+        assert LOCAL.delete(url, headers=headers(ALICE, sessions[0]), timeout=10).status_code == 200
         assert open_session(url, ALICE).status_code == 200
 
 
@@ -155,7 +156,7 @@ def test_subscriptions_only_for_our_readable_uris_capped_and_dropped_with_the_se
         manager = server.session_manager
         held = _subscriptions(manager)
         assert sum(len(uris) for uris in held.values()) == 2
-        assert httpx.delete(url, headers=headers(ALICE, session), timeout=10).status_code == 200
+        assert LOCAL.delete(url, headers=headers(ALICE, session), timeout=10).status_code == 200
         deadline = time.monotonic() + 10
         while len(_subscriptions(manager)) and time.monotonic() < deadline:
             gc.collect()
@@ -187,7 +188,7 @@ def test_origin_and_host_are_checked_on_every_bind(
         url,
         _,
     ):
-        response = httpx.post(url, json=INIT, headers=headers(ALICE, **extra), timeout=10)
+        response = LOCAL.post(url, json=INIT, headers=headers(ALICE, **extra), timeout=10)
         assert response.status_code == status, response.text
 
 
@@ -198,9 +199,9 @@ def test_a_public_bind_checks_host_once_hosts_are_listed(letta_double: Any, agen
         url,
         _,
     ):
-        assert httpx.post(url, json=INIT, headers=headers(ALICE), timeout=10).status_code == 421
+        assert LOCAL.post(url, json=INIT, headers=headers(ALICE), timeout=10).status_code == 421
         good = headers(ALICE, Host="mcp.example.com")
-        assert httpx.post(url, json=INIT, headers=good, timeout=10).status_code == 200
+        assert LOCAL.post(url, json=INIT, headers=good, timeout=10).status_code == 200
 
 
 def test_every_bearer_token_and_the_owner_secret_are_redacted(tmp_path: Path, caplog: Any) -> None:
@@ -281,14 +282,14 @@ def test_session_ids_are_not_logged_at_info(letta_double: Any, agent_id: str) ->
         deadline = time.monotonic() + 120  # a loaded 2-core machine takes tens of seconds to start it
         while True:
             try:
-                httpx.get(url, timeout=1)
+                LOCAL.get(url, timeout=1)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         session = initialized(url, ALICE)
         rpc(url, ALICE, "0" * 32, "tools/list", {})
-        httpx.delete(url, headers=headers(ALICE, session), timeout=10)
+        LOCAL.delete(url, headers=headers(ALICE, session), timeout=10)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
-from letta_conversations_devstack.host_models import (
-    Call,
-    HostModelServer,
-    Script,
-    ScriptError,
+from letta_conversations_devstack.host_model_server import HostModelServer
+from letta_conversations_devstack.host_models import Call, Script, ScriptError, find, instance
+from letta_conversations_devstack.host_wires import (
     anthropic_exchange,
     chat_exchange,
-    find,
     gemini_exchange,
-    instance,
     responses_exchange,
 )
 from letta_conversations_devstack.sse import parse_sse
+from tests.helpers.http import LOCAL
 
 CID = "conv-4a4114b7-8387-4164-9ce1-f433b19e2f9d"
 SCRIPT = Script(
@@ -101,13 +97,13 @@ def test_the_server_plays_the_script_in_each_format() -> None:
         tool = {"name": "mcp__letta__create_conversation", "input_schema": {}}
         send = {"name": "mcp__letta__send_message", "input_schema": {}}
         body = {"model": "m", "stream": True, "tools": [tool, send], "messages": [{"role": "user", "content": "go"}]}
-        frames, _ = parse_sse(httpx.post(f"{server.url}/v1/messages", json=body).text)
+        frames, _ = parse_sse(LOCAL.post(f"{server.url}/v1/messages", json=body).text)
         start = next(f for f in frames if f["type"] == "content_block_start")
         assert start["content_block"]["name"] == "mcp__letta__create_conversation"
 
         result = {"role": "user", "content": [{"type": "tool_result", "content": f"created {CID}"}]}
         body["messages"].append(result)
-        frames, _ = parse_sse(httpx.post(f"{server.url}/v1/messages", json=body).text)
+        frames, _ = parse_sse(LOCAL.post(f"{server.url}/v1/messages", json=body).text)
         delta = next(f for f in frames if f["type"] == "content_block_delta")
         assert json.loads(delta["delta"]["partial_json"]) == {"conversation_id": CID, "message": "hi"}
 
@@ -116,18 +112,18 @@ def test_the_server_plays_the_script_in_each_format() -> None:
             "name": "mcp__letta",
             "tools": [{"type": "function", "name": "create_conversation"}],
         }
-        frames, _ = parse_sse(httpx.post(f"{server.url}/v1/responses", json={"tools": [namespace], "input": []}).text)
+        frames, _ = parse_sse(LOCAL.post(f"{server.url}/v1/responses", json={"tools": [namespace], "input": []}).text)
         item = next(f for f in frames if f["type"] == "response.output_item.done")["item"]
         assert (item["namespace"], item["name"]) == ("mcp__letta", "create_conversation")
 
         declarations = [{"functionDeclarations": [{"name": "mcp_letta_create_conversation"}]}]
         url = f"{server.url}/v1beta/models/gemini-x:streamGenerateContent?alt=sse"
-        frames, _ = parse_sse(httpx.post(url, json={"tools": declarations, "contents": []}).text)
+        frames, _ = parse_sse(LOCAL.post(url, json={"tools": declarations, "contents": []}).text)
         assert (
             frames[0]["candidates"][0]["content"]["parts"][0]["functionCall"]["name"] == "mcp_letta_create_conversation"
         )
 
-        side = httpx.post(f"{server.url}/v1/messages", json={"model": "m", "messages": []}).json()
+        side = LOCAL.post(f"{server.url}/v1/messages", json={"model": "m", "messages": []}).json()
         assert side["content"] == [{"type": "text", "text": "ok"}]
         assert len(server.model.main_exchanges()) == 4 and not server.model.errors
 
@@ -137,7 +133,7 @@ def test_a_script_the_model_cannot_follow_is_reported_not_guessed() -> None:
         server.model.play(SCRIPT)
         tools = [{"name": "mcp__letta__create_conversation"}, {"name": "mcp__letta__send_message"}]
         messages = [{"role": "user", "content": [{"type": "tool_result", "content": "no id here"}]}]
-        reply = httpx.post(f"{server.url}/v1/messages", json={"tools": tools, "messages": messages}).json()
+        reply = LOCAL.post(f"{server.url}/v1/messages", json={"tools": tools, "messages": messages}).json()
         assert reply["content"][0]["text"].startswith("SCRIPT FAILED")
         assert server.model.errors and "conv-" in server.model.errors[0]
         with pytest.raises(AssertionError, match="never offered our tools"):
@@ -170,7 +166,7 @@ def test_chat_completions_play_a_shell_script_streamed_and_not() -> None:
         server.model.play(script)
         body = {"model": "scripted", "tools": [bash], "messages": [{"role": "user", "content": "go"}]}
         options = {"stream": True, "stream_options": {"include_usage": True}}
-        frames, _ = parse_sse(httpx.post(f"{server.url}/v1/chat/completions", json={**body, **options}).text)
+        frames, _ = parse_sse(LOCAL.post(f"{server.url}/v1/chat/completions", json={**body, **options}).text)
         calls = [call for f in frames for c in f["choices"] for call in c["delta"].get("tool_calls", [])]
         assert calls[0]["function"]["name"] == "Bash" and calls[0]["id"].startswith("call_")
         arguments = "".join(call["function"].get("arguments", "") for call in calls)
@@ -183,10 +179,10 @@ def test_chat_completions_play_a_shell_script_streamed_and_not() -> None:
             {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function"}]},
             {"role": "tool", "tool_call_id": call_id, "content": "mcp__letta__send_message"},
         ]
-        reply = httpx.post(f"{server.url}/v1/chat/completions", json=body).json()
+        reply = LOCAL.post(f"{server.url}/v1/chat/completions", json=body).json()
         assert reply["choices"][0]["message"] == {"role": "assistant", "content": "shell done"}
         assert reply["choices"][0]["finish_reason"] == "stop"
 
-        side = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "scripted", "messages": []}).json()
+        side = LOCAL.post(f"{server.url}/v1/chat/completions", json={"model": "scripted", "messages": []}).json()
         assert side["choices"][0]["message"]["content"] == "ok"
         assert len(server.model.main_exchanges()) == 2 and not server.model.errors

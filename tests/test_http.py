@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import httpx2
 import pytest
 from mcp import Client
@@ -26,6 +25,7 @@ from letta_conversations_mcp.access import Caller
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.http import BearerAuthMiddleware, build_http_app
 from letta_conversations_mcp.settings import Settings
+from tests.helpers.http import LOCAL
 from tests.helpers.servers import serving
 
 TOKEN_ALL = "token-all-0123456789abcdef"
@@ -100,7 +100,7 @@ async def test_main_tools_over_http_with_progress(http_url: str) -> None:
 )
 def test_requests_without_a_valid_token_get_401(http_url: str, headers: dict[str, str], error: str) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    response = httpx.post(http_url, json=body, headers={**headers, "Accept": "application/json, text/event-stream"})
+    response = LOCAL.post(http_url, json=body, headers={**headers, "Accept": "application/json, text/event-stream"})
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer ")
     assert f'error="{error}"' in response.headers["www-authenticate"]

@@ -11,18 +11,19 @@ import httpx
 
 from letta_conversations_devstack.double import LettaDouble, parse_sse
 from tests.helpers.captures import read_sse
+from tests.helpers.http import LOCAL
 
 
 def send(double: LettaDouble, cid: str, text: str) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     body = {"messages": [{"role": "user", "content": text}]}
-    response = httpx.post(f"{double.base_url}/v1/conversations/{cid}/messages", json=body, timeout=10)
+    response = LOCAL.post(f"{double.base_url}/v1/conversations/{cid}/messages", json=body, timeout=10)
     response.raise_for_status()
     return parse_sse(response.text)
 
 
 def new_conversation(double: LettaDouble) -> str:
     params = {"agent_id": double.default_agent_id}
-    return str(httpx.post(f"{double.base_url}/v1/conversations/", params=params, json={}).json()["id"])
+    return str(LOCAL.post(f"{double.base_url}/v1/conversations/", params=params, json={}).json()["id"])
 
 
 def test_tool_command_runs_memory_insert_and_replies_with_its_result(letta_double: LettaDouble) -> None:
@@ -55,24 +56,24 @@ def test_delay_next_holds_back_only_the_next_matching_request(letta_double: Lett
     timings = []
     for _ in range(2):
         start = time.monotonic()
-        assert httpx.get(f"{letta_double.base_url}/v1/agents/").status_code == 200
+        assert LOCAL.get(f"{letta_double.base_url}/v1/agents/").status_code == 200
         timings.append(time.monotonic() - start)
     assert timings[0] >= 1.0 > timings[1]
 
 
 def test_fail_next_answers_with_the_given_status_times_times(letta_double: LettaDouble) -> None:
     letta_double.fail_next("GET", r"/v1/agents/$", 503, {"detail": "down"}, headers={"retry-after": "1"}, times=2)
-    answers = [httpx.get(f"{letta_double.base_url}/v1/agents/") for _ in range(3)]
+    answers = [LOCAL.get(f"{letta_double.base_url}/v1/agents/") for _ in range(3)]
     assert [a.status_code for a in answers] == [503, 503, 200]
     assert answers[0].json() == {"detail": "down"} and answers[0].headers["retry-after"] == "1"
 
 
 def test_errors_use_letta_bodies(letta_double: LettaDouble) -> None:
     base = letta_double.base_url
-    missing = httpx.get(f"{base}/v1/conversations/conv-00000000-0000-4000-8000-000000000000")
+    missing = LOCAL.get(f"{base}/v1/conversations/conv-00000000-0000-4000-8000-000000000000")
     assert missing.status_code == 404 and "Conversation not found" in missing.json()["detail"]
     for bad in ("default", "nope", "conv-" + "x" * 40):
-        response = httpx.get(f"{base}/v1/conversations/{bad}")
+        response = LOCAL.get(f"{base}/v1/conversations/{bad}")
         assert response.status_code == 422 and bad in response.json()["detail"], bad
 
 

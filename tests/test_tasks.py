@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -15,6 +14,7 @@ from mcp.shared.exceptions import MCPError
 from letta_conversations_devstack.valkey import ValkeyProcess
 from letta_conversations_mcp.app import build_server
 from tests.helpers.approval_host import APPROVE, Host
+from tests.helpers.http import LOCAL
 from tests.helpers.privacy import client as caller_client
 from tests.helpers.privacy import serve, settings_for, write_auth_file
 from tests.helpers.tasks_client import (
@@ -140,7 +140,7 @@ def careful_agent(letta_double: Any) -> str:
     """An agent whose memory_insert needs a person's approval."""
     agent = letta_double.add_agent("careful-agent")
     approval = f"{letta_double.base_url}/v1/agents/{agent}/tools/approval/memory_insert"
-    httpx.patch(approval, json={"requires_approval": True}).raise_for_status()
+    LOCAL.patch(approval, json={"requires_approval": True}).raise_for_status()
     return agent
 
 

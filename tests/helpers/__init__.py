@@ -6,5 +6,6 @@
 - ``approval_host``: a scripted host answering elicitations
 - ``privacy``: the privacy scenarios run against the double and the real stack
 - ``fault_proxy``: a TCP proxy that takes Letta away; ``outages``: the outage phases run through it
+- ``http``: one HTTP client for plain calls to loopback servers (no TLS context built per call)
 - ``wheel``: the server's wheel built from this checkout (the ``built_wheel`` fixture of ``tests/conftest.py``)
 """

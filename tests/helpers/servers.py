@@ -17,6 +17,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from letta_conversations_devstack.stack import free_port
+from tests.helpers.http import LOCAL
 
 
 def wait_until(
@@ -46,7 +47,7 @@ def serving(app: ASGIApp) -> Iterator[str]:
 
 def answers(url: str) -> bool:
     try:
-        httpx.get(url, timeout=1)
+        LOCAL.get(url, timeout=1)
     except httpx.TransportError:
         return False
     return True
