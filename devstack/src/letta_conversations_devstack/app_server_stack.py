@@ -23,7 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from .stack import StackError, free_port, stop_group, uv_command, uv_env
+from .installer import uv_command, uv_env
+from .processes import StackError, free_port, stop_group
 
 LETTA_CODE_VERSION = "0.34.12"
 MODEL_HANDLE = "openai-compatible/scripted-echo"
