@@ -6,16 +6,12 @@ import json
 
 import pytest
 
-from letta_conversations_devstack.host_models import (
-    Call,
-    HostModelServer,
-    Script,
-    ScriptError,
+from letta_conversations_devstack.host_model_server import HostModelServer
+from letta_conversations_devstack.host_models import Call, Script, ScriptError, find, instance
+from letta_conversations_devstack.host_wires import (
     anthropic_exchange,
     chat_exchange,
-    find,
     gemini_exchange,
-    instance,
     responses_exchange,
 )
 from letta_conversations_devstack.sse import parse_sse

@@ -7,12 +7,14 @@ subprocess over a pipe, as hosts start it; the Letta double serves Letta.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,9 +37,13 @@ INITIALIZE = {
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
-def start(double: LettaDouble, agent_id: str, cache: Path) -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def stdio_server(
+    double: LettaDouble, agent_id: str, cache: Path, first: dict[str, Any]
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """The server started as a host starts it, initialized, with the answer to its ``first`` call; killed after."""
     env = dict(os.environ, LETTA_BASE_URL=double.base_url, LETTA_AGENT_ID=agent_id, XDG_CACHE_HOME=str(cache))
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "letta_conversations_mcp"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -45,6 +51,12 @@ def start(double: LettaDouble, agent_id: str, cache: Path) -> subprocess.Popen[s
         env=env,
         text=True,
     )
+    assert proc.stdin and proc.stdout
+    try:
+        send(proc.stdin, INITIALIZE, INITIALIZED, first)
+        yield proc, answer(proc.stdout, first["id"])
+    finally:
+        proc.kill()
 
 
 def send(stdin: IO[str], *messages: dict[str, Any]) -> None:
@@ -67,11 +79,9 @@ def call(rid: int, tool: str, **arguments: Any) -> dict[str, Any]:
 def test_sigint_then_sigterm_with_a_send_in_flight_cancels_the_run(
     letta_double: LettaDouble, agent_id: str, tmp_path: Path
 ) -> None:
-    proc = start(letta_double, agent_id, tmp_path)
-    assert proc.stdin and proc.stdout
-    try:
-        send(proc.stdin, INITIALIZE, INITIALIZED, call(1, "create_conversation"))
-        cid = answer(proc.stdout, 1)["result"]["structuredContent"]["id"]
+    with stdio_server(letta_double, agent_id, tmp_path, call(1, "create_conversation")) as (proc, created):
+        assert proc.stdin
+        cid = created["result"]["structuredContent"]["id"]
         send(proc.stdin, call(2, "send_message", conversation_id=cid, message="SLOW 30 interrupted", wait_seconds=60))
         deadline = time.monotonic() + 60
         while not any(cid in r["path"] for r in letta_double.sends()) and time.monotonic() < deadline:
@@ -81,8 +91,6 @@ def test_sigint_then_sigterm_with_a_send_in_flight_cancels_the_run(
         time.sleep(0.15)
         proc.send_signal(signal.SIGTERM)  # absorbed while the run is cancelled
         assert proc.wait(timeout=30) == 128 + signal.SIGINT
-    finally:
-        proc.kill()
     cancels = [r for r in letta_double.requests if r["path"].endswith("/cancel") and cid in r["path"]]
     assert cancels, "the interrupted send's run was not cancelled in Letta"
 
@@ -91,13 +99,8 @@ def test_sigterm_without_a_call_ends_the_server_at_once(
     letta_double: LettaDouble, agent_id: str, tmp_path: Path
 ) -> None:
     """The host's stdin stays open: the server still ends (it does not wait for end of input)."""
-    proc = start(letta_double, agent_id, tmp_path)
-    assert proc.stdin and proc.stdout
-    try:
-        send(proc.stdin, INITIALIZE, INITIALIZED, call(1, "list_agents"))
-        assert not answer(proc.stdout, 1)["result"].get("isError")
+    with stdio_server(letta_double, agent_id, tmp_path, call(1, "list_agents")) as (proc, listed):
+        assert not listed["result"].get("isError")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 128 + signal.SIGTERM
-    finally:
-        proc.kill()
     assert not [r for r in letta_double.requests if r["path"].endswith("/cancel")], "nothing was running"

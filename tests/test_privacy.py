@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from mcp import Client
 
@@ -23,7 +22,9 @@ from tests.helpers.privacy import (
     TOKENS,
     Harness,
     client,
+    double_harness,
     failure,
+    made_outside,
     ok,
     serve,
     settings_for,
@@ -35,15 +36,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def harness(letta_double: Any, agent_id: str, tmp_path: Path) -> Harness:
-    settings = settings_for(letta_double, agent_id, write_auth_file(tmp_path))
-
-    async def outside(summary: str | None) -> str:
-        async with httpx.AsyncClient(base_url=letta_double.base_url) as http:
-            response = await http.post("/v1/conversations/", params={"agent_id": agent_id}, json={"summary": summary})
-            response.raise_for_status()
-            return str(response.json()["id"])
-
-    return Harness(start=lambda: serve(settings), agent_id=agent_id, outside=outside)
+    return double_harness(letta_double, agent_id, settings_for(letta_double, agent_id, write_auth_file(tmp_path)))
 
 
 @pytest.mark.parametrize("scenario", privacy_scenarios.SCENARIOS, ids=list(privacy_scenarios.scenario_ids()))
@@ -73,7 +66,7 @@ async def test_each_refusal_is_logged_once_at_info_without_the_token(
 
 
 async def test_without_tokens_one_local_user_sees_everything(letta_double: Any, agent_id: str) -> None:
-    outside = await _outside(letta_double, agent_id, "made in the ADE")
+    outside = await made_outside(letta_double, agent_id, "made in the ADE")
     with serve(settings_for(letta_double, agent_id, None)) as url:
         async with Client(url) as local:
             mine = (await ok(local, "create_conversation", summary="local"))["id"]
@@ -82,9 +75,3 @@ async def test_without_tokens_one_local_user_sees_everything(letta_double: Any, 
             await ok(local, "get_conversation", conversation_id=outside)
             await ok(local, "list_messages", conversation_id="default", agent_id=agent_id)
     assert letta_double.conversations[mine]["summary"] == "local", "no marker without callers to tell apart"
-
-
-async def _outside(letta_double: Any, agent_id: str, summary: str) -> str:
-    async with httpx.AsyncClient(base_url=letta_double.base_url) as http:
-        response = await http.post("/v1/conversations/", params={"agent_id": agent_id}, json={"summary": summary})
-        return str(response.json()["id"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from letta_conversations_devstack import stack
+from letta_conversations_devstack import installer, processes
 from letta_conversations_devstack.interpreter import (
     OVERRIDE_VARIABLE,
     InterpreterNotFound,
@@ -112,8 +112,8 @@ def test_an_explicit_choice_is_used_or_refused_never_replaced(tmp_path: Path) ->
 def test_a_failed_step_is_one_sentence_and_its_output_goes_to_the_log(tmp_path: Path) -> None:
     log = tmp_path / "install.log"
     command = [sys.executable, "-c", "import sys; print('progress'); sys.exit('error: the index is unreachable')"]
-    with pytest.raises(stack.StackError) as caught:
-        stack._run(command, step="Downloading things", hint="check the network and run again", log=log)
+    with pytest.raises(processes.StackError) as caught:
+        processes.run_step(command, step="Downloading things", hint="check the network and run again", log=log)
     message = str(caught.value)
     assert message == (
         f"Downloading things failed (exit 1: error: the index is unreachable) (full output in {log}): "
@@ -124,12 +124,12 @@ def test_a_failed_step_is_one_sentence_and_its_output_goes_to_the_log(tmp_path: 
 
 def test_the_stack_refuses_other_systems_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
-    with pytest.raises(stack.StackError, match=r"runs on Linux only \(this is darwin\): point LETTA_BASE_URL"):
-        stack.install()
+    with pytest.raises(processes.StackError, match=r"runs on Linux only \(this is darwin\): point LETTA_BASE_URL"):
+        installer.install()
 
 
 def test_an_installation_without_its_virtualenv_is_not_complete(tmp_path: Path) -> None:
-    inst = stack.Installation(tmp_path)
+    inst = installer.Installation(tmp_path)
     inst.marker.write_text("{}")
     assert not inst.is_complete()  # e.g. the Python it was built with was removed: install again
     (inst.venv / "bin").mkdir(parents=True)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEVSTACK = "letta_conversations_devstack"
 #: Development code, by folder or module name (the devstack's own): none may appear in the wheel.
 DEV_CODE = re.compile(
-    r"/(localstack|devstack|double)/|^letta_conversations_mcp/(stack|interpreter|valkey|cluster|script|scripted_llm|host_models|sse)\.py$"
+    r"/(localstack|devstack|double)/|^letta_conversations_mcp/(stack|installer|processes|interpreter|valkey|cluster|script|scripted_llm|chat_format|host_models|host_wires|host_model_server|sse)\.py$"
 )
 
 

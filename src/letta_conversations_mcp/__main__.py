@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .access import Caller
+    from .fast_start import Relay
     from .settings import Settings
 
 
@@ -49,38 +50,13 @@ def prepare(args: list[str]) -> Prepared:
     return Prepared(settings, callers, bind_socket(settings))
 
 
-DEVSTACK = "letta_conversations_devstack"
-
-
-def needs_devstack(command: str, fix: str) -> int:
-    """One line on stderr and exit 2: ``command`` needs the development stack, which a wheel lacks."""
-    print(  # noqa: T201
-        f"letta-conversations-mcp {command}: the local Letta stack ({DEVSTACK}) comes with a clone of the "
-        f"repository, not with the installed package: {fix}.",
-        file=sys.stderr,
-    )
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["stack"]:
-        try:
-            from letta_conversations_devstack.cli import stack_main
-        except ModuleNotFoundError as error:
-            if error.name != DEVSTACK:
-                raise
-            return needs_devstack("stack", "run `uv run letta-conversations-mcp stack up` in a clone of the repository")
-        return stack_main(args[1:])
-    if args[:1] == ["demo"]:
-        from .demo import demo_main
+    from .commands import run_command
 
-        return demo_main(args[1:])
-    if args[:1] == ["--version"]:
-        from . import __version__
-
-        print(f"letta-conversations-mcp {__version__}")  # noqa: T201
-        return 0
+    code = run_command(args)
+    if code is not None:
+        return code
 
     from . import fast_start
 
@@ -93,37 +69,41 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"letta-conversations-mcp: invalid configuration: {error}", file=sys.stderr)  # noqa: T201
         return 2
-    settings, callers = prepared.settings, prepared.callers
-    secrets = settings.secrets()
     from .logs import configure_logging
 
-    configure_logging(settings.log_level, secrets)
+    configure_logging(prepared.settings.log_level, prepared.settings.secrets())
+    try:
+        return serve(prepared, relay)
+    except KeyboardInterrupt:
+        return 130
 
+
+def serve(prepared: Prepared, relay: Relay | None) -> int:
+    """Serve MCP over the configured transport until stopped; the exit code (128 + signal after a stop)."""
     from .app import build_server
     from .cancels import CancelReasons, serve_until_stopped
 
     reasons = CancelReasons()
-    server = build_server(settings, reasons)
-    try:
-        if relay is not None:
-            import functools
+    server = build_server(prepared.settings, reasons)
+    if relay is not None:
+        import functools
 
-            import anyio
+        import anyio
 
-            serve = functools.partial(fast_start.serve, server, relay)
-            signum = anyio.run(serve_until_stopped, serve, reasons, relay.end)
-            if signum is not None:  # on the way out: a host's next signal (SIGTERM after SIGINT) changes nothing
-                for stop in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(stop, signal.SIG_IGN)
-                return 128 + signum
-        elif settings.transport == "stdio":
-            server.run("stdio")
-        else:
-            from .http import run_http
+        from . import fast_start
 
-            run_http(server, settings, callers, prepared.sock)
-    except KeyboardInterrupt:
-        return 130
+        run = functools.partial(fast_start.serve, server, relay)
+        signum = anyio.run(serve_until_stopped, run, reasons, relay.end)
+        if signum is not None:  # on the way out: a host's next signal (SIGTERM after SIGINT) changes nothing
+            for stop in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(stop, signal.SIG_IGN)
+            return 128 + signum
+    elif prepared.settings.transport == "stdio":
+        server.run("stdio")
+    else:
+        from .http import run_http
+
+        run_http(server, prepared.settings, prepared.callers, prepared.sock)
     return 0
 
 

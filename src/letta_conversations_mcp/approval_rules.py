@@ -130,22 +130,22 @@ def calls_of(message: Mapping[str, Any]) -> list[PendingCall]:
     return calls
 
 
+#: Per message type that settles tool calls: where its list of answers is, and its own id field.
+_ANSWERS = {
+    "approval_response_message": ("approvals", "approval_request_id"),
+    "tool_return_message": ("tool_returns", "tool_call_id"),
+}
+
+
 def answered_ids(message: Mapping[str, Any]) -> set[str]:
     """The tool_call_ids an approval response or tool return message settles."""
-    ids: set[str] = set()
-    kind = message.get("message_type")
-    if kind == "approval_response_message":
-        for item in message.get("approvals") or []:
-            if isinstance(item, Mapping) and isinstance(item.get("tool_call_id"), str):
-                ids.add(item["tool_call_id"])
-        if isinstance(message.get("approval_request_id"), str):
-            ids.add(message["approval_request_id"])
-    elif kind == "tool_return_message":
-        for item in message.get("tool_returns") or []:
-            if isinstance(item, Mapping) and isinstance(item.get("tool_call_id"), str):
-                ids.add(item["tool_call_id"])
-        if isinstance(message.get("tool_call_id"), str):
-            ids.add(message["tool_call_id"])
+    answers, own = _ANSWERS.get(str(message.get("message_type")), ("", ""))
+    if not answers:
+        return set()
+    items = [item for item in message.get(answers) or [] if isinstance(item, Mapping)]
+    ids = {item["tool_call_id"] for item in items if isinstance(item.get("tool_call_id"), str)}
+    if isinstance(message.get(own), str):
+        ids.add(message[own])
     return ids
 
 

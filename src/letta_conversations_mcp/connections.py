@@ -24,7 +24,7 @@ import logging
 import os
 import resource
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -104,68 +104,69 @@ def _refusal(status: int, reason: str, text: str) -> bytes:
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with ``limits``: header and body deadlines, and the connection cap."""
+    """``GuardedH11Protocol`` bound to ``limits`` (uvicorn makes one protocol object per connection from it)."""
+    return cast(type[H11Protocol], type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits}))
 
-    class GuardedH11Protocol(H11Protocol):
-        _deadline: asyncio.TimerHandle | None = None
-        _reading: str = "headers"
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if len(self.connections) > limits.max_connections:
-                log.warning(
-                    "refused a connection: %d are open (LETTA_MCP_MAX_CONNECTIONS, or what ulimit -n allows)",
-                    limits.max_connections,
-                )
-                text = "the server is at its connection limit; retry in a moment\n"
-                transport.write(_refusal(503, "Service Unavailable", text))
-                transport.close()
-                return
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with header and body deadlines and the connection cap of ``limits``."""
+
+    limits: ClassVar[ConnectionLimits]
+    _deadline: asyncio.TimerHandle | None = None
+    _reading: str = "headers"
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            log.warning(
+                "refused a connection: %d are open (LETTA_MCP_MAX_CONNECTIONS, or what ulimit -n allows)",
+                self.limits.max_connections,
+            )
+            text = "the server is at its connection limit; retry in a moment\n"
+            transport.write(_refusal(503, "Service Unavailable", text))
+            transport.close()
+            return
+        self._arm("headers")
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and self.conn.their_state is h11.IDLE:
             self._arm("headers")
-
-        def data_received(self, data: bytes) -> None:
-            if self._deadline is None and self.conn.their_state is h11.IDLE:
-                self._arm("headers")
-            super().data_received(data)
-            state = self.conn.their_state
-            if state is h11.SEND_BODY and self._reading == "headers":
-                self._arm("body")
-            elif state is not h11.IDLE and state is not h11.SEND_BODY:
-                self._disarm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
+        super().data_received(data)
+        state = self.conn.their_state
+        if state is h11.SEND_BODY and self._reading == "headers":
+            self._arm("body")
+        elif state is not h11.IDLE and state is not h11.SEND_BODY:
             self._disarm()
-            super().connection_lost(exc)
 
-        def _arm(self, reading: str) -> None:
-            self._disarm()
-            self._reading = reading
-            seconds = limits.header_timeout if reading == "headers" else limits.body_timeout
-            self._deadline = self.loop.call_later(seconds, self._timed_out)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+    def _arm(self, reading: str) -> None:
+        self._disarm()
+        self._reading = reading
+        seconds = self.limits.header_timeout if reading == "headers" else self.limits.body_timeout
+        self._deadline = self.loop.call_later(seconds, self._timed_out)
 
-        def _timed_out(self) -> None:
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
             self._deadline = None
-            if self.transport.is_closing():
-                return
-            setting, seconds = (
-                ("LETTA_MCP_HEADER_TIMEOUT", limits.header_timeout)
-                if self._reading == "headers"
-                else ("LETTA_MCP_BODY_TIMEOUT", limits.body_timeout)
-            )
-            log.info(
-                "closed a connection that did not send its request %s within %g s (%s)", self._reading, seconds, setting
-            )
-            started = self._reading == "body" and self.cycle is not None and self.cycle.response_started
-            if not started:
-                text = (
-                    f"the request {self._reading} did not arrive within {seconds:g} s; send the whole request at once\n"
-                )
-                self.transport.write(_refusal(408, "Request Timeout", text))
-            self.transport.close()
 
-    return GuardedH11Protocol
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        setting, seconds = (
+            ("LETTA_MCP_HEADER_TIMEOUT", self.limits.header_timeout)
+            if self._reading == "headers"
+            else ("LETTA_MCP_BODY_TIMEOUT", self.limits.body_timeout)
+        )
+        log.info(
+            "closed a connection that did not send its request %s within %g s (%s)", self._reading, seconds, setting
+        )
+        started = self._reading == "body" and self.cycle is not None and self.cycle.response_started
+        if not started:
+            text = f"the request {self._reading} did not arrive within {seconds:g} s; send the whole request at once\n"
+            self.transport.write(_refusal(408, "Request Timeout", text))
+        self.transport.close()

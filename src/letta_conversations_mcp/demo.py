@@ -76,6 +76,7 @@ def _fail(message: str) -> int:
 
 
 def demo_main(argv: list[str] | None = None) -> int:
+    """The ``demo`` command; raises ``NeedsDevstack`` when it needs the local stack and that is not installed."""
     parser = argparse.ArgumentParser(
         prog="letta-conversations-mcp demo",
         description="Drive this MCP server with a real MCP client. Uses LETTA_BASE_URL/LETTA_API_KEY/LETTA_AGENT_ID "
@@ -84,14 +85,6 @@ def demo_main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     try:
         return _demo()
-    except NeedsDevstack:
-        from .__main__ import needs_devstack
-
-        return needs_devstack(
-            "demo",
-            "set LETTA_BASE_URL (with LETTA_API_KEY and LETTA_AGENT_ID) to run the demo against your Letta server, "
-            "or run `uv run letta-conversations-mcp demo` in a clone",
-        )
     except KeyboardInterrupt:
         return 130
 

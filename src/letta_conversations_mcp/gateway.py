@@ -38,6 +38,11 @@ def as_dict(item: Any) -> dict[str, Any]:
     return item.to_dict(mode="json")
 
 
+def given(**arguments: Any) -> dict[str, Any]:
+    """The keyword arguments worth passing: those given a value (not None, empty or False)."""
+    return {name: value for name, value in arguments.items() if value}
+
+
 async def sse_frames(response: AsyncAPIResponse[Any]) -> AsyncIterator[Frame]:
     """The JSON frames of a Letta SSE response, read to the very end.
 
@@ -136,10 +141,7 @@ class LettaGateway:
     # -- agents ------------------------------------------------------------------------------
     async def list_agents(self, *, name: str | None, limit: int) -> list[Frame]:
         async with self._translate(Target("agents", action="list agents")):
-            kwargs: dict[str, Any] = {"limit": limit}
-            if name:
-                kwargs["name"] = name
-            page = await self._client.agents.list(**kwargs)
+            page = await self._client.agents.list(limit=limit, **given(name=name))
             return [as_dict(a) for a in page.items]
 
     # -- conversations -----------------------------------------------------------------------
@@ -182,16 +184,10 @@ class LettaGateway:
         self, *, agent_id: str | None, limit: int, after: str | None, summary_search: str | None
     ) -> list[Frame]:
         """One page, newest first: of ``agent_id``'s conversations, or of every agent's when None."""
-        kwargs: dict[str, Any] = {"limit": limit}
-        if agent_id:
-            kwargs["agent_id"] = agent_id
-        if after:
-            kwargs["after"] = after
-        if summary_search:
-            kwargs["summary_search"] = summary_search
+        kwargs = given(agent_id=agent_id, after=after, summary_search=summary_search)
         target = Target("agent", agent_id, "list conversations") if agent_id else Target("conversation", after)
         async with self._translate(target):
-            result = await self._client.conversations.list(**kwargs)
+            result = await self._client.conversations.list(limit=limit, **kwargs)
             return [as_dict(c) for c in result]
 
     async def update_summary(self, conversation_id: str, summary: str) -> Frame:
@@ -199,20 +195,12 @@ class LettaGateway:
             return as_dict(await self._client.conversations.update(conversation_id, summary=summary))
 
     async def fork(self, conversation_id: str, *, agent_id: str | None, message_id: str | None) -> Frame:
-        kwargs: dict[str, Any] = {}
-        scope = _agent_scope(conversation_id, agent_id)
-        if scope:
-            kwargs["agent_id"] = scope
-        if message_id:
-            kwargs["message_id"] = message_id
+        kwargs = given(agent_id=_agent_scope(conversation_id, agent_id), message_id=message_id)
         async with self._translate(Target("conversation", conversation_id, "fork the conversation")):
             return as_dict(await self._send_client.conversations.fork(conversation_id, **kwargs))
 
     async def compact(self, conversation_id: str, *, agent_id: str | None) -> Frame:
-        kwargs: dict[str, Any] = {}
-        scope = _agent_scope(conversation_id, agent_id)
-        if scope:
-            kwargs["agent_id"] = scope
+        kwargs = given(agent_id=_agent_scope(conversation_id, agent_id))
         async with self._translate(Target("conversation", conversation_id, "compact the conversation")):
             return as_dict(await self._send_client.conversations.messages.compact(conversation_id, **kwargs))
 
@@ -246,16 +234,13 @@ class LettaGateway:
         order: str = "desc",
         message_types: list[str] | None = None,
     ) -> list[Frame]:
-        kwargs: dict[str, Any] = {"limit": limit, "order": order}
-        scope = _agent_scope(conversation_id, agent_id)
-        if scope:
-            kwargs["agent_id"] = scope
-        if after:
-            kwargs["after"] = after
-        if before:
-            kwargs["before"] = before
-        if message_types:
-            kwargs["include_return_message_types"] = message_types
+        kwargs = given(
+            agent_id=_agent_scope(conversation_id, agent_id),
+            after=after,
+            before=before,
+            include_return_message_types=message_types,
+        )
+        kwargs.update(limit=limit, order=order)
         async with self._translate(Target("conversation", conversation_id, "list messages")):
             # Raw JSON: the SDK would build a model per message only for us to turn it back into a dict.
             response = await self._client.conversations.messages.with_raw_response.list(conversation_id, **kwargs)
@@ -286,12 +271,8 @@ class LettaGateway:
         self, conversation_id: str, agent_id: str | None, message: dict[str, Any], background: bool, action: str
     ) -> AsyncIterator[Frame]:
         """POST one message (never retried) and yield the turn's frames; failures come out typed."""
-        kwargs: dict[str, Any] = {"messages": [message], "include_pings": True, "timeout": self._stream_timeout}
-        scope = _agent_scope(conversation_id, agent_id)
-        if scope:
-            kwargs["agent_id"] = scope
-        if background:
-            kwargs["background"] = True
+        kwargs = given(agent_id=_agent_scope(conversation_id, agent_id), background=background)
+        kwargs.update(messages=[message], include_pings=True, timeout=self._stream_timeout)
         request = self._send_client.conversations.messages.with_streaming_response.create(conversation_id, **kwargs)
         async with self._translate(Target("conversation", conversation_id, action), send=True), request as response:
             async for frame in sse_frames(response):

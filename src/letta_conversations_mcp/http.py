@@ -28,11 +28,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import sdk_internals
 from .access import Caller, SubjectRule, owner_key
 from .connections import ConnectionLimits, guarded_protocol, plan_connections, quiet_loop_errors
+from .http_settings import is_header_safe, is_loopback
 from .origins import guard_for
 from .ownership import SCOPES, CallerScope, secret_warning
 from .resource_server import REALM, Refusal, ResourceServer
 from .sessions import SessionGuard
-from .settings import ConfigError, Settings, is_header_safe, is_loopback
+from .settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 

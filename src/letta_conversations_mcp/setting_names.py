@@ -1,7 +1,8 @@
 """How a setting is named (its variable and flag), and bad configuration as one line naming each setting.
 
-Apart from ``settings.py`` (the fields and their checks) because naming reads the fields: the
-README's ``## Configure`` table, errors and ``--help`` agree because all of them come from here.
+Apart from ``settings.py`` (the fields and their checks, with its groups ``http_settings.py`` and
+``oauth_settings.py``) because naming reads the fields: the README's ``## Configure`` table, errors
+and ``--help`` agree because all of them come from here.
 """
 
 from __future__ import annotations

@@ -6,15 +6,17 @@ Invalid configuration is rejected before any transport opens, as one line naming
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .http_settings import HttpSettings, is_header_safe, is_loopback
+from .oauth_settings import OAuthSettings
 from .validation import AGENT_ID_PATTERN
 
 
@@ -22,52 +24,11 @@ class ConfigError(ValueError):
     """Bad configuration, as one line naming the setting and the fix (the server exits with code 2)."""
 
 
-def is_header_safe(value: str) -> bool:
-    """Whether ``value`` can travel as an HTTP header token: visible ASCII, no spaces or commas."""
-    return all("!" <= ch <= "~" and ch != "," for ch in value)
+class CoreSettings(BaseSettings):
+    """The Letta server, the turn, the transport and who may call (the groups after it are HTTP-only).
 
-
-def split_scopes(value: str) -> list[str]:
-    """Scope names from a space- or comma-separated list, in order, without repeats."""
-    return list(dict.fromkeys(s for s in re.split(r"[\s,]+", value) if s))
-
-
-def check_oauth_url(value: str) -> str:
-    """An issuer or public URL: https (http only on a loopback host), no query or fragment."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an https:// URL, e.g. https://auth.example.com/")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ValueError("must use https:// (http:// only on a loopback address, for local testing)")
-    if parts.query or parts.fragment:
-        raise ValueError("must not have a query or fragment")
-    return value
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Settings(BaseSettings):
-    """letta-conversations-mcp settings. Each can be set by environment variable or flag."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="LETTA_MCP_",
-        extra="ignore",
-        populate_by_name=True,
-        cli_kebab_case=True,
-        cli_prog_name="letta-conversations-mcp",
-        cli_implicit_flags=True,
-        cli_hide_none_type=True,
-        cli_avoid_json=True,
-    )
+    First among ``Settings``' bases' fields, so ``--help`` and errors list these first.
+    """
 
     base_url: str | None = Field(
         default=None,
@@ -184,215 +145,22 @@ class Settings(BaseSettings):
         ),
     )
 
-    max_sessions_per_caller: int = Field(
-        default=32,
-        ge=1,
-        le=100_000,
-        description=(
-            "Open MCP sessions one HTTP caller may hold at once; a new one beyond it is refused with 429 "
-            "(env LETTA_MCP_MAX_SESSIONS_PER_CALLER)"
-        ),
-    )
-    session_idle_seconds: float = Field(
-        default=600.0,
-        gt=0,
-        le=86_400,
-        description="Seconds after which an idle HTTP session is closed (env LETTA_MCP_SESSION_IDLE_SECONDS)",
-    )
-    max_subscriptions_per_session: int = Field(
-        default=64,
-        ge=1,
-        le=100_000,
-        description="resources/subscribe subscriptions one session may hold (env LETTA_MCP_MAX_SUBSCRIPTIONS_PER_SESSION)",
-    )
-    max_connections: int = Field(
-        default=1000,
-        ge=1,
-        le=1_000_000,
-        description=(
-            "Concurrent HTTP connections and requests served; beyond it new ones get 503 at once "
-            "(uvicorn limit_concurrency) (env LETTA_MCP_MAX_CONNECTIONS). Lowered at start to what ulimit -n allows"
-        ),
-    )
-    header_timeout: float = Field(
-        default=10.0,
-        gt=0,
-        le=600,
-        description=(
-            "Seconds a client has to send a request's headers, from their first byte; a slower one gets 408 and "
-            "its connection is closed (env LETTA_MCP_HEADER_TIMEOUT)"
-        ),
-    )
-    body_timeout: float = Field(
-        default=60.0,
-        gt=0,
-        le=3600,
-        description=(
-            "Seconds a client has to send a request's whole body once its headers are in; a slower one gets 408 "
-            "and its connection is closed (env LETTA_MCP_BODY_TIMEOUT)"
-        ),
-    )
-    keep_alive_seconds: int = Field(
-        default=75,
-        ge=1,
-        le=3600,
-        description=(
-            "Seconds an idle HTTP connection stays open between requests (uvicorn timeout_keep_alive); keep it "
-            "longer than your load balancer keeps idle connections (env LETTA_MCP_KEEP_ALIVE_SECONDS)"
-        ),
-    )
-    max_header_bytes: int = Field(
-        default=16_384,
-        ge=1_024,
-        le=1_048_576,
-        description=(
-            "Largest request line and headers accepted (h11 max_incomplete_event_size); a larger request gets 400 "
-            "(env LETTA_MCP_MAX_HEADER_BYTES)"
-        ),
-    )
-    allowed_hosts: str | None = Field(
-        default=None,
-        description=(
-            "Comma-separated Host header values the HTTP server answers, e.g. mcp.example.com,mcp.example.com:* "
-            "(env LETTA_MCP_ALLOWED_HOSTS). Loopback binds always allow the loopback names; elsewhere unset means "
-            "the Host header is not checked"
-        ),
-    )
-    allowed_origins: str | None = Field(
-        default=None,
-        description=(
-            "Comma-separated browser origins allowed to call the HTTP server, e.g. https://app.example.com "
-            "(env LETTA_MCP_ALLOWED_ORIGINS). A request with any other Origin header gets 403; loopback binds "
-            "also allow the loopback origins"
-        ),
-    )
 
-    # -- OAuth 2.1 resource server (issue 23; oauth.py verifies, http.py serves the metadata) ----------
-    oauth_issuer: str | None = Field(
-        default=None,
-        description=(
-            "Issuer URL of the OAuth 2.1 authorization server whose access tokens this server accepts over HTTP, "
-            "e.g. https://tenant.eu.auth0.com/ (env LETTA_MCP_OAUTH_ISSUER); its keys are found through its RFC 8414 "
-            "or OpenID Connect metadata. Needs LETTA_MCP_PUBLIC_URL. Static tokens keep working beside it"
-        ),
+# The fields live in three groups: CoreSettings (above), http_settings.HttpSettings and
+# oauth_settings.OAuthSettings; the checks that span groups are in Settings. (Its docstring is --help's.)
+class Settings(OAuthSettings, HttpSettings, CoreSettings):
+    """letta-conversations-mcp settings. Each can be set by environment variable or flag."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LETTA_MCP_",
+        extra="ignore",
+        populate_by_name=True,
+        cli_kebab_case=True,
+        cli_prog_name="letta-conversations-mcp",
+        cli_implicit_flags=True,
+        cli_hide_none_type=True,
+        cli_avoid_json=True,
     )
-    public_url: str | None = Field(
-        default=None,
-        description=(
-            "This server's public MCP URL as clients reach it, e.g. https://mcp.example.com/mcp (env "
-            "LETTA_MCP_PUBLIC_URL): the resource named in the protected-resource metadata and the audience every "
-            "access token must carry"
-        ),
-    )
-    oauth_scopes: str = Field(
-        default="letta:conversations",
-        description=(
-            "Space- or comma-separated scopes every access token must carry; others get 403 insufficient_scope "
-            "(env LETTA_MCP_OAUTH_SCOPES)"
-        ),
-    )
-    oauth_agent_scope: str = Field(
-        default="letta:agent",
-        description=(
-            "The token scope that reaches every conversation of the caller's agents (the 'agent' scope of the auth "
-            "file); without it a token reaches only its own conversations (env LETTA_MCP_OAUTH_AGENT_SCOPE)"
-        ),
-    )
-    oauth_agents_claim: str = Field(
-        default="letta_agents",
-        description=(
-            "Access-token claim listing the agent ids a caller may use (a list or a space-separated string); "
-            "absent: every agent, unless the auth file limits the subject (env LETTA_MCP_OAUTH_AGENTS_CLAIM)"
-        ),
-    )
-    oauth_client_id: str | None = Field(
-        default=None,
-        description=(
-            "Client id this server uses at the authorization server's RFC 7662 introspection endpoint, for opaque "
-            "(non-JWT) access tokens (env LETTA_MCP_OAUTH_CLIENT_ID)"
-        ),
-    )
-    oauth_client_secret: SecretStr | None = Field(
-        default=None,
-        description=(
-            "Client secret for introspection, with LETTA_MCP_OAUTH_CLIENT_ID (env LETTA_MCP_OAUTH_CLIENT_SECRET); "
-            "never logged"
-        ),
-    )
-
-    @field_validator("oauth_issuer", "public_url")
-    @classmethod
-    def _check_oauth_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        return check_oauth_url(value.strip())
-
-    @field_validator("oauth_scopes", "oauth_agent_scope")
-    @classmethod
-    def _check_scopes(cls, value: str) -> str:
-        scopes = split_scopes(value)
-        if not scopes or not all(re.fullmatch(r"[\x21\x23-\x5b\x5d-\x7e]+", s) for s in scopes):
-            raise ValueError(
-                "must be one or more OAuth scope names (visible ASCII without quotes or backslashes), "
-                "e.g. letta:conversations"
-            )
-        return " ".join(scopes)
-
-    @field_validator("oauth_agents_claim", "oauth_client_id")
-    @classmethod
-    def _check_claim_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[\x21-\x7e]+", value.strip()):
-            raise ValueError("must be a non-empty name without spaces, e.g. letta_agents")
-        return value.strip() if value is not None else None
-
-    @model_validator(mode="after")
-    def _check_oauth(self) -> Settings:
-        if self.oauth_issuer and not self.public_url:
-            raise ValueError(
-                "LETTA_MCP_OAUTH_ISSUER (--oauth-issuer) needs LETTA_MCP_PUBLIC_URL (--public-url), this server's "
-                "public MCP URL, e.g. https://mcp.example.com/mcp"
-            )
-        if self.public_url and not self.oauth_issuer:
-            raise ValueError(
-                "LETTA_MCP_PUBLIC_URL (--public-url) is used only with LETTA_MCP_OAUTH_ISSUER (--oauth-issuer); "
-                "set the authorization server's issuer URL, or unset it"
-            )
-        if bool(self.oauth_client_id) != bool(self.oauth_client_secret):
-            raise ValueError(
-                "LETTA_MCP_OAUTH_CLIENT_ID (--oauth-client-id) and LETTA_MCP_OAUTH_CLIENT_SECRET "
-                "(--oauth-client-secret) go together (introspection needs both); set both or neither"
-            )
-        return self
-
-    def oauth_scope_list(self) -> list[str]:
-        return split_scopes(self.oauth_scopes)
-
-    def allowed_host_list(self) -> list[str]:
-        return [h.strip() for h in (self.allowed_hosts or "").split(",") if h.strip()]
-
-    def allowed_origin_list(self) -> list[str]:
-        return [o.strip().rstrip("/") for o in (self.allowed_origins or "").split(",") if o.strip()]
-
-    @field_validator("allowed_hosts")
-    @classmethod
-    def _check_hosts(cls, value: str | None) -> str | None:
-        for host in (value or "").split(","):
-            if host.strip() and not re.fullmatch(r"[A-Za-z0-9.\-\[\]:*]+", host.strip()):
-                raise ValueError(
-                    f"{host.strip()!r} is not a Host header value; use name or name:port (name:* for any port), "
-                    "e.g. mcp.example.com"
-                )
-        return value
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _check_origins(cls, value: str | None) -> str | None:
-        for origin in (value or "").split(","):
-            if origin.strip() and not origin.strip().startswith(("http://", "https://")):
-                raise ValueError(
-                    f"{origin.strip()!r} is not an origin; use scheme://host[:port], e.g. https://app.example.com"
-                )
-        return value
 
     @field_validator("base_url")
     @classmethod
@@ -483,8 +251,6 @@ class Settings(BaseSettings):
             if secret is not None:
                 values.append(secret.get_secret_value())
         if self.redis_url is not None:
-            from urllib.parse import urlsplit
-
             with contextlib.suppress(ValueError):
                 password = urlsplit(self.redis_url.get_secret_value()).password
                 if password:

@@ -1,7 +1,7 @@
 """The real host CLIs from npm, installed into the cache, and how each is pointed at our server and a model.
 
 Each host runs headless (one prompt, then exit) in a scratch HOME, with its model API replaced by
-the scripted host model server (``letta_conversations_devstack.host_models``), and with our server over stdio or
+the scripted host model server (``letta_conversations_devstack.host_model_server``), and with our server over stdio or
 streamable HTTP. How each host is pointed at a custom model endpoint, from its own bundle/docs:
 
 - Claude Code 2.1: ``ANTHROPIC_BASE_URL`` + ``ANTHROPIC_API_KEY``; ``--mcp-config`` with

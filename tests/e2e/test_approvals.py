@@ -16,7 +16,6 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from mcp import Client
@@ -25,8 +24,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp_types import ElicitRequestParams, ElicitResult
 
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.gateway import LettaGateway
 from letta_conversations_mcp.settings import Settings
+from tests.e2e import agents
 from tests.helpers.approval_host import APPROVE, Host
 from tests.helpers.tools import handle
 
@@ -38,18 +37,7 @@ Callback = Callable[[ClientRequestContext, ElicitRequestParams], Awaitable[Elici
 @pytest.fixture(scope="module")
 def approval_agent(letta_stack: Any) -> str:
     """An agent whose memory_insert needs approval, with parallel tool calls (two calls in one step)."""
-    agent = letta_stack.create_agent("approvals-e2e")
-    httpx.patch(f"{letta_stack.base_url}/v1/agents/{agent}", json={"parallel_tool_calls": True}, timeout=60)
-
-    async def mark() -> None:
-        gateway = LettaGateway(Settings(base_url=letta_stack.base_url))
-        try:
-            await gateway.set_requires_approval(agent, "memory_insert")
-        finally:
-            await gateway.aclose()
-
-    anyio.run(mark)
-    return agent
+    return agents.approval_agent(letta_stack, "approvals-e2e", parallel_tool_calls=True)
 
 
 def deny(reason: str) -> dict[str, Any]:

@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from letta_conversations_devstack.host_models import Call, Exchange, HostModelServer, Script, find
+from letta_conversations_devstack.host_model_server import HostModelServer
+from letta_conversations_devstack.host_models import Call, Exchange, Script, find
 from letta_conversations_mcp import fast_start
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
+from tests.e2e import agents
 from tests.e2e.hosts import (
     CONVERSATION,
     RUN,
@@ -261,22 +263,7 @@ def record(host: str, transport: str, scenario: str, exchange: Exchange) -> None
 
 @pytest.fixture(scope="module")
 def approval_agent(letta_stack: Any) -> str:
-    """An agent whose memory_insert needs a human's approval (``REMEMBER x`` asks for one)."""
-    import anyio
-
-    from letta_conversations_mcp.gateway import LettaGateway
-
-    agent = letta_stack.create_agent("hosts-approvals")
-
-    async def mark() -> None:
-        gateway = LettaGateway(Settings(base_url=letta_stack.base_url))
-        try:
-            await gateway.set_requires_approval(agent, "memory_insert")
-        finally:
-            await gateway.aclose()
-
-    anyio.run(mark)
-    return agent
+    return agents.approval_agent(letta_stack, "hosts-approvals")
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -411,6 +398,25 @@ def interrupted_send(words: str, seconds: int) -> tuple[Call, ...]:
     )
 
 
+def start_claude_turn(
+    host_bins: dict[str, Path], host_model: HostModelServer, target: Target, script: Script, tmp_path: Path
+) -> tuple[ClaudeSession, str]:
+    """Claude Code in a stream-json session playing ``script`` (an ``interrupted_send``): the session and
+    the conversation once the send's run is running in Letta. The caller closes the session."""
+    host_model.model.play(script)
+    home = tmp_path / "claude-home"
+    home.mkdir()
+    session = ClaudeSession(host_bins["claude"], home, host_model.url, target)
+    try:
+        session.say("Run the scripted task.")
+        cid = await_created(host_model)
+        assert await_status(target.env["LETTA_BASE_URL"], cid, "running") == "running"
+    except BaseException:
+        session.close()
+        raise
+    return session, cid
+
+
 def test_claude_code_timeout_keeps_the_run_and_its_model_collects_the_reply(
     host_bins: dict[str, Path],
     host_model: HostModelServer,
@@ -470,14 +476,9 @@ def test_a_claude_code_user_interrupt_cancels_the_run(
         *interrupted_send("interrupted", 30),
         Call("wait_for_reply", lambda r: {**conversation(r), "wait_seconds": 50}),
     )
-    host_model.model.play(Script(calls, final="stopped, as asked"))
-    home = tmp_path / "claude-home"
-    home.mkdir()
-    session = ClaudeSession(host_bins["claude"], home, host_model.url, target_for("stdio", server_env, request))
+    target = target_for("stdio", server_env, request)
+    session, cid = start_claude_turn(host_bins, host_model, target, Script(calls, final="stopped, as asked"), tmp_path)
     try:
-        session.say("Run the scripted task.")
-        cid = await_created(host_model)
-        assert await_status(base_url, cid, "running") == "running"
         session.interrupt()
         session.results(1)
         assert await_status(base_url, cid, "cancelled") == "cancelled"
@@ -502,14 +503,10 @@ def test_claude_code_stopped_by_sigint_cancels_the_run(
     after (its ``notifications/cancelled`` ``AbortError: user-cancel`` comes too late to be read). The
     server takes the signal for the user's cancel: the run is cancelled in Letta."""
     base_url = server_env["LETTA_BASE_URL"]
-    host_model.model.play(Script(interrupted_send("stopped by SIGINT", 60), final="unreachable"))
-    home = tmp_path / "claude-home"
-    home.mkdir()
-    session = ClaudeSession(host_bins["claude"], home, host_model.url, target_for("stdio", server_env, request))
+    target = target_for("stdio", server_env, request)
+    script = Script(interrupted_send("stopped by SIGINT", 60), final="unreachable")
+    session, cid = start_claude_turn(host_bins, host_model, target, script, tmp_path)
     try:
-        session.say("Run the scripted task.")
-        cid = await_created(host_model)
-        assert await_status(base_url, cid, "running") == "running"
         session.proc.send_signal(signal.SIGINT)
         session.proc.wait(60)
     finally:

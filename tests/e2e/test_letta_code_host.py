@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from letta_conversations_devstack.host_models import Call, Exchange, HostModelServer, Script, find
+from letta_conversations_devstack.host_model_server import HostModelServer
+from letta_conversations_devstack.host_models import Call, Exchange, Script, find
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
+from tests.e2e import agents
 from tests.e2e.hosts import (
     CONVERSATION,
     LETTA_CODE_PREFIX,
@@ -218,22 +220,7 @@ def test_a_turn_outlasting_letta_codes_60s_limit_is_collected_by_conversation_id
 
 @pytest.fixture(scope="module")
 def approval_agent(letta_stack: Any) -> str:
-    """An agent whose memory_insert needs a human's approval (``REMEMBER x`` asks for one)."""
-    import anyio
-
-    from letta_conversations_mcp.gateway import LettaGateway
-
-    agent = letta_stack.create_agent("letta-code-approvals")
-
-    async def mark() -> None:
-        gateway = LettaGateway(Settings(base_url=letta_stack.base_url))
-        try:
-            await gateway.set_requires_approval(agent, "memory_insert")
-        finally:
-            await gateway.aclose()
-
-    anyio.run(mark)
-    return agent
+    return agents.approval_agent(letta_stack, "letta-code-approvals")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -52,7 +52,7 @@ from tests.e2e.oauth_server import (
 from tests.helpers import privacy as privacy_scenarios
 from tests.helpers.fault_proxy import Direction, FaultProxy, Rule
 from tests.helpers.jwt_keys import SigningKey, tampered
-from tests.helpers.privacy import Harness, serve, settings_for
+from tests.helpers.privacy import Harness, double_harness, settings_for
 from tests.helpers.servers import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -432,13 +432,7 @@ def oauth_harness(
         assert jwt.decode(token, options={"verify_signature": False})["sub"] == name
         monkeypatch.setitem(privacy_scenarios.TOKENS, name, token)
 
-    async def outside(summary: str | None) -> str:
-        async with httpx.AsyncClient(base_url=letta_double.base_url) as http:
-            response = await http.post("/v1/conversations/", params={"agent_id": agent_id}, json={"summary": summary})
-            response.raise_for_status()
-            return str(response.json()["id"])
-
-    return Harness(start=lambda: serve(settings), agent_id=agent_id, outside=outside)
+    return double_harness(letta_double, agent_id, settings)
 
 
 @pytest.mark.parametrize("scenario", privacy_scenarios.SCENARIOS, ids=list(privacy_scenarios.scenario_ids()))

@@ -457,3 +457,20 @@ def settings_for(letta_double: Any, agent_id: str, auth_file: Path | None) -> Se
         auth_file=auth_file,
         wait_seconds=10,
     )  # type: ignore[call-arg]
+
+
+async def made_outside(letta_double: Any, agent_id: str, summary: str | None) -> str:
+    """A conversation created in Letta directly (as the ADE would), not through this server: its id."""
+    async with httpx2.AsyncClient(base_url=letta_double.base_url) as http:
+        response = await http.post("/v1/conversations/", params={"agent_id": agent_id}, json={"summary": summary})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+
+def double_harness(letta_double: Any, agent_id: str, settings: Settings) -> Harness:
+    """The scenarios' harness against the Letta double: servers built from ``settings``."""
+
+    async def outside(summary: str | None) -> str:
+        return await made_outside(letta_double, agent_id, summary)
+
+    return Harness(start=lambda: serve(settings), agent_id=agent_id, outside=outside)

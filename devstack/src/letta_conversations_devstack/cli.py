@@ -14,7 +14,9 @@ import signal
 import sys
 import threading
 
-from .stack import LocalStack, StackError, cache_root, install
+from .installer import cache_root, install
+from .processes import StackError
+from .stack import LocalStack
 
 
 def _out(text: str) -> None:

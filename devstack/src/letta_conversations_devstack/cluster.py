@@ -30,7 +30,7 @@ from typing import IO
 
 import httpx
 
-from .stack import StackError, free_port, stop_group
+from .processes import StackError, free_port, stop_group
 from .valkey import ValkeyProcess
 
 

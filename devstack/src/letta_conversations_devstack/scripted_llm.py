@@ -15,14 +15,13 @@ import argparse
 import asyncio
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import script
-from .sse import DONE, encode
+from . import chat_format, script
+from .sse import DONE
 
 MODEL_ID = "scripted-echo"
 EMBEDDING_DIM = 1536
@@ -97,10 +96,6 @@ def _function(call: script.ToolCall) -> dict[str, str]:
     return {"name": call.name, "arguments": call.arguments}
 
 
-def _usage() -> dict[str, int]:
-    return {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-
-
 def _completion(answer: Answer) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": answer.content}
     finish = "stop"
@@ -110,41 +105,25 @@ def _completion(answer: Answer) -> dict[str, Any]:
             for call in answer.tool_calls
         ]
         finish = "tool_calls"
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": MODEL_ID,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": _usage(),
-    }
+    return chat_format.completion(MODEL_ID, message, finish)
 
 
 async def _chunks(answer: Answer, include_usage: bool) -> AsyncIterator[bytes]:
-    base = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": MODEL_ID,
-    }
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return encode({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-
-    yield chunk({"role": "assistant", "content": ""})
+    stream = chat_format.Chunks(MODEL_ID)
+    yield stream.chunk({"role": "assistant", "content": ""})
     if answer.tool_call:
         for index, call in enumerate(answer.tool_calls):
             first = {"index": index, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function"}
-            yield chunk({"tool_calls": [{**first, "function": {"name": call.name, "arguments": ""}}]})
-            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
-        yield chunk({}, "tool_calls")
+            yield stream.chunk({"tool_calls": [{**first, "function": {"name": call.name, "arguments": ""}}]})
+            yield stream.chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
+        yield stream.chunk({}, "tool_calls")
     else:
         for fragment in script.fragments(str(answer.content)):
-            yield chunk({"content": fragment})
+            yield stream.chunk({"content": fragment})
             await asyncio.sleep(0)
-        yield chunk({}, "stop")
+        yield stream.chunk({}, "stop")
     if include_usage:
-        yield encode({**base, "choices": [], "usage": _usage()})
+        yield stream.usage()
     yield DONE
 
 

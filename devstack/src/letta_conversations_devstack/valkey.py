@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .stack import StackError, free_port, valkey_command
+from .processes import StackError, free_port, valkey_command
 
 
 def valkey_binary() -> Path:

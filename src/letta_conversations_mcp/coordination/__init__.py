@@ -2,8 +2,9 @@
 and a chooser.
 
 Laid out as uvicorn lays out its loops: ``base`` (the interface and the shared data), ``memory``,
-``valkey`` (with its Lua scripts in ``valkey_scripts``) and ``auto`` (the chooser). The
-implementations import only ``base``; nothing but ``auto`` knows there is more than one.
+``valkey`` (with its connection in ``valkey_store`` and its Lua scripts in ``valkey_scripts``) and
+``auto`` (the chooser). The implementations import only ``base`` (and their own helpers); nothing
+but ``auto`` knows there is more than one.
 
 ``InProcessCoordinator`` keeps everything in this process's memory (anyio events, dicts): one
 process, today's behaviour. ``ValkeyCoordinator`` (``LETTA_MCP_REDIS_URL``) keeps it in Valkey or

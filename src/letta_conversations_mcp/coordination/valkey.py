@@ -1,5 +1,8 @@
 """The Valkey/Redis coordinator: the shared implementation of ``coordination.base.Coordinator``.
 
+The connection (pool, timeouts, failures as one sentence) is ``valkey_store.py``; the Lua scripts
+that change several keys at once are ``valkey_scripts.py``.
+
 Keys (all under the hash tag ``{lcm}``, so a cluster keeps them in one slot and the scripts may
 touch several of them):
 
@@ -21,18 +24,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
-import redis.asyncio as aioredis
 import redis.exceptions
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from .base import LOCK_SECONDS, CoordinationUnavailable, Coordinator, Event, LockTimeout, Ticket, TurnRecord, attachable
-from .valkey_scripts import ADOPT, CHECK, CLAIM, DELIVERED, ENQUEUE, RELEASE, UNLOCK
+from .valkey_store import ValkeyStore
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +44,9 @@ HEARTBEAT_SECONDS = 2.0
 POLL_SECONDS = 1.0
 #: How long turn records and the run → turn index are kept.
 RECORD_TTL_SECONDS = 24 * 3600
-#: Socket timeouts towards Valkey: a dead store fails a request fast instead of hanging it.
-CONNECT_TIMEOUT = 1.0
-SOCKET_TIMEOUT = 2.0
 
 P = "{lcm}:"
-#: Connections per process to Valkey, and how long a command may wait for a free one.
-POOL_CONNECTIONS = 128
-POOL_WAIT_SECONDS = 30.0
 CHANNEL = P + "events"
-
-
-def _where(url: str) -> str:
-    """host:port of the URL, without credentials, for messages."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        return f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path or "the configured socket"
-    except ValueError:
-        return "the configured address"
 
 
 class ValkeyCoordinator(Coordinator):
@@ -74,35 +57,18 @@ class ValkeyCoordinator(Coordinator):
     def __init__(self, url: str, *, lease: float = LEASE_SECONDS, heartbeat: float = HEARTBEAT_SECONDS) -> None:
         super().__init__()
         self.url = url
-        self.where = _where(url)
+        self.store = ValkeyStore(url)
+        self.where = self.store.where
+        self.client = self.store.client
+        self._guard = self.store.guard
         self.lease = lease
         self.heartbeat_seconds = heartbeat
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            # Waiting for a free pooled connection is load, not an outage: it may take a while.
-            max_connections=POOL_CONNECTIONS,
-            timeout=POOL_WAIT_SECONDS,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=SOCKET_TIMEOUT,
-            health_check_interval=15,
-            decode_responses=True,
-            retry=Retry(NoBackoff(), 1),
-        )
-        self.client = aioredis.Redis.from_pool(pool)
-        self._enqueue = self.client.register_script(ENQUEUE)
-        self._check = self.client.register_script(CHECK)
-        self._adopt = self.client.register_script(ADOPT)
-        self._claim = self.client.register_script(CLAIM)
-        self._delivered = self.client.register_script(DELIVERED)
-        self._release = self.client.register_script(RELEASE)
-        self._unlock = self.client.register_script(UNLOCK)
         self._tickets: dict[tuple[str, str], Ticket] = {}
         #: The position each new ticket saw when it joined (spares wait_turn its first round trip).
         self._first_look: dict[tuple[str, str], int] = {}
         self._own: dict[str, TurnRecord] = {}
         self._wakeups: dict[str, anyio.Event] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._reachable = True
 
     # -- lifecycle -------------------------------------------------------------------------------
     def describe(self) -> str:
@@ -125,28 +91,6 @@ class ValkeyCoordinator(Coordinator):
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await self.client.aclose()
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Turn the store's connection failures into one sentence for the caller."""
-        try:
-            yield
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-            if self._reachable:
-                log.warning("Valkey at %s is unreachable: %s", self.where, type(exc).__name__)
-            self._reachable = False
-            raise CoordinationUnavailable(
-                f"the coordination store (Valkey/Redis at {self.where}) is unreachable, so this request was not "
-                "carried out; try again in a moment (the server reconnects by itself when it is back)"
-            ) from None
-        except redis.exceptions.RedisError as exc:
-            raise CoordinationUnavailable(
-                f"the coordination store (Valkey/Redis at {self.where}) refused a command ({type(exc).__name__}); "
-                "check that it is a writable primary, then try again"
-            ) from None
-        if not self._reachable:
-            log.info("Valkey at %s is reachable again", self.where)
-            self._reachable = True
-
     # -- FIFO slot -------------------------------------------------------------------------------
     def _live(self, key: str, member: str) -> str:
         return P + f"live:{key}:{member}"
@@ -154,7 +98,7 @@ class ValkeyCoordinator(Coordinator):
     async def _join(self, key: str, member: str) -> tuple[int, int]:
         """(ticket, tickets ahead) after joining the end of ``key``'s queue: one round trip."""
         with self._guard():
-            fence, ahead = await self._enqueue(
+            fence, ahead = await self.store.enqueue(
                 keys=[P + f"q:{key}", P + f"seq:{key}", self._live(key, member)],
                 args=[member, P + f"live:{key}:", int(self.lease * 1000), RECORD_TTL_SECONDS],
             )
@@ -173,7 +117,7 @@ class ValkeyCoordinator(Coordinator):
             return known
         with self._guard():
             ahead = int(
-                await self._check(keys=[P + f"q:{ticket.key}"], args=[ticket.member, P + f"live:{ticket.key}:"])
+                await self.store.check(keys=[P + f"q:{ticket.key}"], args=[ticket.member, P + f"live:{ticket.key}:"])
             )
         if ahead < 0:  # the store lost the queue (restart): queue again, at the end
             log.info("ticket %s of %s vanished from Valkey; queueing again", ticket.member, ticket.key)
@@ -206,7 +150,7 @@ class ValkeyCoordinator(Coordinator):
         self._wake(ticket.key)
         with self._guard():
             async with self.client.pipeline(transaction=False) as pipe:
-                await self._release(
+                await self.store.release(
                     keys=[P + f"q:{ticket.key}", self._live(ticket.key, ticket.member), CHANNEL],
                     args=[ticket.member, Event("released", {"key": ticket.key}, self.process_id).dumps()],
                     client=pipe,
@@ -283,7 +227,7 @@ class ValkeyCoordinator(Coordinator):
         sent = self._sent_key(record)
         fields = [part for pair in record.to_fields().items() for part in pair]
         with self._guard():
-            earlier_id = await self._claim(
+            earlier_id = await self.store.claim(
                 keys=[sent, P + f"turn:{record.turn_id}", P + f"active:{record.key}"],
                 args=[record.turn_id, RECORD_TTL_SECONDS, *fields],
             )
@@ -328,7 +272,7 @@ class ValkeyCoordinator(Coordinator):
         if own is not None:
             own.delivered = True
         with self._guard():
-            await self._delivered(keys=[P + f"turn:{turn_id}"])
+            await self.store.delivered(keys=[P + f"turn:{turn_id}"])
 
     async def owner_alive(self, process_id: str) -> bool:
         if process_id == self.process_id:
@@ -338,7 +282,7 @@ class ValkeyCoordinator(Coordinator):
 
     async def adopt(self, turn_id: str, dead_owner: str) -> bool:
         with self._guard():
-            won = await self._adopt(
+            won = await self.store.adopt(
                 keys=[P + f"turn:{turn_id}", P + f"proc:{dead_owner}"], args=[dead_owner, self.process_id]
             )
         return bool(won)
@@ -373,7 +317,7 @@ class ValkeyCoordinator(Coordinator):
             yield
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(CoordinationUnavailable), self._guard():
-                await self._unlock(keys=[key], args=[token])
+                await self.store.unlock(keys=[key], args=[token])
 
     # -- events ----------------------------------------------------------------------------------
     async def publish(self, kind: str, **data: str) -> None:
