@@ -257,6 +257,16 @@ async def test_long_transcript_is_paged_with_a_next_link(letta_double: Any, agen
 
 
 @pytest.mark.anyio
+async def test_fork_at_a_message_is_refused_by_a_0_16_letta(client: Client) -> None:
+    cid = (await call(client, "create_conversation"))["id"]
+    await call(client, "send_message", conversation_id=cid, message="first")
+    first = (await call(client, "list_messages", conversation_id=cid, order="asc"))["messages"][0]["id"]
+    text = await call_error(client, "fork_conversation", conversation_id=cid, message_id=first)
+    assert "this Letta server (0.16.8) cannot fork at a message" in text and "fork without message_id" in text
+    assert "\n" not in text.strip()
+
+
+@pytest.mark.anyio
 async def test_fork_archive_delete_lifecycle(client: Client) -> None:
     cid = (await call(client, "create_conversation", summary="orig"))["id"]
     await call(client, "send_message", conversation_id=cid, message="before fork")

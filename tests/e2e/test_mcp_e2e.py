@@ -223,3 +223,20 @@ async def test_isolated_block_keeps_memory_edits_in_its_conversation(mcp: Client
     memory = getattr((await mcp.read_resource(f"letta://agents/{letta_stack.agent_id}/memory")).contents[0], "text", "")
     assert "only in the isolated copy" not in memory  # the agent's shared block is untouched
     assert f"Isolated copies in: {isolated['id']}" in memory
+
+
+async def test_fork_at_a_message_is_refused_because_0_16_8_copies_everything(mcp: Client, letta_stack: Any) -> None:
+    """0.16.8's fork ignores message_id (shown here directly), so the tool refuses it rather than lie."""
+    cid = (await ok(mcp, "create_conversation"))["id"]
+    for text in ("one", "two"):
+        await ok(mcp, "send_message", conversation_id=cid, message=text)
+    history = (await ok(mcp, "list_messages", conversation_id=cid, order="asc", limit=50))["messages"]
+    first = history[0]["id"]
+    letta = AsyncLetta(base_url=letta_stack.base_url)
+    direct = await letta.conversations.fork(cid, message_id=first)
+    copied = (await ok(mcp, "list_messages", conversation_id=direct.id, order="asc", limit=50))["messages"]
+    assert len(copied) == len(history) > 1, "0.16.8 now forks at a message: let the tool pass message_id on"
+    text = await err(mcp, "fork_conversation", conversation_id=cid, message_id=first)
+    assert "this Letta server (0.16.8) cannot fork at a message" in text and "fork without message_id" in text
+    whole = await ok(mcp, "fork_conversation", conversation_id=cid)
+    assert whole["id"] != cid

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .. import approval_rules
-from ..errors import LettaRequestError, Malformed, Target, describe, safe_url
+from ..errors import LettaRequestError, Malformed, Target, Unsupported, describe, safe_url
 from ..settings import Settings
 from .base import Frame
 
@@ -87,6 +87,16 @@ def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
     return agent_id if conversation_id == "default" else None
 
 
+def partial_fork_missing(version: str) -> bool:
+    """True for a self-hosted Letta whose fork ignores ``message_id``: a reported version of 0.16 or older."""
+    parts = version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return False  # no version (Letta Cloud) or one we cannot read: let the server decide
+    return (major, minor) <= (0, 16)
+
+
 class RestBackend:
     """Typed, error-translating access to one Letta server over REST. One per process."""
 
@@ -99,6 +109,8 @@ class RestBackend:
         # keep-alive pings arrive well within this.
         self._stream_timeout = httpx.Timeout(None, connect=min(10.0, settings.request_timeout), read=300.0)
         self.background_supported: bool | None = {"on": True, "off": False}.get(settings.background)
+        #: The version ``/v1/health/`` reported ("" when it gave none, as Letta Cloud does); None until asked.
+        self._version: str | None = None
 
     @cached_property
     def _client(self) -> AsyncLetta:
@@ -196,9 +208,23 @@ class RestBackend:
             return as_dict(await self._client.conversations.update(conversation_id, summary=summary))
 
     async def fork(self, conversation_id: str, *, agent_id: str | None, message_id: str | None) -> Frame:
+        if message_id and not await self._forks_at_a_message():
+            raise Unsupported(
+                f"this Letta server ({self._version}) cannot fork at a message: it ignores message_id and copies "
+                "the whole history; fork without message_id, or use a Letta that supports it (Letta Cloud)"
+            )
         kwargs = given(agent_id=_agent_scope(conversation_id, agent_id), message_id=message_id)
         async with self._translate(Target("conversation", conversation_id, "fork the conversation")):
             return as_dict(await self._send_client.conversations.fork(conversation_id, **kwargs))
+
+    async def _forks_at_a_message(self) -> bool:
+        """Whether this Letta honours fork's ``message_id``: self-hosted 0.16 and older ignore it
+        (verified on 0.16.8); Letta Cloud takes it. Asked once per process, from ``/v1/health/``."""
+        if self._version is None:
+            async with self._translate(Target("Letta server", None, "read its version")):
+                health = as_dict(await self._client.health())
+            self._version = str(health.get("version") or "")
+        return not partial_fork_missing(self._version)
 
     async def compact(self, conversation_id: str, *, agent_id: str | None) -> Frame:
         kwargs = given(agent_id=_agent_scope(conversation_id, agent_id))

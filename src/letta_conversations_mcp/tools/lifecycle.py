@@ -23,7 +23,10 @@ async def fork_conversation(
     agent_id: OptionalAgentIdArg = None,
     message_id: Annotated[
         str | None,
-        Field(description="Fork from this message (history up to it is copied); omit to copy everything"),
+        Field(
+            description="Fork from this message (history up to it is copied; a Letta that cannot, such as "
+            "self-hosted 0.16, refuses it); omit to copy everything"
+        ),
     ] = None,
 ) -> Annotated[CallToolResult, ConversationInfo]:
     """Copy a conversation into a new one (optionally only up to a message) to explore a different path.
