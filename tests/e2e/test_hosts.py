@@ -513,3 +513,37 @@ def test_claude_code_stopped_by_sigint_cancels_the_run(
         run = session.close()
     assert await_status(base_url, cid, "cancelled") == "cancelled", run.describe()
     assert len(host_model.model.last().results) == 1, "the model was not asked again"
+
+
+@pytest.mark.parametrize("host", ["claude", "codex"])
+def test_a_fork_at_a_message_on_0_16_8_reaches_the_model_as_one_refusal(
+    host: str,
+    host_bins: dict[str, Path],
+    host_model: HostModelServer,
+    server_env: dict[str, str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """The model asks for a fork at the first message; Letta 0.16.8 would copy everything, so the
+    model is handed the one-sentence refusal, and a whole fork still works."""
+    message = r"(message-[0-9a-f-]{36})"
+    script = Script(
+        (
+            Call("create_conversation", {"summary": f"{host} fork"}),
+            Call("send_message", lambda r: {**conversation(r), "message": "fork me"}),
+            Call("list_messages", lambda r: {**conversation(r), "order": "asc", "limit": 5}),
+            Call("fork_conversation", lambda r: {**conversation(r), "message_id": find(message, r[2:3])}),
+            Call("fork_conversation", conversation),
+        ),
+        final="forked",
+    )
+    host_model.model.play(script)
+    home = tmp_path / f"{host}-home"
+    home.mkdir()
+    run = RUNNERS[host](host_bins[host], home, host_model.url, target_for("stdio", server_env, request), "Fork it.")
+    assert run.returncode == 0, run.describe()
+    results = host_model.model.last().results
+    refused, whole = results[3], results[4]
+    assert "this Letta server (0.16.8) cannot fork at a message" in refused, refused
+    assert "fork without message_id" in refused
+    assert re.search(CONVERSATION, whole) and find(CONVERSATION, [whole]) != find(CONVERSATION, results[:1])
