@@ -537,12 +537,8 @@ def test_a_fork_at_a_message_on_0_16_8_reaches_the_model_as_one_refusal(
         ),
         final="forked",
     )
-    host_model.model.play(script)
-    home = tmp_path / f"{host}-home"
-    home.mkdir()
-    run = RUNNERS[host](host_bins[host], home, host_model.url, target_for("stdio", server_env, request), "Fork it.")
-    assert run.returncode == 0, run.describe()
-    results = host_model.model.last().results
+    target = target_for("stdio", server_env, request)
+    results = play(host, script, bins=host_bins, model=host_model, target=target, tmp_path=tmp_path).results
     refused, whole = results[3], results[4]
     assert "this Letta server (0.16.8) cannot fork at a message" in refused, refused
     assert "fork without message_id" in refused
