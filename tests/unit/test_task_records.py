@@ -27,7 +27,6 @@ def record(at: float, **fields: object) -> TaskRecord:
         owner="alice",
         handle={"run_id": "run-1"},
         conversation_id="conv-1",
-        agent_id=None,
         created_at=at,
         updated_at=at,
         **fields,  # type: ignore[arg-type]

@@ -103,31 +103,31 @@ class TasksExtension(Extension):
             return await call_next(ctx)
         params.arguments = {**(params.arguments or {}), "wait_seconds": 0}  # the task does the waiting
         result = await call_next(ctx)
-        structured = result.structured_content if isinstance(result, CallToolResult) else None
-        if result is None or not isinstance(result, CallToolResult) or result.is_error:
+        if (
+            not isinstance(result, CallToolResult)
+            or result.is_error
+            or not is_unfinished_turn(result.structured_content)
+        ):
             return result
-        if not is_unfinished_turn(structured):
-            return result
-        record = self._new_record(ctx, structured or {})
+        record = self._new_record(ctx, result.structured_content or {})
+        turn = next(iter(record.handle.values()))
         try:
             await self._store(ctx).save(record)
         except Failure as exc:  # the turn goes on; the caller gets today's result, which says how to collect it
-            log.warning("no task for turn %s: %s", next(iter(record.handle.values())), exc.message)
+            log.warning("no task for turn %s: %s", turn, exc.message)
             return result
-        log.info("task %s follows turn %s", record.task_id[:12], next(iter(record.handle.values())))
+        log.info("task %s follows turn %s", record.task_id[:12], turn)
         return record.created()
 
     def _new_record(self, ctx: ServerRequestContext[Any, Any], structured: dict[str, Any]) -> TaskRecord:
         at = TaskStore.now()
         run_id, turn_id = structured.get("run_id"), structured.get("turn_id")
         handle = {"run_id": str(run_id)} if run_id else {"turn_id": str(turn_id)}
-        agent = structured.get("agent_id")
         return TaskRecord(
             task_id=new_task_id(),
             owner=access.caller(ctx).owner_identity,
             handle=handle,
             conversation_id=str(structured.get("conversation_id") or ""),
-            agent_id=str(agent) if agent else None,
             created_at=at,
             updated_at=at,
         )
@@ -136,7 +136,7 @@ class TasksExtension(Extension):
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
         record = await self._owned(ctx, params.task_id)
         if not record.finished:
-            await self._refresh(ctx, record, self._read(ctx, record))
+            await self._refresh(ctx, record, self._read(record))
         return record.detailed()
 
     async def snapshot(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> dict[str, Any] | None:
@@ -169,9 +169,9 @@ class TasksExtension(Extension):
         turn = await state.turns.lookup(turn_id) if turn_id else await state.turns.lookup_run(run_id or "")
         if turn is not None:
             await state.turns.cancel(turn)
-        elif record.conversation_id:
-            await state.gateway.cancel(record.conversation_id, agent_id=record.agent_id)
-        await self._refresh(ctx, record, self._read(ctx, record))
+        elif record.conversation_id:  # a turn no process holds any more: ask Letta to stop the conversation's run
+            await state.gateway.cancel(record.conversation_id, agent_id=None)
+        await self._refresh(ctx, record, self._read(record))
         return {}
 
     async def _owned(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskRecord:
@@ -181,8 +181,9 @@ class TasksExtension(Extension):
             raise MCPError(code=INVALID_PARAMS, message=UNKNOWN.format(task_id=task_id))
         return record
 
-    def _read(self, ctx: ServerRequestContext[Any, Any], record: TaskRecord) -> CallToolRequestParams:
-        del ctx
+    @staticmethod
+    def _read(record: TaskRecord) -> CallToolRequestParams:
+        """The ``wait_for_reply`` call that reads the task's turn now (no wait)."""
         return CallToolRequestParams(name="wait_for_reply", arguments={**record.handle, "wait_seconds": 0})
 
     async def _refresh(

@@ -43,7 +43,6 @@ class TaskRecord:
     #: The ``wait_for_reply`` arguments that read the turn: ``{"run_id": …}`` or ``{"turn_id": …}``.
     handle: dict[str, str]
     conversation_id: str
-    agent_id: str | None
     created_at: float
     updated_at: float
     status: Status = "working"
