@@ -115,12 +115,13 @@ class InProcessCoordinator(Coordinator):
 
     async def put_value(self, name: str, value: str, *, ttl: float) -> None:
         now = time.monotonic()
-        for expired in [k for k, (until, _) in self._values.items() if until <= now]:
-            del self._values[expired]
         self._values[name] = (now + ttl, value)
         self._values.move_to_end(name)
-        while len(self._values) > self.KEEP_VALUES:
-            self._values.popitem(last=False)
+        if len(self._values) > self.KEEP_VALUES:  # full: expired values go first, then the oldest written
+            for expired in [k for k, (until, _) in self._values.items() if until <= now]:
+                del self._values[expired]
+            while len(self._values) > self.KEEP_VALUES:
+                self._values.popitem(last=False)
 
     async def get_value(self, name: str) -> str | None:
         found = self._values.get(name)
