@@ -232,8 +232,8 @@ async def test_fork_at_a_message_is_refused_because_0_16_8_copies_everything(mcp
         await ok(mcp, "send_message", conversation_id=cid, message=text)
     history = (await ok(mcp, "list_messages", conversation_id=cid, order="asc", limit=50))["messages"]
     first = history[0]["id"]
-    letta = AsyncLetta(base_url=letta_stack.base_url)
-    direct = await letta.conversations.fork(cid, message_id=first)
+    async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as letta:
+        direct = await letta.conversations.fork(cid, message_id=first)
     copied = (await ok(mcp, "list_messages", conversation_id=direct.id, order="asc", limit=50))["messages"]
     assert len(copied) == len(history) > 1, "0.16.8 now forks at a message: let the tool pass message_id on"
     text = await err(mcp, "fork_conversation", conversation_id=cid, message_id=first)
