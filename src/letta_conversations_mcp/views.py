@@ -30,7 +30,7 @@ BUDGET_KIB = 16
 
 def view_html() -> str:
     """The view's HTML, read from the package data."""
-    return resources.files(__package__).joinpath("ui", "conversation.html").read_text(encoding="utf-8")
+    return resources.files("letta_conversations_mcp").joinpath("ui", "conversation.html").read_text(encoding="utf-8")
 
 
 def extension() -> Apps:
