@@ -103,6 +103,13 @@ async def client(letta_stack: Any, approval_agent: str) -> AsyncIterator[Client]
         yield connected
 
 
+async def served_view(client: Client) -> str:
+    """The view as the server serves it (what a host renders)."""
+    (content,) = (await client.read_resource(views.VIEW_URI)).contents
+    assert content.mime_type == APP_MIME_TYPE
+    return content.text  # pyright: ignore[reportAttributeAccessIssue]
+
+
 def wire(result: Any) -> dict[str, Any]:
     """A result as it travels (what a host hands the bridge)."""
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -241,3 +248,40 @@ async def test_hostile_agent_text_is_shown_as_text(browser: Browser, host_page: 
     assert width[0] <= width[1], f"a long line widened the view: {width}"
     await shot(page, "narrow-dark-hostile")
     assert dialogs == []
+
+
+async def test_a_running_turn_is_followed_live_and_a_failed_one_shows_its_error(
+    client: Client, browser: Browser, host_page: str
+) -> None:
+    """A turn still running when the tool returned: the view waits for it (wait_for_reply, through the host)."""
+    cid = (await client.call_tool("create_conversation", {})).structured_content["id"]  # pyright: ignore[reportOptionalSubscript]
+    arguments = {"conversation_id": cid, "message": "SLOW 3 watched live", "wait_seconds": 0}
+    sent = await client.call_tool("send_message", arguments)
+    assert sent.structured_content and sent.structured_content["status"] in ("running", "queued"), sent
+    page = await browser.new_page(viewport=WIDE)
+
+    async def host_call_tool(params: dict[str, Any]) -> dict[str, Any]:
+        return wire(await client.call_tool(params["name"], params.get("arguments") or {}))
+
+    await page.expose_function("hostCallTool", host_call_tool)
+    await page.set_content(host_page)
+    view = await mount(page, await served_view(client), arguments, wire(sent), "light")
+    await view.get_by_text("echo: SLOW 3 watched live").wait_for(timeout=60_000)
+    calls = await page.evaluate("window.hostCalls")
+    assert [c["name"] for c in calls] == ["wait_for_reply"] * len(calls) and calls, calls
+    first = sent.structured_content
+    assert calls[0]["arguments"] == (
+        {"run_id": first["run_id"]} if first.get("run_id") else {"turn_id": first["turn_id"]}
+    )
+    assert "completed" in await view.locator("header").inner_text()
+
+    failed = await client.call_tool("send_message", {"conversation_id": cid, "message": "FAIL on purpose"})
+    assert failed.structured_content and failed.structured_content["status"] == "failed", failed
+    await page.set_content(host_page)
+    view = await mount(page, await served_view(client), {}, wire(failed), "dark")
+    await view.locator(".error").wait_for()
+    shown = await view.locator("main").inner_text()
+    assert failed.structured_content["error"] in shown and "failed" in shown, shown
+    if failed.structured_content.get("stop_reason"):
+        assert f"stop reason: {failed.structured_content['stop_reason']}" in shown
+    await shot(page, "wide-dark-failed")
