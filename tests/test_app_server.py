@@ -8,6 +8,7 @@ The double speaks the WebSocket protocol recorded from the real ``letta==0.34.12
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from mcp import Client
 from letta_conversations_devstack.app_server_double import AppServerDouble
 from letta_conversations_devstack.stack import free_port
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.backends.app_socket import AppSocket
+from letta_conversations_mcp.errors import StreamBroken, Target
 from tests.helpers.tools import SECRET, call, call_error, make_settings, text_of
 
 RECORDINGS = Path(__file__).parent / "data" / "app-server"
@@ -186,3 +189,34 @@ async def test_a_socket_lost_mid_turn_ends_in_one_sentence_not_a_hang() -> None:
             assert len(inputs) == 1, "the message is never sent twice"
     finally:
         await double.stop()
+
+
+@pytest.mark.anyio
+async def test_a_command_without_a_reply_times_out_in_one_sentence() -> None:
+    double = AppServerDouble(RECORDINGS, silent=frozenset({"agent_list"}))
+    await double.start()
+    try:
+        async with Client(build_server(make_settings(double.url, AGENT, request_timeout=0.5))) as c:
+            started = time.monotonic()
+            with anyio.fail_after(10):
+                text = await call_error(c, "list_agents")
+            assert time.monotonic() - started < 5, "the wait ends at the request timeout, not later"
+            assert "did not answer 'agent_list' within 0.5 s while trying to list agents" in text, text
+            assert "LETTA_MCP_REQUEST_TIMEOUT" in text and text.count(". ") == 0, "one sentence"
+            cid = (await call(c, "create_conversation"))["id"]
+            assert cid.startswith("local-conv-"), "the socket stays usable after a command timed out"
+    finally:
+        await double.stop()
+
+
+@pytest.mark.anyio
+async def test_an_unknown_command_gets_no_reply_and_times_out(app_double: AppServerDouble) -> None:
+    socket = AppSocket(app_double.url, token=None, timeout=0.3)
+    try:
+        with anyio.fail_after(10), pytest.raises(StreamBroken) as caught:
+            await socket.request({"type": "no_such_command"}, Target("agents", action="list agents"))
+        assert "did not answer 'no_such_command' within 0.3 s" in str(caught.value)
+        assert not caught.value.may_be_stored
+        assert (await socket.request({"type": "agent_list"}, Target("agents")))["success"] is True
+    finally:
+        await socket.aclose()

@@ -20,6 +20,8 @@ from mcp import Client
 from letta_conversations_devstack.app_server_double import AppServerDouble
 from letta_conversations_devstack.app_server_stack import AppServerStack
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.backends.app_socket import AppSocket
+from letta_conversations_mcp.errors import StreamBroken, Target
 from tests.helpers.tools import call, handle, make_settings, text_of
 
 RECORDINGS = Path(__file__).parents[1] / "data" / "app-server"
@@ -114,6 +116,20 @@ async def test_two_mcp_callers_on_one_app_server(app_server: AppServerStack, age
 
     replies = await asyncio.gather(one("alpha"), one("beta"))
     assert replies == ["echo: SLOW 1 alpha", "echo: SLOW 1 beta"]
+
+
+@pytest.mark.anyio
+async def test_an_unknown_command_gets_no_reply_from_the_real_app_server_and_times_out(
+    app_server: AppServerStack,
+) -> None:
+    socket = AppSocket(app_server.url, token=None, timeout=2.0)
+    try:
+        with anyio.fail_after(20), pytest.raises(StreamBroken) as caught:
+            await socket.request({"type": "no_such_command"}, Target("agents", action="list agents"))
+        assert "did not answer 'no_such_command' within 2 s while trying to list agents" in str(caught.value)
+        assert (await socket.request({"type": "agent_list"}, Target("agents")))["success"] is True, "still usable"
+    finally:
+        await socket.aclose()
 
 
 # -- the double speaks what the real App Server sends ----------------------------------------------

@@ -68,7 +68,13 @@ class AppServerDouble:
     """The App Server double: ``await start()`` gives its ``ws://…/ws`` URL; ``token`` requires a bearer token."""
 
     def __init__(
-        self, recordings: Path, *, token: str | None = None, protocol_version: int = 1, drop_after_deltas: int = 0
+        self,
+        recordings: Path,
+        *,
+        token: str | None = None,
+        protocol_version: int = 1,
+        drop_after_deltas: int = 0,
+        silent: frozenset[str] = frozenset(),
     ) -> None:
         frames = recorded(recordings)
         info = next(f for f in frames if f.get("type") == "app_server_info_response")
@@ -91,6 +97,8 @@ class AppServerDouble:
         self.token = token
         #: A fault: close the turn's socket after this many assistant chunks (0: never).
         self.drop_after_deltas = drop_after_deltas
+        #: A fault: these commands get no reply, as unknown commands get none.
+        self.silent = silent
         self.conversations: dict[str, _Conversation] = {}
         self.commands: list[Frame] = []  # every command received, for the tests
         self._ids = {"conv": 1, "msg": 1, "run": 1, "seq": 0}
@@ -121,7 +129,7 @@ class AppServerDouble:
             command = json.loads(raw)
             self.commands.append(command)
             handler = getattr(self, "_on_" + str(command.get("type")), None)
-            if handler is None:
+            if handler is None or command.get("type") in self.silent:
                 continue  # unknown commands get no reply at all
             reply = await handler(ws, command)
             if reply is not None:

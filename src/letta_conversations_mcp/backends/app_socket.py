@@ -207,7 +207,7 @@ class AppSocket:
         except TimeoutError:
             raise StreamBroken(
                 f"Letta Code's App Server at {self.where} did not answer {kind!r} within {self.timeout:g} s "
-                f"while trying to {target.action}. It may be busy or not know the command: try again, or raise "
+                f"while trying to {target.action} (it may be busy, or not know the command): try again, or raise "
                 "LETTA_MCP_REQUEST_TIMEOUT",
                 may_be_stored=send,
             ) from None
