@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from letta_conversations_devstack.app_server_stack import AppServerStack
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.backends.app_socket import AppSocket
 from letta_conversations_mcp.errors import StreamBroken, Target
+from tests.helpers import privacy as privacy_scenarios
+from tests.helpers.privacy import Harness, app_server_harness, write_auth_file
 from tests.helpers.tools import call, handle, make_settings, text_of
 
 RECORDINGS = Path(__file__).parents[1] / "data" / "app-server"
@@ -130,6 +132,14 @@ async def test_an_unknown_command_gets_no_reply_from_the_real_app_server_and_tim
         assert (await socket.request({"type": "agent_list"}, Target("agents")))["success"] is True, "still usable"
     finally:
         await socket.aclose()
+
+
+@pytest.mark.parametrize("scenario", privacy_scenarios.SCENARIOS, ids=list(privacy_scenarios.scenario_ids()))
+@pytest.mark.anyio
+async def test_http_callers_privacy_on_the_real_app_server(
+    app_server: AppServerStack, agent: str, tmp_path: Path, scenario: Callable[[Harness], Awaitable[None]]
+) -> None:
+    await scenario(app_server_harness(app_server.url, agent, write_auth_file(tmp_path)))
 
 
 # -- the double speaks what the real App Server sends ----------------------------------------------

@@ -100,6 +100,7 @@ class AppServerDouble:
         #: A fault: these commands get no reply, as unknown commands get none.
         self.silent = silent
         self.conversations: dict[str, _Conversation] = {}
+        self.defaults: dict[str, _Conversation] = {}  # agent id → its default conversation (history only)
         self.commands: list[Frame] = []  # every command received, for the tests
         self._ids = {"conv": 1, "msg": 1, "run": 1, "seq": 0}
         self._server: Server | None = None
@@ -244,12 +245,16 @@ class AppServerDouble:
         )
 
     async def _on_conversation_messages_list(self, ws: ServerConnection, command: Frame) -> Frame:
-        conversation = self._conversation(command)
-        if conversation is None:
-            return self._missing(
-                command,
-            )
         query = command.get("query") or {}
+        if command.get("conversation_id") == "default":  # the agent's own history: query.agent_id names it
+            agent_id = str(query.get("agent_id") or "agent-local-default")
+            if agent_id not in self.agents:
+                return self._failed(command, f"Agent {agent_id} not found", messages=[], next_before=None)
+            conversation = self.defaults.setdefault(agent_id, _Conversation({"id": "default", "agent_id": agent_id}))
+        else:
+            conversation = self._conversation(command)
+        if conversation is None:
+            return self._missing(command)
         ids = [m["id"] for m in conversation.messages]
         start, end = 0, len(ids)
         if query.get("after") in ids:

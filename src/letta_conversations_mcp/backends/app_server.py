@@ -99,7 +99,7 @@ class AppServerBackend:
         if model_settings:
             raise unsupported("per-conversation model settings")
         if isolated_block_labels:
-            raise unsupported("isolated memory blocks")
+            raise unsupported("isolating memory blocks per conversation")
         body: dict[str, Any] = {"agent_id": agent_id}
         if summary is not None:
             body["summary"] = summary
@@ -176,6 +176,8 @@ class AppServerBackend:
         message_types: list[str] | None = None,
     ) -> list[Frame]:
         query: dict[str, Any] = {"limit": limit, "order": order}
+        if conversation_id == "default" and agent_id:  # the agent's own history, as on REST
+            query["agent_id"] = agent_id
         if after:
             query["after"] = after
         if before:
