@@ -280,6 +280,7 @@ async def forged_summaries_gain_nothing(h: Harness) -> None:
 async def default_and_outside_conversations_need_agent_scope(h: Harness) -> None:
     outside = await h.outside("made in the ADE")
     memory_uri = f"letta://agents/{h.agent_id}/memory"
+    unsupported = ""
     with h.start() as url:
         async with client(url, "alice") as alice:
             await assert_looks_missing(alice, outside)
