@@ -6,6 +6,9 @@ structuredContent against the tool's outputSchema with jsonschema):
   on the same conversation (target: within 1.10×);
 - ``send_message`` vs a direct ``AsyncLetta`` send made the way the server makes it
   (``background=True``, stream drained), each on its own conversation (target: within 1.02×);
+- the same list through a bare SDK ``MCPServer`` whose one tool makes that direct list and returns
+  Letta's JSON as text: what any python MCP server pays for the list, so ``ours / bare`` is what
+  this server adds of its own and ``bare / direct`` is the SDK's share;
 - the client's check of one 50-message page: jsonschema time against the published (flat)
   outputSchema and against pydantic's default schema for the same models.
 
@@ -27,13 +30,34 @@ from typing import Any
 
 import anyio
 from jsonschema.validators import validator_for
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 from pydantic import BaseModel, create_model
 from referencing import Registry
 
 from letta_conversations_mcp.models import MessagePage
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _side_by_side import Pair, direct_send, row, side_by_side, timed
+from _side_by_side import Pair, direct_send, row, side_by_side, stdio_params, timed
+
+#: The bare server: one tool, the direct list, Letta's JSON handed back as text (no models, no schema).
+BARE_LIST = """
+import os
+from letta_client import AsyncLetta
+from mcp.server.mcpserver import MCPServer
+
+app = MCPServer("bare-list")
+letta = AsyncLetta(base_url=os.environ["LETTA_BASE_URL"], max_retries=0)
+
+
+@app.tool(structured_output=False)
+async def list_page(conversation_id: str, limit: int) -> str:
+    response = await letta.conversations.messages.with_raw_response.list(conversation_id, limit=limit)
+    return await response.text()
+
+
+app.run()
+"""
 
 LIST_ROUNDS = 40
 SEND_ROUNDS = 30
@@ -66,13 +90,18 @@ async def send_both(pair: Pair, samples: dict[str, list[float]], text: str, *, o
 
 
 async def measure(base_url: str, agent_id: str) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    samples: dict[str, list[float]] = {k: [] for k in ("list_direct", "list_mcp", "ping", "send_direct", "send_mcp")}
-    async with side_by_side(base_url, agent_id) as pair:
+    names = ("list_direct", "list_mcp", "list_bare", "ping", "send_direct", "send_mcp")
+    samples: dict[str, list[float]] = {k: [] for k in names}
+    bare = StdioServerParameters(
+        command=sys.executable, args=["-c", BARE_LIST], env=stdio_params(base_url, agent_id).env
+    )
+    async with side_by_side(base_url, agent_id) as pair, Client(bare) as plain:
         client, direct = pair.client, pair.direct
         page_cid = (await direct.conversations.create(agent_id=agent_id)).id
         for i in range(PAGE // 2 + 1):  # user + assistant per turn: more than a page
             await direct_send(direct, page_cid, f"seed {i}")
         listing = {"conversation_id": page_cid, "limit": PAGE}
+        listing_bare = {"conversation_id": page_cid, "limit": PAGE + 1}  # ours asks for one more, to know if more exist
         page: dict[str, Any] = {}
         for _ in range(LIST_ROUNDS):
             await timed(
@@ -81,6 +110,8 @@ async def measure(base_url: str, agent_id: str) -> tuple[dict[str, list[float]],
             result = await timed(samples["list_mcp"], functools.partial(client.call_tool, "list_messages", listing))
             assert not result.is_error and len(result.structured_content["messages"]) == PAGE
             page = result.structured_content
+            raw = await timed(samples["list_bare"], functools.partial(plain.call_tool, "list_page", listing_bare))
+            assert not raw.is_error and len(json.loads(raw.content[0].text)) == PAGE + 1  # type: ignore[union-attr]
             await timed(samples["ping"], client.list_resource_templates)
         for i in range(SEND_ROUNDS):
             await send_both(pair, samples, f"hello {i}", ours_first=i % 2 == 1)
@@ -114,6 +145,8 @@ def main() -> None:
     print(f"median of {LIST_ROUNDS} lists / {SEND_ROUNDS} sends, alternating")
     print(f"{'call':34} {'direct ms':>9} {'ours ms':>9} {'added':>9} {'ratio':>8}  target")
     print(row(f"list_messages(limit={PAGE})", samples["list_direct"], samples["list_mcp"], 1.10))
+    print(row("  a bare SDK server's same list", samples["list_direct"], samples["list_bare"]))
+    print(row("  ours vs that bare SDK server", samples["list_bare"], samples["list_mcp"]))
     print(row("send_message (background=True)", samples["send_direct"], samples["send_mcp"], 1.02))
     size = len(json.dumps(seen["page"]))
     print(

@@ -1,5 +1,6 @@
 """Shared fixtures: the anyio backend, a fresh Letta double per test (one server for the whole
-session, reset before each test), and the server's wheel built once per session."""
+session, reset before each test), the server's wheel built once per session, and quick
+letta-client retries against the double."""
 
 from __future__ import annotations
 
@@ -31,6 +32,21 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def letta_double_server() -> Iterator[LettaDouble]:
     with LettaDouble() as double:
         yield double
+
+
+@pytest.fixture(autouse=True)
+def quick_letta_retries(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the end-to-end suite, letta-client retries a failed read after 0.02 s, not 0.5-1 s.
+
+    The double's injected 500s then cost no waiting; the number of retries, which tests count, is
+    unchanged. letta-client keeps its delays in module constants (no public setting), read at
+    each retry; the end-to-end suite keeps the real ones.
+    """
+    if "e2e" in request.node.path.parts:
+        return
+    import letta_client._base_client as base_client
+
+    monkeypatch.setattr(base_client, "INITIAL_RETRY_DELAY", 0.02)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from mcp import Client
 
 from letta_conversations_devstack.double import LettaDouble
+from letta_conversations_mcp import outages
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.turns import following
 from tests.helpers.fault_proxy import FaultProxy
@@ -27,6 +28,15 @@ pytestmark = pytest.mark.anyio
 def proxy(letta_double: LettaDouble) -> Iterator[FaultProxy]:
     with FaultProxy(letta_double.base_url) as p:
         yield p
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tries while Letta is away come every 0.25-0.5 s, not up to every 5 s: the follower notices the
+    end of an outage within half a second, so these tests do not sit out the backoff (its schedule
+    has its own unit test)."""
+    monkeypatch.setattr(outages, "FIRST_DELAY", 0.25)
+    monkeypatch.setattr(outages, "MAX_DELAY", 0.5)
 
 
 def server(proxy: FaultProxy, agent_id: str) -> Client:
@@ -91,7 +101,7 @@ async def test_a_turn_given_up_during_an_outage_is_followed_again(
     monkeypatch.setattr(following, "OUTAGE_SECONDS", 1.0)
     async with server(proxy, agent_id) as client:
         cid = (await call(client, "create_conversation"))["id"]
-        phase.arm(proxy, 8.0)
+        phase.arm(proxy, 4.0)  # well past the 1 s give-up
         text = await call_error(client, "send_message", conversation_id=cid, message="SLOW 0.5 given up")
         assert "has not been reachable for" in text and "stopped waiting for the agent's turn" in text
         assert "do not send it again" in text and "Once Letta is back, call wait_for_reply with" in text
