@@ -8,13 +8,16 @@ The double speaks the WebSocket protocol recorded from the real ``letta==0.34.12
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import mcp_types
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from letta_conversations_devstack.app_server_double import AppServerDouble
 from letta_conversations_devstack.stack import free_port
@@ -220,3 +223,36 @@ async def test_an_unknown_command_gets_no_reply_and_times_out(app_double: AppSer
         assert (await socket.request({"type": "agent_list"}, Target("agents")))["success"] is True
     finally:
         await socket.aclose()
+
+
+@pytest.mark.anyio
+async def test_transcripts_resources_completions_and_memory_on_the_app_server(
+    client: Client, app_double: AppServerDouble
+) -> None:
+    extra = {"relative_path": "system/persona.md", "description": "who I am", "content": "I am a test agent."}
+    app_double.memory[AGENT].append({**extra, "kind": "markdown", "is_system": True, "size": 18})
+    cid = (await call(client, "create_conversation", summary="with a transcript"))["id"]
+    await call(client, "send_message", conversation_id=cid, message="hello there")
+
+    markdown = await read_text(client, f"letta://conversations/{cid}/transcript")
+    assert "hello there" in markdown and "echo: hello there" in markdown and "system-reminder" not in markdown
+    shown = json.loads(await read_text(client, f"letta://conversations/{cid}/transcript.json"))
+    assert "echo: hello there" in json.dumps(shown) and "system-reminder" not in json.dumps(shown)
+
+    listed = [str(r.uri) for r in (await client.list_resources(cache_mode="bypass")).resources]
+    assert f"letta://conversations/{cid}/transcript" in listed and f"letta://agents/{AGENT}/memory" in listed
+    template = mcp_types.ResourceTemplateReference(uri="letta://conversations/{conversation_id}/transcript{?after}")
+    offered = (await client.complete(template, {"name": "conversation_id", "value": "local-conv"})).completion.values
+    assert cid in offered, offered
+
+    memory = await read_text(client, f"letta://agents/{AGENT}/memory")
+    assert "## MEMORY.md" in memory and "## system/persona.md" in memory, "every chunk of list_memory is read"
+    assert "I am a test agent." in memory and "who I am" in memory
+    unknown = "agent-local-00000000-0000-4000-8000-000000000000"
+    with pytest.raises(MCPError) as caught:
+        await client.read_resource(f"letta://agents/{unknown}/memory")
+    assert unknown in str(caught.value) and "not found" in str(caught.value)
+
+
+async def read_text(client: Client, uri: str) -> str:
+    return "".join(getattr(part, "text", "") for part in (await client.read_resource(uri)).contents)

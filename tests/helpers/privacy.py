@@ -66,7 +66,7 @@ class Harness:
     start: Callable[[], AbstractContextManager[str]]
     agent_id: str
     outside: Callable[[str | None], Awaitable[str]]
-    #: Letta Code's App Server backend: no memory blocks, so no isolated blocks and no memory resource.
+    #: Letta Code's App Server backend: memory is its MemFS files, with no isolated copies per conversation.
     app_server: bool = False
 
 
@@ -280,7 +280,6 @@ async def forged_summaries_gain_nothing(h: Harness) -> None:
 async def default_and_outside_conversations_need_agent_scope(h: Harness) -> None:
     outside = await h.outside("made in the ADE")
     memory_uri = f"letta://agents/{h.agent_id}/memory"
-    unsupported = ""
     with h.start() as url:
         async with client(url, "alice") as alice:
             await assert_looks_missing(alice, outside)
@@ -289,29 +288,22 @@ async def default_and_outside_conversations_need_agent_scope(h: Harness) -> None
             assert "scope" in refused and "agent" in refused
             refused = await read_failure(alice, f"letta://agents/{h.agent_id}/transcript")
             assert "scope" in refused and "agent" in refused
-            if h.app_server:  # no memory blocks: one sentence, the same for every caller
-                own = await ok(alice, "create_conversation", summary="alice's")
-                unsupported = await read_failure(alice, memory_uri)
-                assert "not available on Letta Code's App Server backend" in unsupported, unsupported
-            else:
-                own = await ok(alice, "create_conversation", summary="alice's", isolated_block_labels=["human"])
-                memory = await read_text(alice, memory_uri)
-                assert "human" in memory, "every caller allowed the agent reads its memory"
-                assert outside not in memory
+            isolated = {} if h.app_server else {"isolated_block_labels": ["human"]}
+            own = await ok(alice, "create_conversation", summary="alice's", **isolated)
+            memory = await read_text(alice, memory_uri)
+            assert ("MEMORY.md" if h.app_server else "human") in memory, (
+                "every caller allowed the agent reads its memory"
+            )
+            assert outside not in memory
         async with client(url, "bob") as bob:
-            if h.app_server:
-                assert await read_failure(bob, memory_uri) == unsupported
-            else:
-                memory = await read_text(bob, memory_uri)
-                assert own["id"] not in memory, "the memory resource must not list other callers' conversations"
+            memory = await read_text(bob, memory_uri)
+            assert own["id"] not in memory, "the memory resource must not list other callers' conversations"
         async with client(url, "ops") as ops:
             await ok(ops, "get_conversation", conversation_id=outside)
             await ok(ops, "list_messages", conversation_id="default", agent_id=h.agent_id)
             assert "Agent" in await read_text(ops, f"letta://agents/{h.agent_id}/transcript")
             assert outside in await ids_listed(ops)
-            if h.app_server:
-                assert await read_failure(ops, memory_uri) == unsupported
-            else:
+            if not h.app_server:  # the App Server has no isolated blocks to list
                 assert own["id"] in await read_text(ops, memory_uri)
 
 

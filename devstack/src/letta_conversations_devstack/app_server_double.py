@@ -94,6 +94,11 @@ class AppServerDouble:
             for f in frames
             if f.get("type") == "stream_delta" and f["delta"].get("message_type") == "usage_statistics"
         )
+        #: Every agent's memory files (MemFS), as the recorded ``list_memory`` reply lists them; tests may add more.
+        recorded_files = next(
+            (f["entries"] for f in frames if f.get("type") == "list_memory_response" and f.get("entries")), []
+        )
+        self.memory: dict[str, list[Frame]] = {a: copy.deepcopy(recorded_files) for a in self.agents}
         self.token = token
         #: A fault: close the turn's socket after this many assistant chunks (0: never).
         self.drop_after_deltas = drop_after_deltas
@@ -267,6 +272,19 @@ class AppServerDouble:
         page = list(reversed(window))[:limit] if newest_first else window[:limit]
         oldest = min(page, key=lambda m: ids.index(m["id"]))["id"] if page else None
         return self._answer(command, messages=page, next_before=oldest, has_more=len(window) > limit)
+
+    async def _on_list_memory(self, ws: ServerConnection, command: Frame) -> Frame | None:
+        """One reply per file (the real one sends chunks), ``done`` on the last, all with the command's request id."""
+        files = self.memory.get(str(command.get("agent_id")))
+        if files is None:
+            return self._failed(command, f"Agent {command.get('agent_id')} not found", entries=[], done=True, total=0)
+        for entry in files[:-1]:
+            chunk = self._answer(command, entries=[entry], done=False, total=len(files), memfs_enabled=True)
+            await ws.send(json.dumps({"request_id": command.get("request_id"), **chunk, "memfs_initialized": True}))
+        last = files[-1:]
+        return self._answer(
+            command, entries=last, done=True, total=len(files), memfs_enabled=True, memfs_initialized=True
+        )
 
     # -- turns ---------------------------------------------------------------------------------
     async def _on_input(self, ws: ServerConnection, command: Frame) -> Frame:
