@@ -20,6 +20,7 @@ from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult, InputResponses
 
 from letta_conversations_devstack.double import LettaDouble
+from letta_conversations_devstack.double.store import Profile
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
 from tests.helpers.approval_host import APPROVE, Host
@@ -246,16 +247,22 @@ async def test_pending_calls_are_listed_and_answered_in_groups(letta_double: Let
     assert {a["tool_call_id"]: a["approve"] for a in answer["approvals"]} == {red: True, blue: False}
 
 
+@pytest.mark.parametrize("profile", ["0.16.8", "cloud"])
 async def test_send_while_pending_is_refused_and_the_conversation_shows_it(
-    letta_double: LettaDouble, plain: Client
+    letta_double: LettaDouble, plain: Client, profile: Profile
 ) -> None:
+    """0.16.8 refuses inside a 200 stream, Letta Cloud with a 409 before streaming: the same answer, never
+    mistaken for a busy conversation (which would be waited out)."""
+    letta_double.profile = profile
     cid = (await ok(plain, "create_conversation"))["id"]
     waiting = await ok(plain, "send_message", conversation_id=cid, message="REMEMBER blocked")
     (pending,) = waiting["pending_approvals"]
     refused, text, failed = await call(plain, "send_message", conversation_id=cid, message="are you there?")
     assert failed and text.startswith("Not sent") and pending["tool_call_id"] in text and "CONFLICT" not in text
+    assert "respond_to_approval" in text and "already running a turn" not in text
     assert refused["pending_approvals"][0]["tool_call_id"] == pending["tool_call_id"]
     assert letta_double.user_messages(cid) == ["REMEMBER blocked"]
+    assert len([s for s in letta_double.sends() if s["json"]["messages"][0].get("content") == "are you there?"]) == 1
     info = await ok(plain, "get_conversation", conversation_id=cid)
     assert info["awaiting_approval"] is True and info["pending_approvals"][0]["name"] == "memory_insert"
     listed, text, _ = await call(plain, "list_conversations")

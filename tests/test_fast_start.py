@@ -147,6 +147,11 @@ def test_letta_client_is_imported_only_for_the_first_tool_call(letta_double: Any
             ["server/discover", "2026-07-28", None],
         ),
         (TOOLS, None, None),  # no protocol version known yet: not cached
+        (  # a 2026 host declaring MCP Apps on the request: its list carries the view's links
+            {**TOOLS, "params": {"_meta": {fast_start.CAPABILITIES_META: {"extensions": {fast_start.APPS: {}}}}}},
+            "2026-07-28",
+            None,
+        ),
         (CALL, "2025-06-18", None),
         (INITIALIZED, None, None),
     ],
@@ -154,6 +159,26 @@ def test_letta_client_is_imported_only_for_the_first_tool_call(letta_double: Any
 def test_request_keys(message: dict[str, Any], session: str | None, key: list[Any] | None) -> None:
     found = fast_start.request_key(message, session)
     assert (json.loads(found) if found else None) == key
+
+
+def test_a_session_that_declared_mcp_apps_lists_tools_uncached() -> None:
+    assert fast_start.request_key(TOOLS, "2025-06-18", session_apps=True) is None
+    declared = {"capabilities": {"extensions": {fast_start.APPS: {"mimeTypes": ["text/html;profile=mcp-app"]}}}}
+    assert fast_start.declares_apps(declared) and not fast_start.declares_apps(INITIALIZE["params"])
+
+
+@pytest.mark.slow
+def test_a_host_with_mcp_apps_gets_the_links_though_the_cache_holds_the_plain_list(
+    tmp_path: Path, letta_double: Any
+) -> None:
+    serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS)  # fills the cache (plain)
+    apps = {"extensions": {fast_start.APPS: {"mimeTypes": ["text/html;profile=mcp-app"]}}}
+    initialize = {**INITIALIZE, "params": {**INITIALIZE["params"], "capabilities": apps}}
+    answered = by_id(serve(tmp_path, letta_double.base_url, initialize, INITIALIZED, TOOLS))
+    linked = {t["name"] for t in answered[1]["result"]["tools"] if "ui" in (t.get("_meta") or {})}
+    assert linked == {"send_message", "wait_for_reply", "get_conversation", "respond_to_approval"}
+    plain = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
+    assert not any("ui" in (t.get("_meta") or {}) for t in plain[1]["result"]["tools"])
 
 
 def test_the_cache_key_ignores_where_letta_is_but_not_the_tool_set(tmp_path: Path) -> None:

@@ -72,6 +72,41 @@ async def test_http_errors_on_send_are_clear_and_never_retried(
     assert letta_double.user_messages(cid) == ["hi"]
 
 
+SHUTTING_DOWN = {"errorCode": "cloud_api_shutting_down", "admitted": False, "retryable": True}
+
+
+async def test_a_send_letta_cloud_did_not_admit_is_sent_again_after_retry_after(
+    client: Client, letta_double: LettaDouble
+) -> None:
+    letta_double.profile = "cloud"
+    cid = await new_conversation(client)
+    letta_double.fail_next("POST", SEND, 503, SHUTTING_DOWN, headers={"Retry-After": "1"}, times=2)
+    started = anyio.current_time()
+    sent = await call(client, "send_message", conversation_id=cid, message="hi")
+    assert sent["reply"] == "echo: hi" and anyio.current_time() - started >= 2.0, "Retry-After was not waited"
+    assert len(letta_double.sends()) == 3 and letta_double.user_messages(cid) == ["hi"]
+
+
+async def test_a_send_letta_cloud_keeps_refusing_to_admit_is_reported_not_stored(
+    client: Client, letta_double: LettaDouble
+) -> None:
+    letta_double.profile = "cloud"
+    cid = await new_conversation(client)
+    letta_double.fail_next("POST", SEND, 503, SHUTTING_DOWN, headers={"Retry-After": "0"}, times=3)
+    text = await call_error(client, "send_message", conversation_id=cid, message="hi")
+    assert "is shutting down and did not take the request to send the message" in text and "nothing was stored" in text
+    assert len(letta_double.sends()) == 3 and letta_double.user_messages(cid) == []
+
+
+async def test_a_503_that_may_have_admitted_the_message_is_not_sent_again(
+    client: Client, letta_double: LettaDouble
+) -> None:
+    cid = await new_conversation(client)
+    letta_double.fail_next("POST", SEND, 503, {**SHUTTING_DOWN, "admitted": True}, headers={"Retry-After": "0"})
+    text = await call_error(client, "send_message", conversation_id=cid, message="hi")
+    assert "failed with 503" in text and len(letta_double.sends()) == 1
+
+
 async def test_404_names_the_conversation(client: Client) -> None:
     missing = "conv-00000000-0000-4000-8000-000000000000"
     text = await call_error(client, "send_message", conversation_id=missing, message="hi")

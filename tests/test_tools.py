@@ -273,7 +273,7 @@ async def test_fork_archive_delete_lifecycle(client: Client) -> None:
     fork = await call(client, "fork_conversation", conversation_id=cid)
     assert fork["id"] != cid
     text = await call_error(client, "archive_conversation", conversation_id=cid)
-    assert "does not support archiving" in text  # the double speaks 0.16.8, which has no archive flag
+    assert "this Letta server (0.16.8) cannot archive conversations" in text  # 0.16.8 has no archive flag
     deleted = await call(client, "delete_conversation", conversation_id=fork["id"], confirm_conversation_id=fork["id"])
     assert deleted["deleted"] is True
     text = await call_error(client, "get_conversation", conversation_id=fork["id"])
@@ -282,7 +282,7 @@ async def test_fork_archive_delete_lifecycle(client: Client) -> None:
 
 @pytest.mark.anyio
 async def test_archive_and_unarchive_on_a_server_that_supports_it(letta_double: Any, client: Client) -> None:
-    letta_double.archive_supported = True
+    letta_double.profile = "cloud"
     cid = (await call(client, "create_conversation"))["id"]
     assert (await call(client, "archive_conversation", conversation_id=cid))["archived"] is True
     assert (await call(client, "archive_conversation", conversation_id=cid, archived=False))["archived"] is False

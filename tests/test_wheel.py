@@ -105,6 +105,7 @@ def test_the_wheel_holds_the_server_package_and_no_development_code(wheel: Path)
     }
     assert [n for n in names if DEV_CODE.search(n)] == []
     assert "letta_conversations_mcp/tools/turns.py" in names  # the server itself is there
+    assert "letta_conversations_mcp/ui/conversation.html" in names  # the MCP Apps view (views.py)
 
 
 def test_the_wheel_imports_exactly_its_declared_dependencies(wheel: Path) -> None:

@@ -263,9 +263,19 @@ class Access:
 
     # -- lists -------------------------------------------------------------------------------
     async def list_page(
-        self, who: Caller, *, agent: str, limit: int, after: str | None, search: str | None
+        self,
+        who: Caller,
+        *,
+        agent: str,
+        limit: int,
+        after: str | None,
+        search: str | None,
+        archive_status: str | None = None,
+        order_by: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the agent's conversations the caller may reach, and the cursor after it.
+
+        ``archive_status`` and ``order_by`` go to Letta as they are (Letta Cloud's list filters).
 
         Scope ``own`` pages through Letta with the caller's marker prefix as ``summary_search`` and
         keeps verified markers whose visible summary contains ``search``; the other scopes search
@@ -273,6 +283,7 @@ class Access:
         """
         viewer = who.viewer
         identity = viewer.identity
+        filters: dict[str, Any] = {"archive_status": archive_status, "order_by": order_by}
         if identity is not None and viewer.scope == "own":
             query: str | None = self.owners.search_prefix(identity)
 
@@ -287,12 +298,14 @@ class Access:
                 return ownership.matches_search(c.get("summary"), search)
 
         else:
-            raw = await self._gateway.list_conversations(agent_id=agent, limit=limit, after=after, summary_search=None)
+            raw = await self._gateway.list_conversations(
+                agent_id=agent, limit=limit, after=after, summary_search=None, **filters
+            )
             return raw, (str(raw[-1].get("id")) if len(raw) == limit else None)
 
         async def fetch(cursor: str | None, size: int) -> list[dict[str, Any]]:
             return await self._gateway.list_conversations(
-                agent_id=agent, limit=size, after=cursor, summary_search=query
+                agent_id=agent, limit=size, after=cursor, summary_search=query, **filters
             )
 
         return await ownership.filtered_page(fetch, keep, limit=limit, after=after, batch=max(limit, 50))

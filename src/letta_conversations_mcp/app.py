@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from . import __version__, cancels, completions, prompts, resources
+from . import __version__, cancels, completions, prompts, resources, views
 from .access import Access, owner_key
 from .backends.auto import create_backend
 from .cancels import CancelReasons
@@ -80,9 +80,10 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
         version=__version__,
         lifespan=lifespan(settings, reasons),
         log_level=settings.log_level,
-        extensions=[tasks],
+        extensions=[tasks, views.extension()],
     )
     tasks.bind(server)
+    views.link(server)  # the conversation view's link, only for clients that negotiated MCP Apps
     for spec in CORE_TOOLS + (ALL_ONLY_TOOLS if settings.tools == "all" else []):
         server.add_tool(guard_tool(spec.fn, secrets), annotations=spec.annotations)
     for res in RESOURCES:

@@ -57,6 +57,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .errors import APPROVAL_PENDING_FRAGMENT
 from .text import arguments_text, clip
 from .validation import InvalidArgument
 
@@ -72,7 +73,7 @@ POLICY_REASONS: dict[str, str] = {
     "approve": "approved automatically by this server's approval policy (LETTA_MCP_APPROVALS=approve)",
 }
 #: Letta's in-stream refusal of a user message while an approval is pending.
-CONFLICT_MARKER = "waiting for approval"
+CONFLICT_MARKER = APPROVAL_PENDING_FRAGMENT
 #: Characters of one argument value shown to a person, and of all arguments together.
 VALUE_CHARS = 400
 ARGUMENTS_CHARS = 1_500

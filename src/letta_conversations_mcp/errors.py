@@ -14,11 +14,14 @@ or exception chains:
 
 - ``NotFound``: 404. ``Busy``: 409, another turn runs (``run_id``). ``Rejected``: any other 4xx;
   nothing was done. ``Unsupported``: a ``Rejected`` for a feature the backend in use lacks.
+  ``ApprovalPending``: a ``Rejected`` 409 whose detail says the conversation is "waiting for
+  approval" (answer the tool calls first; waiting does not help, unlike ``Busy``).
 - ``TurnFailed``: the turn started and Letta reported its failure in the stream (``body``).
 - ``Unreachable``: the request never left (connection refused, connect timeout).
 - ``StreamBroken``: the request went out and the answer did not come back whole.
 - ``ServerFailed``: 5xx. ``BackgroundUnavailable``: the 5xx of a background send on a Letta
-  without Redis.
+  without Redis. ``NotAdmitted``: Letta Cloud's 503 ``cloud_api_shutting_down`` with
+  ``admitted: false``: the request was not taken, so sending it again (after ``retry_after``) is safe.
 - ``Malformed``: a ``StreamBroken`` whose stream arrived but was not valid SSE/JSON (not an outage).
 - ``DeliveryUnknown``: raised by the turn logic, not the gateway: the message may or may not be
   stored and checking failed.
@@ -71,6 +74,15 @@ class Busy(LettaRequestError):
 
 class Rejected(LettaRequestError):
     """Any other 4xx: Letta refused the request and did nothing."""
+
+
+class ApprovalPending(Rejected):
+    """409: the conversation waits for tool calls to be approved or denied; nothing was stored."""
+
+
+#: What Letta's refusal says while a conversation waits for an approval (0.16.8 in-stream, Cloud as a
+#: 409): the fragment Letta Code itself matches (``APPROVAL_PENDING_DETAIL_FRAGMENT``).
+APPROVAL_PENDING_FRAGMENT = "waiting for approval"
 
 
 class Unsupported(Rejected):
@@ -128,6 +140,28 @@ class ServerFailed(LettaRequestError):
 
 class BackgroundUnavailable(ServerFailed):
     """A background send failed because this Letta has no Redis for background runs."""
+
+
+class NotAdmitted(ServerFailed):
+    """Letta Cloud's 503 while it shuts down, with ``admitted: false``: the request was not taken, so it
+    may be sent again after ``retry_after`` seconds (Letta's ``Retry-After``)."""
+
+    def __init__(self, message: str, *, status: int, retry_after: float) -> None:
+        super().__init__(message, status=status, may_be_stored=False)
+        self.retry_after = retry_after
+
+    @property
+    def what_happened(self) -> str:
+        return "Letta is shutting down and did not take the request (503)"
+
+
+#: How long to wait before re-sending a request Letta did not admit, when it gives no Retry-After.
+NOT_ADMITTED_WAIT = 1.0
+
+
+def not_admitted(body: dict[str, Any]) -> bool:
+    """Letta Cloud's shutdown refusal: ``{"errorCode": "cloud_api_shutting_down", "admitted": false, …}``."""
+    return body.get("errorCode") == "cloud_api_shutting_down" and body.get("admitted") is False
 
 
 class DeliveryUnknown(LettaRequestError):
@@ -308,11 +342,28 @@ def _describe_status(exc: letta_client.APIStatusError, *, target: Target, where:
     if status == 409:
         run_id = _run_id_of(exc)
         running = f" (run {run_id})" if run_id else ""
+        if APPROVAL_PENDING_FRAGMENT in str(body.get("detail", "")).lower():
+            text = (
+                f"{target} is {APPROVAL_PENDING_FRAGMENT} of tool calls{running}, so Letta accepts no new message: "
+                "answer them with respond_to_approval first (get_conversation lists them), then send again"
+            )
+            return ApprovalPending(text, status=status, run_id=run_id)
         text = (
             f"{target} is already running a turn{running}, started outside this request. Wait for it "
             "with wait_for_reply or stop it with cancel_run, then send again"
         )
         return Busy(text, status=status, run_id=run_id)
+    if status == 503 and not_admitted(body):
+        after = _retry_after(exc)
+        try:
+            wait = max(0.0, float(after)) if after else NOT_ADMITTED_WAIT
+        except ValueError:  # an HTTP date: not worth parsing for a shutdown of seconds
+            wait = NOT_ADMITTED_WAIT
+        text = (
+            f"Letta at {where} is shutting down and did not take the request to {target.action} (503, not "
+            "admitted): nothing was stored. Try again in a few seconds"
+        )
+        return NotAdmitted(text, status=status, retry_after=wait)
     if status >= 500:
         text = (
             f"Letta at {where} failed with {status} while trying to {target.action}. Try again; if it "

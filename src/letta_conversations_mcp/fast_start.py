@@ -42,6 +42,9 @@ CACHED = frozenset({"initialize", "server/discover", "tools/list"})
 #: Settings that never change those answers (where Letta is, who calls it), left out of the cache key.
 UNLISTED = frozenset({"LETTA_BASE_URL", "LETTA_API_KEY", "LETTA_AGENT_ID", "LETTA_MCP_LOG_LEVEL"})
 VERSION_META = "io.modelcontextprotocol/protocolVersion"
+CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
+#: MCP Apps: a host that declares it gets the view's links in ``tools/list`` (views.py), never cached.
+APPS = "io.modelcontextprotocol/ui"
 MODERN = "2026-07-28"  # the first protocol version without the initialize handshake
 _EOF = b""
 
@@ -78,13 +81,19 @@ def _version(package: str) -> str:
         return "?"
 
 
-def request_key(message: Mapping[str, Any], session_version: str | None) -> str | None:
-    """The cache key of a request whose answer is cached, or None: method, protocol version, cursor."""
+def request_key(message: Mapping[str, Any], session_version: str | None, session_apps: bool = False) -> str | None:
+    """The cache key of a request whose answer is cached, or None: method, protocol version, cursor.
+
+    A ``tools/list`` of a host that declared MCP Apps (this request or its session) is not cached:
+    its answer carries the view's links, which the other hosts' answers must not.
+    """
     method = message.get("method")
     if method not in CACHED or "id" not in message:
         return None
     params = message.get("params")
     params = params if isinstance(params, Mapping) else {}
+    if method == "tools/list" and (session_apps or declares_apps(params)):
+        return None
     meta = params.get("_meta")
     version = params.get("protocolVersion") if method == "initialize" else None
     if version is None and isinstance(meta, Mapping):
@@ -93,6 +102,16 @@ def request_key(message: Mapping[str, Any], session_version: str | None) -> str 
     if not isinstance(version, str):
         return None
     return json.dumps([method, version, params.get("cursor")])
+
+
+def declares_apps(params: Mapping[str, Any]) -> bool:
+    """True when these params (an ``initialize``'s capabilities, or a 2026 request's ``_meta``) declare MCP Apps."""
+    meta = params.get("_meta")
+    capabilities = params.get("capabilities")
+    if isinstance(meta, Mapping) and isinstance(meta.get(CAPABILITIES_META), Mapping):
+        capabilities = meta[CAPABILITIES_META]
+    extensions = capabilities.get("extensions") if isinstance(capabilities, Mapping) else None
+    return isinstance(extensions, Mapping) and APPS in extensions
 
 
 class Answers:
@@ -166,6 +185,7 @@ class Relay:
         self._watch: dict[str, str] = {}  # request id (as JSON) → cache key, until the SDK answers
         self._answered: dict[str, Any] = {}  # request id → the cached result sent for it
         self._version: str | None = None
+        self._apps = False  # the session's initialize declared MCP Apps
         self.stdin = _SdkInput(self._lines)
         self.stdout = _SdkOutput(self._from_sdk)
 
@@ -189,9 +209,11 @@ class Relay:
         except ValueError:
             message = None
         if isinstance(message, dict):
-            key = request_key(message, self._version)
+            key = request_key(message, self._version, self._apps)
             if message.get("method") == "initialize" and key:
                 self._version = json.loads(key)[1]
+                params = message.get("params")
+                self._apps = isinstance(params, Mapping) and declares_apps(params)
             if key:
                 request_id = json.dumps(message["id"])
                 self._watch[request_id] = key

@@ -39,6 +39,8 @@ SERVER_INFO_META = "io.modelcontextprotocol/serverInfo"
 VERSION_META = "io.modelcontextprotocol/protocolVersion"
 #: The tasks extension (``tasks/``): long turns handed to declaring clients as tasks.
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+#: MCP Apps (``ui://`` views, views.py): the conversation view.
+APPS_EXTENSION = "io.modelcontextprotocol/ui"
 
 
 def server_info() -> dict[str, str]:
@@ -47,7 +49,7 @@ def server_info() -> dict[str, str]:
 
 def capabilities(modern: bool) -> dict[str, Any]:
     """What the server offers: change notifications only where ``subscriptions/listen`` carries them, and
-    the tasks extension (``tasks/``), on 2026-07-28 only."""
+    the tasks extension (``tasks/``) and MCP Apps (the conversation view), on 2026-07-28 only."""
     offered: dict[str, Any] = {
         "completions": {},
         "prompts": {"listChanged": modern},
@@ -55,7 +57,7 @@ def capabilities(modern: bool) -> dict[str, Any]:
         "tools": {"listChanged": modern},
     }
     if modern:
-        offered["extensions"] = {TASKS_EXTENSION: {}}
+        offered["extensions"] = {TASKS_EXTENSION: {}, APPS_EXTENSION: {}}
     return offered
 
 

@@ -113,12 +113,15 @@ class ConversationInfo(FlatSchema):
     """A Letta conversation: an isolated message thread on an agent that shares the agent's memory."""
 
     id: str
-    agent_id: str
+    agent_id: str | None = Field(default=None, description="Null for an ephemeral conversation (no agent)")
     summary: str | None = None
+    description: str | None = Field(default=None, description="Letta Cloud's description, used for search")
     created_at: str | None = None
     updated_at: str | None = Field(default=None, description="Set when it differs from created_at")
     last_message_at: str | None = None
     model: str | None = None
+    context_window_limit: int | None = None
+    hidden: bool | None = Field(default=None, description="True when created or forked hidden from lists")
     isolated_block_ids: list[str] = Field(default_factory=list)
     in_context_messages: int | None = Field(default=None, description="Messages currently in the context window")
     archived: bool | None = None
@@ -138,8 +141,13 @@ class ConversationInfo(FlatSchema):
         facts += [f"last message {self.last_message_at}"] if self.last_message_at else []
         facts += [f"{self.in_context_messages} messages in context"] if self.in_context_messages else []
         facts += [f"model {self.model}"] if self.model else []
+        facts += [f"context window {self.context_window_limit} tokens"] if self.context_window_limit else []
         facts += ["archived"] if self.archived else []
-        text = f"Conversation {self.id}{summary} on agent {self.agent_id} ({', '.join(facts)})."
+        facts += ["hidden from lists"] if self.hidden else []
+        where = f"on agent {self.agent_id}" if self.agent_id else "with no agent (ephemeral)"
+        text = f"Conversation {self.id}{summary} {where} ({', '.join(facts)})."
+        if self.description:
+            text += f"\nDescription: {self.description}"
         if self.awaiting_approval:
             calls = "; ".join(one_line(c) for c in self.pending_approvals)
             text += (
@@ -155,12 +163,15 @@ class ConversationInfo(FlatSchema):
         in_context = raw.get("in_context_message_ids")
         return cls(
             id=str(raw["id"]),
-            agent_id=str(raw.get("agent_id") or ""),
+            agent_id=str(raw["agent_id"]) if raw.get("agent_id") else None,
             summary=visible_summary(raw.get("summary")),  # owner markers are never shown
+            description=raw.get("description") or None,
             created_at=raw.get("created_at"),
             updated_at=None if raw.get("updated_at") == raw.get("created_at") else raw.get("updated_at"),
             last_message_at=raw.get("last_message_at"),
             model=raw.get("model"),
+            context_window_limit=raw.get("context_window_limit"),
+            hidden=raw.get("hidden") or None,
             isolated_block_ids=list(raw.get("isolated_block_ids") or []),
             archived=raw.get("archived"),
             in_context_messages=len(in_context) if isinstance(in_context, list) and in_context else None,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def lowlevel(server: MCPServer[Any]) -> Server[Any]:
     """The lowlevel server under ``server``.
 
-    Why: ``resources/list`` per caller, ``resources/subscribe``, ``completion/complete``, the
+    Why: ``resources/list`` per caller, ``tools/list`` per client (the MCP Apps link), ``resources/subscribe``, ``completion/complete``, the
     filtered ``subscriptions/listen`` and the ``notifications/cancelled`` reasons are request and
     notification handlers; MCPServer registers only its own, and an extension may add methods but
     never replace one (``subscriptions/listen``, ``resources/list``).

@@ -240,3 +240,27 @@ async def test_fork_at_a_message_is_refused_because_0_16_8_copies_everything(mcp
     assert "this Letta server (0.16.8) cannot fork at a message" in text and "fork without message_id" in text
     whole = await ok(mcp, "fork_conversation", conversation_id=cid)
     assert whole["id"] != cid
+
+
+async def test_letta_cloud_fields_are_refused_on_0_16_8_in_one_sentence(mcp: Client, letta_stack: Any) -> None:
+    """0.16.8's conversations have no archive flag, description or context window limit (shown directly), so
+    each Cloud field a tool offers is refused in one sentence naming it and the server, before anything is sent."""
+    cid = (await ok(mcp, "create_conversation", summary="cloud fields"))["id"]
+    async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as letta:
+        stored = (await letta.conversations.retrieve(cid)).to_dict(mode="json")
+    assert not {"archived", "description", "context_window_limit"} & set(stored), "0.16.8 grew Cloud's fields"
+    asked = [
+        ("list_conversations", {"archive_status": "archived"}, "archive conversations"),
+        ("list_conversations", {"order_by": "last_message_at"}, "order conversations"),
+        ("create_conversation", {"description": "a trip"}, "store a conversation description"),
+        ("create_conversation", {"hidden": True}, "hide conversations from lists"),
+        ("create_conversation", {"context_window_limit": 8000}, "limit one conversation's context window"),
+        ("fork_conversation", {"conversation_id": cid, "hidden": True}, "hide a fork from lists"),
+        ("compact_conversation", {"conversation_id": cid, "mode": "all"}, "compact in a chosen mode"),
+        ("archive_conversation", {"conversation_id": cid}, "archive conversations"),
+    ]
+    before = len((await ok(mcp, "list_conversations", limit=100))["conversations"])
+    for tool, arguments, feature in asked:
+        text = (await err(mcp, tool, **arguments)).strip()
+        assert f"this Letta server (0.16.8) cannot {feature}" in text and "\n" not in text, text
+    assert len((await ok(mcp, "list_conversations", limit=100))["conversations"]) == before, "nothing was created"

@@ -276,3 +276,32 @@ def test_redact() -> None:
 
 def test_redact_overlapping_secrets() -> None:
     assert redact("abcdefgh", ["abcd", "abcdefgh"]) == "***"
+
+
+def test_a_409_waiting_for_approval_is_told_apart_from_busy() -> None:
+    from letta_conversations_mcp.errors import ApprovalPending, Busy
+
+    detail = "CONFLICT: Cannot send a new message: The agent is waiting for approval on a tool call. Please approve"
+    failure = describe(status_error(409, {"detail": detail}), target=CONV, base_url=BASE, send=True)
+    assert isinstance(failure, ApprovalPending) and not isinstance(failure, Busy)
+    assert "respond_to_approval first" in failure.message and "\n" not in failure.message
+    busy = describe(
+        status_error(409, {"detail": "CONFLICT: Another request (run_id=run-1) is currently being processed"}),
+        target=CONV,
+        base_url=BASE,
+    )
+    assert isinstance(busy, Busy)
+
+
+@pytest.mark.parametrize(("header", "wait"), [("3", 3.0), ("", 1.0), ("Wed, 21 Oct 2026 07:28:00 GMT", 1.0)])
+def test_letta_cloud_s_not_admitted_503_is_safe_to_send_again(header: str, wait: float) -> None:
+    from letta_conversations_mcp.errors import NotAdmitted
+
+    body = {"errorCode": "cloud_api_shutting_down", "admitted": False, "retryable": True}
+    headers = {"Retry-After": header} if header else {}
+    failure = describe(status_error(503, body, headers), target=CONV, base_url=BASE, send=True)
+    assert isinstance(failure, NotAdmitted) and failure.may_be_stored is False and failure.retry_after == wait
+    assert "did not take the request to send the message" in failure.message
+    assert_no_credentials(failure.message)
+    admitted = describe(status_error(503, {**body, "admitted": True}), target=CONV, base_url=BASE, send=True)
+    assert not isinstance(admitted, NotAdmitted) and getattr(admitted, "may_be_stored", None) is True

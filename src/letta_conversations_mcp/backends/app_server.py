@@ -39,6 +39,13 @@ def unsupported(feature: str) -> Unsupported:
     return Unsupported(f"{feature} is not available on {NAME} (LETTA_BASE_URL is a ws:// URL)")
 
 
+def _refuse_cloud_fields(**given: object) -> None:
+    """Letta Cloud's conversation fields have no App Server command: refuse the first one given."""
+    for name, value in given.items():
+        if value:
+            raise unsupported(f"the {name} argument (a Letta Cloud field)")
+
+
 class AppServerBackend:
     """Typed, error-translating access to one App Server. One per process."""
 
@@ -103,7 +110,11 @@ class AppServerBackend:
         model: str | None,
         model_settings: Mapping[str, Any] | None,
         isolated_block_labels: list[str] | None = None,
+        description: str | None = None,
+        hidden: bool = False,
+        context_window_limit: int | None = None,
     ) -> Frame:
+        _refuse_cloud_fields(description=description, hidden=hidden, context_window_limit=context_window_limit)
         if model_settings:
             raise unsupported("per-conversation model settings")
         if isolated_block_labels:
@@ -126,8 +137,16 @@ class AppServerBackend:
             await self.get_conversation(conversation_id)
 
     async def list_conversations(
-        self, *, agent_id: str | None, limit: int, after: str | None, summary_search: str | None
+        self,
+        *,
+        agent_id: str | None,
+        limit: int,
+        after: str | None,
+        summary_search: str | None,
+        archive_status: str | None = None,
+        order_by: str | None = None,
     ) -> list[Frame]:
+        _refuse_cloud_fields(archive_status=archive_status, order_by=order_by)
         query: dict[str, Any] = {"limit": limit}
         if agent_id:
             query["agent_id"] = agent_id
@@ -152,7 +171,10 @@ class AppServerBackend:
         action = "archive the conversation" if archived else "unarchive the conversation"
         return await self._update(conversation_id, {"archived": archived}, action)
 
-    async def fork(self, conversation_id: str, *, agent_id: str | None, message_id: str | None) -> Frame:
+    async def fork(
+        self, conversation_id: str, *, agent_id: str | None, message_id: str | None, hidden: bool = False
+    ) -> Frame:
+        _refuse_cloud_fields(hidden=hidden)
         if message_id:
             raise unsupported("forking a conversation at a message")
         command = {"type": "conversation_fork", "conversation_id": conversation_id}
@@ -163,7 +185,8 @@ class AppServerBackend:
             forked["agent_id"] = agent_id or self._agents.get(conversation_id)
         return forked
 
-    async def compact(self, conversation_id: str, *, agent_id: str | None) -> Frame:
+    async def compact(self, conversation_id: str, *, agent_id: str | None, mode: str | None = None) -> Frame:
+        _refuse_cloud_fields(mode=mode)
         command = {"type": "conversation_compact", "conversation_id": conversation_id}
         reply = await self._call(command, Target("conversation", conversation_id, "compact the conversation"))
         return dict(reply.get("compaction") or {})

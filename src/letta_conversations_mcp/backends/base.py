@@ -54,7 +54,13 @@ class Backend(Protocol):
         model: str | None,
         model_settings: Mapping[str, Any] | None,
         isolated_block_labels: list[str] | None = None,
-    ) -> Frame: ...
+        description: str | None = None,
+        hidden: bool = False,
+        context_window_limit: int | None = None,
+    ) -> Frame:
+        """A new conversation; ``description``, ``hidden`` and ``context_window_limit`` are Letta Cloud's
+        (a server without one of them raises ``Unsupported`` when it is given)."""
+        ...
 
     async def get_conversation(self, conversation_id: str) -> Frame: ...
 
@@ -63,16 +69,31 @@ class Backend(Protocol):
         ...
 
     async def list_conversations(
-        self, *, agent_id: str | None, limit: int, after: str | None, summary_search: str | None
+        self,
+        *,
+        agent_id: str | None,
+        limit: int,
+        after: str | None,
+        summary_search: str | None,
+        archive_status: str | None = None,
+        order_by: str | None = None,
     ) -> list[Frame]:
-        """One page, newest first: of ``agent_id``'s conversations, or of every agent's when None."""
+        """One page, newest first: of ``agent_id``'s conversations, or of every agent's when None.
+
+        ``archive_status`` (unarchived, archived, all) and ``order_by`` (created_at, last_run_completion,
+        last_message_at) are Letta Cloud's; None leaves the server's default.
+        """
         ...
 
     async def update_summary(self, conversation_id: str, summary: str) -> Frame: ...
 
-    async def fork(self, conversation_id: str, *, agent_id: str | None, message_id: str | None) -> Frame: ...
+    async def fork(
+        self, conversation_id: str, *, agent_id: str | None, message_id: str | None, hidden: bool = False
+    ) -> Frame: ...
 
-    async def compact(self, conversation_id: str, *, agent_id: str | None) -> Frame: ...
+    async def compact(self, conversation_id: str, *, agent_id: str | None, mode: str | None = None) -> Frame:
+        """Compact the in-context messages; ``mode`` (Letta Cloud's compaction modes) None: the server's own."""
+        ...
 
     async def set_archived(self, conversation_id: str, archived: bool) -> Frame: ...
 

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .. import approval_rules
-from ..errors import LettaRequestError, Malformed, Target, Unsupported, describe, safe_url
+from ..capabilities import Capabilities, Feature
+from ..errors import LettaRequestError, Malformed, Target, describe, safe_url
 from ..settings import Settings
 from .base import Frame
 
@@ -87,16 +88,6 @@ def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
     return agent_id if conversation_id == "default" else None
 
 
-def partial_fork_missing(version: str) -> bool:
-    """True for a self-hosted Letta whose fork ignores ``message_id``: a reported version of 0.16 or older."""
-    parts = version.split(".")
-    try:
-        major, minor = int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        return False  # no version (Letta Cloud) or one we cannot read: let the server decide
-    return (major, minor) <= (0, 16)
-
-
 class RestBackend:
     """Typed, error-translating access to one Letta server over REST. One per process."""
 
@@ -109,8 +100,8 @@ class RestBackend:
         # keep-alive pings arrive well within this.
         self._stream_timeout = httpx.Timeout(None, connect=min(10.0, settings.request_timeout), read=300.0)
         self.background_supported: bool | None = {"on": True, "off": False}.get(settings.background)
-        #: The version ``/v1/health/`` reported ("" when it gave none, as Letta Cloud does); None until asked.
-        self._version: str | None = None
+        #: What this Letta supports (``capabilities.py``): None until the first request that depends on it.
+        self._capabilities: Capabilities | None = None
 
     @cached_property
     def _client(self) -> AsyncLetta:
@@ -166,8 +157,19 @@ class RestBackend:
         model: str | None,
         model_settings: Mapping[str, Any] | None,
         isolated_block_labels: list[str] | None = None,
+        description: str | None = None,
+        hidden: bool = False,
+        context_window_limit: int | None = None,
     ) -> Frame:
+        await self._require_given(
+            {
+                Feature.DESCRIPTION: description,
+                Feature.HIDDEN: hidden,
+                Feature.CONTEXT_WINDOW_LIMIT: context_window_limit,
+            }
+        )
         kwargs: dict[str, Any] = {"agent_id": agent_id}
+        kwargs.update(given(description=description, hidden=hidden, context_window_limit=context_window_limit))
         if summary is not None:
             kwargs["summary"] = summary
         if model is not None:
@@ -194,10 +196,26 @@ class RestBackend:
             await self.get_conversation(conversation_id)
 
     async def list_conversations(
-        self, *, agent_id: str | None, limit: int, after: str | None, summary_search: str | None
+        self,
+        *,
+        agent_id: str | None,
+        limit: int,
+        after: str | None,
+        summary_search: str | None,
+        archive_status: str | None = None,
+        order_by: str | None = None,
     ) -> list[Frame]:
         """One page, newest first: of ``agent_id``'s conversations, or of every agent's when None."""
-        kwargs = given(agent_id=agent_id, after=after, summary_search=summary_search)
+        await self._require_given(
+            {Feature.ARCHIVE: archive_status, Feature.ORDER_BY: order_by if order_by != "created_at" else None}
+        )
+        kwargs = given(
+            agent_id=agent_id,
+            after=after,
+            summary_search=summary_search,
+            archive_status=archive_status,
+            order_by=order_by,
+        )
         target = Target("agent", agent_id, "list conversations") if agent_id else Target("conversation", after)
         async with self._translate(target):
             result = await self._client.conversations.list(limit=limit, **kwargs)
@@ -207,31 +225,41 @@ class RestBackend:
         async with self._translate(Target("conversation", conversation_id, "update the summary")):
             return as_dict(await self._client.conversations.update(conversation_id, summary=summary))
 
-    async def fork(self, conversation_id: str, *, agent_id: str | None, message_id: str | None) -> Frame:
-        if message_id and not await self._forks_at_a_message():
-            raise Unsupported(
-                f"this Letta server ({self._version}) cannot fork at a message: it ignores message_id and copies "
-                "the whole history; fork without message_id, or use a Letta that supports it (Letta Cloud)"
-            )
-        kwargs = given(agent_id=_agent_scope(conversation_id, agent_id), message_id=message_id)
+    async def fork(
+        self, conversation_id: str, *, agent_id: str | None, message_id: str | None, hidden: bool = False
+    ) -> Frame:
+        await self._require_given({Feature.FORK_AT_MESSAGE: message_id, Feature.FORK_HIDDEN: hidden})
+        kwargs = given(agent_id=_agent_scope(conversation_id, agent_id), message_id=message_id, hidden=hidden)
         async with self._translate(Target("conversation", conversation_id, "fork the conversation")):
             return as_dict(await self._send_client.conversations.fork(conversation_id, **kwargs))
 
-    async def _forks_at_a_message(self) -> bool:
-        """Whether this Letta honours fork's ``message_id``: self-hosted 0.16 and older ignore it
-        (verified on 0.16.8); Letta Cloud takes it. Asked once per process, from ``/v1/health/``."""
-        if self._version is None:
+    async def capabilities(self) -> Capabilities:
+        """What this Letta supports, asked once per process from ``/v1/health/`` (``capabilities.py``)."""
+        if self._capabilities is None:
             async with self._translate(Target("Letta server", None, "read its version")):
                 health = as_dict(await self._client.health())
-            self._version = str(health.get("version") or "")
-        return not partial_fork_missing(self._version)
+            self._capabilities = Capabilities.from_health(health, base_url=self.base_url)
+            log.info("Letta capabilities: %s", self._capabilities.describe())
+        return self._capabilities
 
-    async def compact(self, conversation_id: str, *, agent_id: str | None) -> Frame:
-        kwargs = given(agent_id=_agent_scope(conversation_id, agent_id))
+    async def _require_given(self, asked: Mapping[Feature, object]) -> None:
+        """Raise ``Unsupported`` for the first feature asked for (a value given) that this Letta lacks."""
+        wanted = [feature for feature, value in asked.items() if value]
+        if wanted:
+            known = await self.capabilities()
+            for feature in wanted:
+                known.require(feature)
+
+    async def compact(self, conversation_id: str, *, agent_id: str | None, mode: str | None = None) -> Frame:
+        await self._require_given({Feature.COMPACTION_MODES: mode})
+        kwargs: dict[str, Any] = given(agent_id=_agent_scope(conversation_id, agent_id))
+        if mode:
+            kwargs["compaction_settings"] = {"mode": mode}
         async with self._translate(Target("conversation", conversation_id, "compact the conversation")):
             return as_dict(await self._send_client.conversations.messages.compact(conversation_id, **kwargs))
 
     async def set_archived(self, conversation_id: str, archived: bool) -> Frame:
+        (await self.capabilities()).require(Feature.ARCHIVE)
         action = "archive the conversation" if archived else "unarchive the conversation"
         async with self._translate(Target("conversation", conversation_id, action)):
             return as_dict(await self._client.conversations.update(conversation_id, archived=archived))

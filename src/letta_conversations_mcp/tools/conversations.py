@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -34,9 +34,18 @@ async def list_conversations(
     summary_search: Annotated[
         str | None, Field(description="Only conversations whose summary contains this text", max_length=200)
     ] = None,
+    archive_status: Annotated[
+        Literal["unarchived", "archived", "all"] | None,
+        Field(description="Letta Cloud: which to list by archive flag (Letta's default: unarchived)"),
+    ] = None,
+    order_by: Annotated[
+        Literal["created_at", "last_message_at", "last_run_completion"] | None,
+        Field(description="Letta Cloud: what newest means (default created_at, the only order self-hosted 0.16 has)"),
+    ] = None,
 ) -> Annotated[CallToolResult, ConversationList]:
     """List an agent's conversations, newest first, with their summaries.
 
+    A Letta without archive_status or order_by (self-hosted 0.16) refuses them in one sentence.
     Over HTTP a token of scope 'own' (the default) sees only the conversations it created, opened or forked.
     """
     state = app_state(ctx)
@@ -49,7 +58,15 @@ async def list_conversations(
     (raw, next_after), asked = await _with_candidates(
         state,
         agent,
-        lambda: state.access.list_page(caller, agent=agent, limit=limit, after=after, search=summary_search or None),
+        lambda: state.access.list_page(
+            caller,
+            agent=agent,
+            limit=limit,
+            after=after,
+            search=summary_search or None,
+            archive_status=archive_status,
+            order_by=order_by,
+        ),
     )
     conversations = [ConversationInfo.from_letta(c) for c in raw]
     await _mark_awaiting_approval(state, conversations, asked)
@@ -159,8 +176,22 @@ async def create_conversation(
             max_length=20,
         ),
     ] = None,
+    description: Annotated[
+        str | None,
+        Field(
+            description="Letta Cloud: a longer description used for search, e.g. 'refund for order 1234'",
+            max_length=2000,
+        ),
+    ] = None,
+    hidden: Annotated[bool, Field(description="Letta Cloud: leave it out of conversation lists")] = False,
+    context_window_limit: Annotated[
+        int | None, Field(description="Letta Cloud: context window in tokens for this conversation only", ge=1)
+    ] = None,
 ) -> Annotated[CallToolResult, ConversationInfo]:
-    """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages."""
+    """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages.
+
+    description, hidden and context_window_limit are Letta Cloud's; a Letta without them refuses in one sentence.
+    """
     state = app_state(ctx)
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to create a conversation")
     caller = await state.access.authorize(ctx, agent=agent)
@@ -173,8 +204,12 @@ async def create_conversation(
         model=model,
         model_settings=checked_settings,
         isolated_block_labels=labels,
+        description=description.strip() if description and description.strip() else None,
+        hidden=hidden,
+        context_window_limit=context_window_limit,
     )
     info = ConversationInfo.from_letta(raw)
+    info.hidden = info.hidden or hidden or None  # Letta's conversation has no hidden field
     if labels and len(info.isolated_block_ids) < len(labels):
         info.note = (
             f"Letta isolated {len(info.isolated_block_ids)} of the {len(labels)} requested block(s) {labels}: "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -28,6 +28,7 @@ async def fork_conversation(
             "self-hosted 0.16, refuses it); omit to copy everything"
         ),
     ] = None,
+    hidden: Annotated[bool, Field(description="Letta Cloud: leave the fork out of conversation lists")] = False,
 ) -> Annotated[CallToolResult, ConversationInfo]:
     """Copy a conversation into a new one (optionally only up to a message) to explore a different path.
 
@@ -38,27 +39,39 @@ async def fork_conversation(
     caller = await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
     if message_id:
         validation.message_id(message_id, argument="message_id")
-    forked = await state.gateway.fork(conversation_id, agent_id=agent, message_id=message_id)
+    forked = await state.gateway.fork(conversation_id, agent_id=agent, message_id=message_id, hidden=hidden)
     marked = state.access.new_summary(
         caller, str(forked.get("agent_id")), ownership.visible_summary(forked.get("summary"))
     )
     if marked != forked.get("summary") and marked is not None:
         forked = await state.gateway.update_summary(str(forked["id"]), marked)
-    return reply(ConversationInfo.from_letta(forked))
+    info = ConversationInfo.from_letta(forked)
+    info.hidden = info.hidden or hidden or None  # Letta's conversation has no hidden field
+    return reply(info)
 
 
 @tool("Compact conversation", destructive=False)
 async def compact_conversation(
-    ctx: Context, conversation_id: ConversationIdArg, agent_id: OptionalAgentIdArg = None
+    ctx: Context,
+    conversation_id: ConversationIdArg,
+    agent_id: OptionalAgentIdArg = None,
+    mode: Annotated[
+        Literal["all", "sliding_window", "self_compact_all", "self_compact_sliding_window"] | None,
+        Field(
+            description="Letta Cloud: how to compact ('all' summarises everything, 'sliding_window' keeps the "
+            "newest part; self_compact_* let the agent's own model summarise); omit for the server's own way"
+        ),
+    ] = None,
 ) -> Annotated[CallToolResult, CompactResult]:
     """Summarise a conversation's in-context messages to free the agent's context window.
 
     The full history stays readable with list_messages; only what the model sees is shortened.
+    A Letta without compaction modes (self-hosted 0.16) refuses mode in one sentence.
     """
     state = app_state(ctx)
     conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
     await state.access.authorize(ctx, agent=agent, conversation=conversation_id)
-    raw = await state.gateway.compact(conversation_id, agent_id=agent)
+    raw = await state.gateway.compact(conversation_id, agent_id=agent, mode=mode)
     return reply(
         CompactResult(
             conversation_id=conversation_id,

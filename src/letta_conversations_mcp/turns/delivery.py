@@ -11,6 +11,8 @@ Both kinds go through one loop (``Delivery.deliver``), in order of preference:
    after a server error means Letta refused it, which is reported.
 4. A user message refused with 409 (a turn started outside this server) waits that run out, then is
    sent; one refused because Letta was away mid-outage waits for Letta, then is sent.
+5. What Letta Cloud did not admit while shutting down (503 ``admitted: false``) is sent again after
+   its ``Retry-After``, at most ``NOT_ADMITTED_SENDS`` times: Letta said it took nothing.
 
 The failures here set ``turn.error``; only the checks of step 3 raise (``Interrupted``,
 ``DeliveryUnknown``), for the turn task to record.
@@ -35,6 +37,7 @@ from ..errors import (
     DeliveryUnknown,
     Interrupted,
     LettaRequestError,
+    NotAdmitted,
     ServerFailed,
     StreamBroken,
     TurnFailed,
@@ -51,6 +54,9 @@ CONFLICT_WAITS = 3
 CONFLICT_WAIT_SECONDS = 600.0
 #: Sends of one thing before a connection that keeps breaking is reported.
 MAX_SENDS = 2
+#: Sends of one thing Letta keeps refusing as not admitted (as Letta Code: 3), and the longest wait between them.
+NOT_ADMITTED_SENDS = 3
+NOT_ADMITTED_MAX_WAIT = 30.0
 
 Unclear = StreamBroken | ServerFailed
 
@@ -159,7 +165,7 @@ class Delivery:
 
     async def deliver(self, turn: Turn, outgoing: Outgoing) -> None:
         """Send ``outgoing`` once and follow it to its end (never stored twice)."""
-        sends = conflicts = 0
+        sends = conflicts = refusals = 0
         while True:
             sends += 1
             background = self.background
@@ -180,6 +186,17 @@ class Delivery:
                 conflicts += 1
                 sends -= 1
                 await self._wait_out(turn, failure.run_id)
+            except NotAdmitted as failure:  # Letta took nothing: sending again cannot duplicate
+                refusals += 1
+                if refusals >= NOT_ADMITTED_SENDS:
+                    turn.error = failure
+                    return
+                sends -= 1
+                wait = min(failure.retry_after, NOT_ADMITTED_MAX_WAIT)
+                turn.emit(
+                    Progress(f"Letta did not take the {outgoing.what} (shutting down); sending it again in {wait:g}s")
+                )
+                await anyio.sleep(wait)
             except (StreamBroken, ServerFailed) as failure:
                 log.warning(
                     "%s of turn %s ended unclear (%s); checking what Letta received",

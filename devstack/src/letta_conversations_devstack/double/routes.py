@@ -112,6 +112,8 @@ class AgentRoutes(Handlers):
         ]
 
     async def health(self, request: Request) -> Response:
+        if self.store.cloud:  # Letta Cloud reports no server version (letta-cloud-notes.md)
+            return JSONResponse({"status": "ok"})
         return JSONResponse({"version": "0.16.8", "status": "ok"})
 
     async def list_agents(self, request: Request) -> Response:
@@ -137,7 +139,10 @@ class AgentRoutes(Handlers):
         agent_id = request.query_params.get("agent_id")
         if request.method == "POST":
             self.store.agent(agent_id or "")
-            extra = {"model": body.get("model"), "model_settings": body.get("model_settings")}
+            names = ("model", "model_settings") + (
+                ("description", "hidden", "context_window_limit") if self.store.cloud else ()
+            )
+            extra = {name: body.get(name) for name in names}
             conversation = self.store.new_conversation(agent_id or "", body.get("summary"), **extra)
             self.store.isolate_blocks(conversation, list(body.get("isolated_block_labels") or []))
             return JSONResponse(conversation)
@@ -147,6 +152,8 @@ class AgentRoutes(Handlers):
             order=request.query_params.get("order", "desc"),
             after=request.query_params.get("after"),
             limit=int_param(request, "limit", 50),
+            archive_status=request.query_params.get("archive_status"),
+            order_by=request.query_params.get("order_by"),
         )
         return JSONResponse(items)
 
@@ -165,10 +172,13 @@ class AgentRoutes(Handlers):
     async def fork(self, request: Request) -> Response:
         body, _ = await self.enter(request)
         upto = request.query_params.get("message_id") or body.get("message_id")
-        return JSONResponse(self.store.fork(self.key(request), upto))
+        hidden = request.query_params.get("hidden") == "true"
+        return JSONResponse(self.store.fork(self.key(request), upto, hidden=hidden))
 
     async def compact(self, request: Request) -> Response:
-        await self.enter(request)
+        body, _ = await self.enter(request)
+        if self.store.cloud:
+            self.store.compactions.append(dict(body.get("compaction_settings") or {}))
         before = len(self.store.messages[self.key(request)])
         return JSONResponse(
             {"num_messages_before": before, "num_messages_after": min(before, 2), "summary": "compacted"}

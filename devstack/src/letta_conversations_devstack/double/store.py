@@ -1,6 +1,11 @@
 """The Letta double's state: agents, memory blocks, conversations, messages and runs, kept in the
 JSON shapes a real Letta 0.16.8 server sends (the same fields and nulls).
 
+Two profiles (``Store.profile``, switchable at any time): ``"0.16.8"``, the self-hosted server as
+verified, and ``"cloud"``, Letta Cloud as letta-client 1.12.1's types and the notes in
+``/work/shared/letta-cloud-notes.md`` describe it (``CLOUD_CONVERSATION_FIELDS``: archive flags,
+description, context_window_limit, hidden threads left out of lists, fork at a message).
+
 Lookups that fail raise ``Missing`` (Letta's 404) or ``InvalidId`` (Letta's 422 for a malformed
 conversation id); the routes turn them into the recorded error bodies.
 """
@@ -12,13 +17,32 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 USER_ID = "user-00000000-0000-4000-8000-000000000000"
 ORG_ID = "org-00000000-0000-4000-8000-000000000000"
 CONV_RE = re.compile(r"^conv-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 Json = dict[str, Any]
+Profile = Literal["0.16.8", "cloud"]
+#: The fields of a conversation on Letta Cloud: letta-client 1.12.1's ``types/conversation.py``.
+CLOUD_CONVERSATION_FIELDS = (
+    "id",
+    "agent_id",
+    "archived",
+    "archived_at",
+    "context_window_limit",
+    "created_at",
+    "created_by_id",
+    "description",
+    "in_context_message_ids",
+    "last_message_at",
+    "last_updated_by_id",
+    "model",
+    "model_settings",
+    "summary",
+    "updated_at",
+)
 PERSONA = "I am a helpful echo agent."
 
 
@@ -126,9 +150,8 @@ class PendingApproval:
 class Store:
     """In-memory Letta: what it holds, how it behaves, and every request it saw.
 
-    Behaviour switches: ``conflicts`` (like Letta with Redis: 409 for a second concurrent turn),
-    ``background_supported`` (False: like Letta without Redis, 503 for ``background=True``),
-    ``archive_supported`` (Letta 0.16.8 has no archive flag; newer servers do), ``response_delay``
+    Behaviour switches: ``profile`` ("0.16.8" or "cloud", see the module's docstring), ``conflicts`` (like Letta with Redis: 409 for a second concurrent turn),
+    ``background_supported`` (False: like Letta without Redis, 503 for ``background=True``), ``response_delay``
     (seconds added to every request) and ``ping_interval`` (keep-alive pings of a SLOW turn).
     """
 
@@ -136,7 +159,9 @@ class Store:
         self.ping_interval = ping_interval
         self.conflicts = conflicts
         self.background_supported = True
-        self.archive_supported = False
+        self.profile: Profile = "0.16.8"
+        self.hidden: set[str] = set()  # conversations created or forked hidden (cloud; not a field of the shape)
+        self.compactions: list[Json] = []  # the compaction_settings of each compact request (cloud)
         self.response_delay = 0.0
         self.requests: list[Json] = []
         self.agents: dict[str, Json] = {}
@@ -149,6 +174,10 @@ class Store:
         self.parallel_agents: set[str] = set()  # agents whose steps may make several tool calls
         self.pending_approvals: dict[str, PendingApproval] = {}  # conversation key → the request waiting
         self.default_agent_id = self.add_agent("echo-agent")
+
+    @property
+    def cloud(self) -> bool:
+        return self.profile == "cloud"
 
     # -- agents and blocks ---------------------------------------------------------------------
     def add_agent(self, name: str, *, human: str = "The human is testing.") -> str:
@@ -227,8 +256,16 @@ class Store:
             "model_settings": extra.get("model_settings"),
             "last_message_at": None,
         }
-        if self.archive_supported:
-            conversation["archived"] = False
+        if self.cloud:
+            conversation.pop("isolated_block_ids")  # not in Cloud's shape (isolated blocks are 0.16.8's)
+            conversation.update(
+                archived=False,
+                archived_at=None,
+                description=extra.get("description"),
+                context_window_limit=extra.get("context_window_limit"),
+            )
+            if extra.get("hidden"):
+                self.hidden.add(cid)
         self.conversations[cid] = conversation
         self.messages[cid] = [system_message()]
         return conversation
@@ -242,7 +279,7 @@ class Store:
                 continue
             copy_id = f"block-{uuid.uuid4()}"
             self.blocks[copy_id] = {**original, "id": copy_id}
-            conversation["isolated_block_ids"].append(copy_id)
+            conversation.setdefault("isolated_block_ids", []).append(copy_id)
 
     def conversation(self, cid: str) -> Json:
         self.key(cid, None)
@@ -254,13 +291,28 @@ class Store:
         return out
 
     def list_conversations(
-        self, agent_id: str | None, *, search: str | None, order: str, after: str | None, limit: int
+        self,
+        agent_id: str | None,
+        *,
+        search: str | None,
+        order: str,
+        after: str | None,
+        limit: int,
+        archive_status: str | None = None,
+        order_by: str | None = None,
     ) -> list[Json]:
+        """A page of conversations; on cloud hidden ones are left out, ``archive_status`` filters (default
+        unarchived) and ``order_by=last_message_at`` sorts by the last message (none: oldest)."""
         items = [
             c
             for c in self.conversations.values()
             if (not agent_id or c["agent_id"] == agent_id) and (not search or search in (c["summary"] or ""))
         ]
+        if self.cloud:
+            wanted = {"unarchived": {False}, "archived": {True}, "all": {False, True}}[archive_status or "unarchived"]
+            items = [c for c in items if c["id"] not in self.hidden and bool(c.get("archived")) in wanted]
+            if order_by == "last_message_at":
+                items.sort(key=lambda c: c["last_message_at"] or "")
         if order == "desc":
             items.reverse()
         if after:
@@ -270,10 +322,12 @@ class Store:
 
     def update_conversation(self, cid: str, body: Json) -> None:
         conversation = self.conversation(cid)
-        names = ("summary", "model", "model_settings") + (("archived",) if self.archive_supported else ())
+        names = ("summary", "model", "model_settings") + (("archived", "description") if self.cloud else ())
         for name in names:
             if name in body:
                 conversation[name] = body[name]
+        if self.cloud and "archived" in body:
+            conversation["archived_at"] = now() if body["archived"] else None
         conversation["updated_at"] = now()
 
     def delete_conversation(self, cid: str) -> None:
@@ -294,12 +348,13 @@ class Store:
     def agent_of(self, key: str) -> str:
         return key.split("/", 1)[1] if key.startswith("default/") else self.conversations[key]["agent_id"]
 
-    def fork(self, key: str, upto: str | None) -> Json:
-        """A new conversation on the same agent with the history (up to and including message ``upto``)."""
-        fork = self.new_conversation(self.agent_of(key), None)
+    def fork(self, key: str, upto: str | None, *, hidden: bool = False) -> Json:
+        """A new conversation on the same agent with the history: on cloud up to and including message
+        ``upto``; 0.16.8 ignores ``upto`` (and ``hidden``) and copies it all, as the real server does."""
+        fork = self.new_conversation(self.agent_of(key), None, hidden=hidden)
         history = self.messages[key]
         ids = [m["id"] for m in history]
-        if upto in ids:
+        if self.cloud and upto in ids:
             history = history[: ids.index(upto) + 1]
         self.messages[fork["id"]] = [dict(m) for m in history]
         return fork

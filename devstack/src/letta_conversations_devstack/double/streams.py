@@ -57,11 +57,16 @@ class TurnRoutes(Handlers):
         return JSONResponse(page)
 
     def refusal(self, key: str, body: Json) -> Response | None:
-        """Letta's answer to a send it will not start: empty (422), background without Redis (503), busy (409)."""
+        """Letta's answer to a send it will not start: empty (422), background without Redis (503), busy (409),
+        and on the cloud profile waiting for an approval (409)."""
         if not body.get("messages"):
             return JSONResponse({"detail": "Messages must not be empty"}, status_code=422)
         if body.get("background") and not self.store.background_supported:
             return JSONResponse({"detail": NO_REDIS}, status_code=503)
+        if self.store.cloud and key in self.store.pending_approvals and body["messages"][0].get("type") != "approval":
+            # Letta Cloud refuses before streaming (Letta Code classifies it as a pre-stream conflict);
+            # 0.16.8 refuses inside the stream (approvals.refuse_while_pending).
+            return JSONResponse({"detail": approvals.CONFLICT}, status_code=409)
         if self.store.conflicts and key in self.store.active:
             running = self.store.active[key]
             detail = (
