@@ -8,16 +8,22 @@ The double speaks the WebSocket protocol recorded from the real ``letta==0.34.12
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import mcp_types
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from letta_conversations_devstack.app_server_double import AppServerDouble
 from letta_conversations_devstack.stack import free_port
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.backends.app_socket import AppSocket
+from letta_conversations_mcp.errors import StreamBroken, Target
 from tests.helpers.tools import SECRET, call, call_error, make_settings, text_of
 
 RECORDINGS = Path(__file__).parent / "data" / "app-server"
@@ -186,3 +192,67 @@ async def test_a_socket_lost_mid_turn_ends_in_one_sentence_not_a_hang() -> None:
             assert len(inputs) == 1, "the message is never sent twice"
     finally:
         await double.stop()
+
+
+@pytest.mark.anyio
+async def test_a_command_without_a_reply_times_out_in_one_sentence() -> None:
+    double = AppServerDouble(RECORDINGS, silent=frozenset({"agent_list"}))
+    await double.start()
+    try:
+        async with Client(build_server(make_settings(double.url, AGENT, request_timeout=0.5))) as c:
+            started = time.monotonic()
+            with anyio.fail_after(10):
+                text = await call_error(c, "list_agents")
+            assert time.monotonic() - started < 5, "the wait ends at the request timeout, not later"
+            assert "did not answer 'agent_list' within 0.5 s while trying to list agents" in text, text
+            assert "LETTA_MCP_REQUEST_TIMEOUT" in text and text.count(". ") == 0, "one sentence"
+            cid = (await call(c, "create_conversation"))["id"]
+            assert cid.startswith("local-conv-"), "the socket stays usable after a command timed out"
+    finally:
+        await double.stop()
+
+
+@pytest.mark.anyio
+async def test_an_unknown_command_gets_no_reply_and_times_out(app_double: AppServerDouble) -> None:
+    socket = AppSocket(app_double.url, token=None, timeout=0.3)
+    try:
+        with anyio.fail_after(10), pytest.raises(StreamBroken) as caught:
+            await socket.request({"type": "no_such_command"}, Target("agents", action="list agents"))
+        assert "did not answer 'no_such_command' within 0.3 s" in str(caught.value)
+        assert not caught.value.may_be_stored
+        assert (await socket.request({"type": "agent_list"}, Target("agents")))["success"] is True
+    finally:
+        await socket.aclose()
+
+
+@pytest.mark.anyio
+async def test_transcripts_resources_completions_and_memory_on_the_app_server(
+    client: Client, app_double: AppServerDouble
+) -> None:
+    extra = {"relative_path": "system/persona.md", "description": "who I am", "content": "I am a test agent."}
+    app_double.memory[AGENT].append({**extra, "kind": "markdown", "is_system": True, "size": 18})
+    cid = (await call(client, "create_conversation", summary="with a transcript"))["id"]
+    await call(client, "send_message", conversation_id=cid, message="hello there")
+
+    markdown = await read_text(client, f"letta://conversations/{cid}/transcript")
+    assert "hello there" in markdown and "echo: hello there" in markdown and "system-reminder" not in markdown
+    shown = json.loads(await read_text(client, f"letta://conversations/{cid}/transcript.json"))
+    assert "echo: hello there" in json.dumps(shown) and "system-reminder" not in json.dumps(shown)
+
+    listed = [str(r.uri) for r in (await client.list_resources(cache_mode="bypass")).resources]
+    assert f"letta://conversations/{cid}/transcript" in listed and f"letta://agents/{AGENT}/memory" in listed
+    template = mcp_types.ResourceTemplateReference(uri="letta://conversations/{conversation_id}/transcript{?after}")
+    offered = (await client.complete(template, {"name": "conversation_id", "value": "local-conv"})).completion.values
+    assert cid in offered, offered
+
+    memory = await read_text(client, f"letta://agents/{AGENT}/memory")
+    assert "## MEMORY.md" in memory and "## system/persona.md" in memory, "every chunk of list_memory is read"
+    assert "I am a test agent." in memory and "who I am" in memory
+    unknown = "agent-local-00000000-0000-4000-8000-000000000000"
+    with pytest.raises(MCPError) as caught:
+        await client.read_resource(f"letta://agents/{unknown}/memory")
+    assert unknown in str(caught.value) and "not found" in str(caught.value)
+
+
+async def read_text(client: Client, uri: str) -> str:
+    return "".join(getattr(part, "text", "") for part in (await client.read_resource(uri)).contents)

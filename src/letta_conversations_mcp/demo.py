@@ -2,7 +2,10 @@
 
 With LETTA_BASE_URL unset it first brings up the local Letta stack (PostgreSQL, Valkey, the Letta
 server and a scripted model; installed once into a cache) from the development stack package
-(``letta_conversations_devstack``, in a clone); an installed wheel without it says so and exits 2. Prints every step; exits non-zero
+(``letta_conversations_devstack``, in a clone); an installed wheel without it says so and exits 2.
+``demo --app-server`` brings up Letta Code's App Server instead (PyPI ``letta``, on its local
+backend with the scripted model, from the same package), and prints an MCP host snippet for it.
+Prints every step; exits non-zero
 when a step fails. Expected failures (no Linux, no uv, no Python 3.11–3.13, a failed install or
 start step, an unreachable Letta) end with one sentence on stderr, never a traceback.
 """
@@ -10,9 +13,11 @@ start step, an unreachable Letta) end with one sentence on stderr, never a trace
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 import anyio
@@ -26,7 +31,8 @@ def _tool_text(result: Any) -> str:
     return "\n".join(getattr(block, "text", "") for block in result.content)
 
 
-async def run_session(base_url: str, agent_id: str, api_key: str | None) -> None:
+async def run_session(base_url: str, agent_id: str, api_key: str | None, *, remember: bool = True) -> None:
+    """The demo's steps; ``remember``: ask the agent to store a memory (a Letta server's memory tool)."""
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
 
@@ -58,10 +64,12 @@ async def run_session(base_url: str, agent_id: str, api_key: str | None) -> None
         conversation = await call("create_conversation", {"summary": "demo conversation"})
         cid = conversation["id"]
         await call("send_message", {"conversation_id": cid, "message": "Hello! Who are you?"})
-        await call("send_message", {"conversation_id": cid, "message": "REMEMBER the demo ran"})
+        if remember:
+            await call("send_message", {"conversation_id": cid, "message": "REMEMBER the demo ran"})
         page = await call("list_messages", {"conversation_id": cid, "limit": 4})
         _say(f"  (page of {len(page.get('messages', []))} messages, next_before={page.get('next_before')})\n")
-        await call("update_summary", {"conversation_id": cid, "summary": "demo: greeting and a memory"})
+        summary = "demo: greeting and a memory" if remember else "demo: a greeting"
+        await call("update_summary", {"conversation_id": cid, "summary": summary})
         uri = conversation["transcript_uri"]
         _say(f"→ read resource {uri}")
         transcript = await client.read_resource(uri)
@@ -82,27 +90,52 @@ def demo_main(argv: list[str] | None = None) -> int:
         description="Drive this MCP server with a real MCP client. Uses LETTA_BASE_URL/LETTA_API_KEY/LETTA_AGENT_ID "
         "when set; otherwise starts the local Letta stack first (from a clone of the repository).",
     )
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--app-server",
+        action="store_true",
+        help="with LETTA_BASE_URL unset, start Letta Code's App Server (its local backend, a scripted model) "
+        "instead of the Letta server stack",
+    )
+    options = parser.parse_args(argv)
     try:
-        return _demo()
+        return _demo(app_server=options.app_server)
     except KeyboardInterrupt:
         return 130
 
 
-def _demo() -> int:
+def _demo(*, app_server: bool = False) -> int:
     base_url = os.environ.get("LETTA_BASE_URL")
     api_key = os.environ.get("LETTA_API_KEY")
     agent_id = os.environ.get("LETTA_AGENT_ID")
     with ExitStack() as stack:
         try:
             if not base_url:
-                base_url, agent_id = _start_local_stack(stack)
+                base_url, agent_id = _start_app_server(stack) if app_server else _start_local_stack(stack)
             if not agent_id:
                 agent_id = anyio.run(_first_agent, base_url, api_key)
-            anyio.run(run_session, base_url, agent_id, api_key)
+            on_app_server = base_url.startswith(("ws://", "wss://"))
+            anyio.run(partial(run_session, remember=not on_app_server), base_url, agent_id, api_key)
+            if on_app_server:
+                _say(host_snippet())
         except SystemExit as exc:
             return _fail(str(exc))
     return 0
+
+
+#: Where the host snippet's App Server listens (the demo's own App Server goes away with the demo).
+SNIPPET_URL = "ws://127.0.0.1:8285/ws"
+
+
+def host_snippet() -> str:
+    """How to reach an App Server of one's own from an MCP host: the command and the ``mcpServers`` entry."""
+    entry = {"command": "letta-conversations-mcp", "env": {"LETTA_BASE_URL": SNIPPET_URL}}
+    return (
+        "\nTo reach your own App Server's agents from an MCP host (Claude Desktop, Claude Code, Cursor), start it\n"
+        f"with `letta server --listen {SNIPPET_URL.removesuffix('/ws')} --backend local` and add this server to the "
+        "host:\n"
+        + json.dumps({"mcpServers": {"letta-conversations": entry}}, indent=2)
+        + "\nAdd LETTA_AGENT_ID (an agent-local-… id; list_agents shows them) to choose a default agent."
+    )
 
 
 class NeedsDevstack(Exception):
@@ -130,6 +163,30 @@ def _start_local_stack(stack: ExitStack) -> tuple[str, str]:
         raise SystemExit(str(exc)) from None
     _say(f"Local Letta at {local.base_url}, agent {local.agent_id}\n")
     return local.base_url, local.agent_id
+
+
+def _start_app_server(stack: ExitStack) -> tuple[str, str]:
+    """Start Letta Code's App Server inside ``stack``: its URL and a new agent's id. A failed step is a ``SystemExit``."""
+    try:
+        from letta_conversations_devstack.app_server_stack import LETTA_CODE_VERSION, AppServerStack
+        from letta_conversations_devstack.processes import StackError
+    except ModuleNotFoundError as error:
+        if error.name != "letta_conversations_devstack":
+            raise
+        raise NeedsDevstack from None
+    _say(f"Starting Letta Code's App Server (letta=={LETTA_CODE_VERSION}, first run installs it; ~1 min)…")
+    try:
+        app = stack.enter_context(AppServerStack())
+        agent_id = app.create_agent("demo")
+    except StackError as exc:
+        raise SystemExit(str(exc)) from None
+    assert app.home is not None
+    _say(f"App Server at {app.url} (local backend, scripted model), agent {agent_id}")
+    _say(
+        "Its agents run with full local tool access (permission mode unrestricted): their shell and file "
+        f"tools act in {app.home / 'work'}, a scratch folder removed when the demo ends.\n"
+    )
+    return app.url, agent_id
 
 
 async def _first_agent(base_url: str, api_key: str | None) -> str:

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types
 import pytest
 from mcp import Client
 
 from letta_conversations_devstack.app_server_double import AppServerDouble
 from letta_conversations_devstack.app_server_stack import AppServerStack
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.backends.app_socket import AppSocket
+from letta_conversations_mcp.errors import StreamBroken, Target
+from tests.helpers import privacy as privacy_scenarios
+from tests.helpers.privacy import Harness, app_server_harness, write_auth_file
 from tests.helpers.tools import call, handle, make_settings, text_of
 
 RECORDINGS = Path(__file__).parents[1] / "data" / "app-server"
@@ -116,6 +124,48 @@ async def test_two_mcp_callers_on_one_app_server(app_server: AppServerStack, age
     assert replies == ["echo: SLOW 1 alpha", "echo: SLOW 1 beta"]
 
 
+@pytest.mark.anyio
+async def test_an_unknown_command_gets_no_reply_from_the_real_app_server_and_times_out(
+    app_server: AppServerStack,
+) -> None:
+    socket = AppSocket(app_server.url, token=None, timeout=2.0)
+    try:
+        with anyio.fail_after(20), pytest.raises(StreamBroken) as caught:
+            await socket.request({"type": "no_such_command"}, Target("agents", action="list agents"))
+        assert "did not answer 'no_such_command' within 2 s while trying to list agents" in str(caught.value)
+        assert (await socket.request({"type": "agent_list"}, Target("agents")))["success"] is True, "still usable"
+    finally:
+        await socket.aclose()
+
+
+@pytest.mark.anyio
+async def test_transcripts_resources_and_memory_on_the_real_app_server(client: Client, agent: str) -> None:
+    cid = (await call(client, "create_conversation", summary="e2e transcript"))["id"]
+    await call(client, "send_message", conversation_id=cid, message="hello transcript")
+    markdown = await _read(client, f"letta://conversations/{cid}/transcript")
+    assert "echo: hello transcript" in markdown and "system-reminder" not in markdown, markdown
+    as_json = await _read(client, f"letta://conversations/{cid}/transcript.json")
+    assert "echo: hello transcript" in as_json and "system-reminder" not in as_json
+    listed = [str(r.uri) for r in (await client.list_resources(cache_mode="bypass")).resources]
+    assert f"letta://conversations/{cid}/transcript" in listed and f"letta://agents/{agent}/memory" in listed
+    template = mcp_types.ResourceTemplateReference(uri="letta://conversations/{conversation_id}/transcript{?after}")
+    assert cid in (await client.complete(template, {"name": "conversation_id", "value": cid[:-1]})).completion.values
+    memory = await _read(client, f"letta://agents/{agent}/memory")
+    assert "## MEMORY.md" in memory, memory  # Letta Code's MemFS: every new agent has one
+
+
+async def _read(client: Client, uri: str) -> str:
+    return "".join(getattr(part, "text", "") for part in (await client.read_resource(uri)).contents)
+
+
+@pytest.mark.parametrize("scenario", privacy_scenarios.SCENARIOS, ids=list(privacy_scenarios.scenario_ids()))
+@pytest.mark.anyio
+async def test_http_callers_privacy_on_the_real_app_server(
+    app_server: AppServerStack, agent: str, tmp_path: Path, scenario: Callable[[Harness], Awaitable[None]]
+) -> None:
+    await scenario(app_server_harness(app_server.url, agent, write_auth_file(tmp_path)))
+
+
 # -- the double speaks what the real App Server sends ----------------------------------------------
 def _shape(frame: dict[str, Any]) -> tuple[str, frozenset[str]]:
     """A frame's type and keys (values differ between runs; the keys a client reads must not)."""
@@ -170,3 +220,32 @@ async def test_the_double_sends_what_the_real_app_server_sends(app_server: AppSe
         await double.stop()
     missing = {(kind, keys) for kind, keys in real if not any(k == kind and keys <= d for k, d in doubled)}
     assert missing == set(), f"the double lacks what the real App Server sends: {sorted(missing, key=str)}"
+
+
+def test_demo_app_server_starts_the_real_app_server_and_prints_a_host_snippet() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LETTA_", "LCM_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "letta_conversations_mcp", "demo", "--app-server"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=Path(__file__).parents[2],
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for expected in (
+        "Starting Letta Code's App Server (letta==0.34.12",
+        "full local tool access (permission mode unrestricted)",
+        "Connected to letta-conversations over stdio",
+        "echo: Hello! Who are you?",
+        "# Conversation local-conv-",
+        "Demo finished: every step succeeded.",
+    ):
+        assert expected in out, expected
+    start = out.index("{", out.index("add this server to the host:"))
+    snippet = json.loads(out[start : out.index("\n}", start) + 2])
+    entry = snippet["mcpServers"]["letta-conversations"]
+    assert entry["command"] == "letta-conversations-mcp" and entry["env"]["LETTA_BASE_URL"] == "ws://127.0.0.1:8285/ws"
+    assert "letta server --listen ws://127.0.0.1:8285 --backend local" in out

@@ -66,6 +66,8 @@ class Harness:
     start: Callable[[], AbstractContextManager[str]]
     agent_id: str
     outside: Callable[[str | None], Awaitable[str]]
+    #: Letta Code's App Server backend: memory is its MemFS files, with no isolated copies per conversation.
+    app_server: bool = False
 
 
 def client(url: str, name: str, **options: Any) -> Client:
@@ -287,9 +289,12 @@ async def default_and_outside_conversations_need_agent_scope(h: Harness) -> None
             assert "scope" in refused and "agent" in refused
             refused = await read_failure(alice, f"letta://agents/{h.agent_id}/transcript")
             assert "scope" in refused and "agent" in refused
-            own = await ok(alice, "create_conversation", summary="alice's", isolated_block_labels=["human"])
+            isolated = {} if h.app_server else {"isolated_block_labels": ["human"]}
+            own = await ok(alice, "create_conversation", summary="alice's", **isolated)
             memory = await read_text(alice, memory_uri)
-            assert "human" in memory, "every caller allowed the agent reads its memory"
+            assert ("MEMORY.md" if h.app_server else "human") in memory, (
+                "every caller allowed the agent reads its memory"
+            )
             assert outside not in memory
         async with client(url, "bob") as bob:
             memory = await read_text(bob, memory_uri)
@@ -299,7 +304,8 @@ async def default_and_outside_conversations_need_agent_scope(h: Harness) -> None
             await ok(ops, "list_messages", conversation_id="default", agent_id=h.agent_id)
             assert "Agent" in await read_text(ops, f"letta://agents/{h.agent_id}/transcript")
             assert outside in await ids_listed(ops)
-            assert own["id"] in await read_text(ops, memory_uri)
+            if not h.app_server:  # the App Server has no isolated blocks to list
+                assert own["id"] in await read_text(ops, memory_uri)
 
 
 async def forks_belong_to_the_forker(h: Harness) -> None:
@@ -475,3 +481,34 @@ def double_harness(letta_double: Any, agent_id: str, settings: Settings) -> Harn
         return await made_outside(letta_double, agent_id, summary)
 
     return Harness(start=lambda: serve(settings), agent_id=agent_id, outside=outside)
+
+
+async def made_on_app_server(url: str, agent_id: str, summary: str | None) -> str:
+    """A conversation created on Letta Code's App Server directly (as Letta Code's own client would): its id."""
+    from websockets.asyncio.client import connect
+
+    body: dict[str, Any] = {"agent_id": agent_id} | ({"summary": summary} if summary is not None else {})
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "conversation_create", "request_id": "outside", "body": body}))
+        while True:
+            reply = json.loads(await ws.recv())
+            if reply.get("request_id") == "outside":
+                assert reply.get("success"), reply
+                return str(reply["conversation"]["id"])
+
+
+def app_server_harness(url: str, agent_id: str, auth_file: Path) -> Harness:
+    """The scenarios' harness on Letta Code's App Server at ``url`` (the double or the real one)."""
+    settings = Settings(
+        base_url=url,
+        agent_id=agent_id,
+        owner_secret=SecretStr(OWNER_SECRET),
+        transport="streamable-http",
+        auth_file=auth_file,
+        wait_seconds=10,
+    )  # type: ignore[call-arg]
+
+    async def outside(summary: str | None) -> str:
+        return await made_on_app_server(url, agent_id, summary)
+
+    return Harness(start=lambda: serve(settings), agent_id=agent_id, outside=outside, app_server=True)

@@ -68,7 +68,13 @@ class AppServerDouble:
     """The App Server double: ``await start()`` gives its ``ws://…/ws`` URL; ``token`` requires a bearer token."""
 
     def __init__(
-        self, recordings: Path, *, token: str | None = None, protocol_version: int = 1, drop_after_deltas: int = 0
+        self,
+        recordings: Path,
+        *,
+        token: str | None = None,
+        protocol_version: int = 1,
+        drop_after_deltas: int = 0,
+        silent: frozenset[str] = frozenset(),
     ) -> None:
         frames = recorded(recordings)
         info = next(f for f in frames if f.get("type") == "app_server_info_response")
@@ -88,10 +94,18 @@ class AppServerDouble:
             for f in frames
             if f.get("type") == "stream_delta" and f["delta"].get("message_type") == "usage_statistics"
         )
+        #: Every agent's memory files (MemFS), as the recorded ``list_memory`` reply lists them; tests may add more.
+        recorded_files = next(
+            (f["entries"] for f in frames if f.get("type") == "list_memory_response" and f.get("entries")), []
+        )
+        self.memory: dict[str, list[Frame]] = {a: copy.deepcopy(recorded_files) for a in self.agents}
         self.token = token
         #: A fault: close the turn's socket after this many assistant chunks (0: never).
         self.drop_after_deltas = drop_after_deltas
+        #: A fault: these commands get no reply, as unknown commands get none.
+        self.silent = silent
         self.conversations: dict[str, _Conversation] = {}
+        self.defaults: dict[str, _Conversation] = {}  # agent id → its default conversation (history only)
         self.commands: list[Frame] = []  # every command received, for the tests
         self._ids = {"conv": 1, "msg": 1, "run": 1, "seq": 0}
         self._server: Server | None = None
@@ -121,7 +135,7 @@ class AppServerDouble:
             command = json.loads(raw)
             self.commands.append(command)
             handler = getattr(self, "_on_" + str(command.get("type")), None)
-            if handler is None:
+            if handler is None or command.get("type") in self.silent:
                 continue  # unknown commands get no reply at all
             reply = await handler(ws, command)
             if reply is not None:
@@ -236,12 +250,16 @@ class AppServerDouble:
         )
 
     async def _on_conversation_messages_list(self, ws: ServerConnection, command: Frame) -> Frame:
-        conversation = self._conversation(command)
-        if conversation is None:
-            return self._missing(
-                command,
-            )
         query = command.get("query") or {}
+        if command.get("conversation_id") == "default":  # the agent's own history: query.agent_id names it
+            agent_id = str(query.get("agent_id") or "agent-local-default")
+            if agent_id not in self.agents:
+                return self._failed(command, f"Agent {agent_id} not found", messages=[], next_before=None)
+            conversation = self.defaults.setdefault(agent_id, _Conversation({"id": "default", "agent_id": agent_id}))
+        else:
+            conversation = self._conversation(command)
+        if conversation is None:
+            return self._missing(command)
         ids = [m["id"] for m in conversation.messages]
         start, end = 0, len(ids)
         if query.get("after") in ids:
@@ -254,6 +272,19 @@ class AppServerDouble:
         page = list(reversed(window))[:limit] if newest_first else window[:limit]
         oldest = min(page, key=lambda m: ids.index(m["id"]))["id"] if page else None
         return self._answer(command, messages=page, next_before=oldest, has_more=len(window) > limit)
+
+    async def _on_list_memory(self, ws: ServerConnection, command: Frame) -> Frame | None:
+        """One reply per file (the real one sends chunks), ``done`` on the last, all with the command's request id."""
+        files = self.memory.get(str(command.get("agent_id")))
+        if files is None:
+            return self._failed(command, f"Agent {command.get('agent_id')} not found", entries=[], done=True, total=0)
+        for entry in files[:-1]:
+            chunk = self._answer(command, entries=[entry], done=False, total=len(files), memfs_enabled=True)
+            await ws.send(json.dumps({"request_id": command.get("request_id"), **chunk, "memfs_initialized": True}))
+        last = files[-1:]
+        return self._answer(
+            command, entries=last, done=True, total=len(files), memfs_enabled=True, memfs_initialized=True
+        )
 
     # -- turns ---------------------------------------------------------------------------------
     async def _on_input(self, ws: ServerConnection, command: Frame) -> Frame:

@@ -131,3 +131,16 @@ def cancelled(reply: Mapping[str, Any], run_ids: list[str]) -> Frame:
     """An ``abort_message`` reply shaped as REST's cancel result (run id → "cancelled"), with
     ``aborted: True`` when a turn was stopped (it may not have had a run id yet); empty when none ran."""
     return {**{run_id: "cancelled" for run_id in run_ids}, "aborted": True} if reply.get("aborted") else {}
+
+
+def memory_blocks(entries: list[Any]) -> list[Frame]:
+    """``list_memory`` entries (MemFS files) as Letta-shaped blocks: the path is the label; images are left out."""
+    return [
+        {
+            "label": str(e.get("relative_path") or "(unnamed)"),
+            "value": str(e.get("content") or ""),
+            "description": e.get("description"),
+        }
+        for e in entries
+        if isinstance(e, Mapping) and e.get("kind", "markdown") == "markdown"
+    ]

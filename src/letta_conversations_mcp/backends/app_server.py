@@ -5,11 +5,13 @@ is its bearer token (``--ws-auth capability-token``). Commands go through the pr
 ``AppSocket``; payloads are converted by ``app_frames`` into the Letta shapes the rest of the server
 reads, so tools and turns do not know which backend they talk to.
 
-What this backend cannot do raises ``errors.Unsupported`` with one sentence: memory blocks, tool
-approval rules, deleting conversations, forking at a message, per-conversation model settings and
-isolated blocks, and following a run from another process (the App Server sends a turn's frames only
-to the socket that sent its input). The App Server has no approval flow for tool calls: its agents run
-with full local tool access (permission mode "unrestricted"), so nothing is ever pending approval.
+An agent's memory is its Letta Code memory files (MemFS, ``list_memory``), read as blocks labelled
+by their path. What this backend cannot do raises ``errors.Unsupported`` with one sentence: memory
+blocks by id, tool approval rules, deleting conversations, forking at a message, per-conversation
+model settings and isolated blocks, and following a run from another process (the App Server sends a
+turn's frames only to the socket that sent its input). Tools run without asking: the App Server's
+default permission mode is "unrestricted", and this backend sets no stricter one, so it never sees a
+``control_request`` and nothing is ever pending approval.
 """
 
 from __future__ import annotations
@@ -79,7 +81,13 @@ class AppServerBackend:
         return dict(reply.get("agent") or {})
 
     async def list_blocks(self, agent_id: str) -> list[Frame]:
-        raise unsupported("reading an agent's memory blocks")
+        """The agent's memory files (Letta Code's MemFS, ``list_memory``) as blocks labelled by their path."""
+        target = Target("agent", agent_id, "read the agent's memory")
+        replies = await self._socket.request_chunks({"type": "list_memory", "agent_id": agent_id}, target)
+        for reply in replies:
+            if reply.get("success") is False:
+                raise app_frames.refusal(reply, target, self._socket.where)
+        return app_frames.memory_blocks([e for r in replies for e in r.get("entries") or []])
 
     async def get_block(self, block_id: str) -> Frame:
         raise unsupported("reading a memory block")
@@ -110,7 +118,7 @@ class AppServerBackend:
         if model_settings:
             raise unsupported("per-conversation model settings")
         if isolated_block_labels:
-            raise unsupported("isolated memory blocks")
+            raise unsupported("isolating memory blocks per conversation")
         body: dict[str, Any] = {"agent_id": agent_id}
         if summary is not None:
             body["summary"] = summary
@@ -214,6 +222,8 @@ class AppServerBackend:
         message_types: list[str] | None = None,
     ) -> list[Frame]:
         query: dict[str, Any] = {"limit": limit, "order": order}
+        if conversation_id == "default" and agent_id:  # the agent's own history, as on REST
+            query["agent_id"] = agent_id
         if after:
             query["after"] = after
         if before:

@@ -51,6 +51,7 @@ class AppSocket:
         self._reader: asyncio.Task[None] | None = None
         self._connecting = asyncio.Lock()
         self._pending: dict[str, asyncio.Future[Frame]] = {}
+        self._chunked: dict[str, Inbox] = {}  # commands answered in several replies (``request_chunks``)
         self._listeners: dict[Runtime, set[Inbox]] = {}
         self._ids = itertools.count(1)
         #: The ``app_server_info`` reply of the current connection.
@@ -144,11 +145,17 @@ class AppSocket:
                 if not future.done():
                     future.set_exception(lost)
             self._pending.clear()
+            for chunks in self._chunked.values():
+                chunks.put_nowait(None)
             for inboxes in self._listeners.values():
                 for inbox in inboxes:
                     inbox.put_nowait(None)
 
     def _dispatch(self, frame: Frame) -> None:
+        chunks = self._chunked.get(str(frame.get("request_id"))) if "request_id" in frame else None
+        if chunks is not None:
+            chunks.put_nowait(frame)
+            return
         future = self._pending.pop(str(frame.get("request_id")), None) if "request_id" in frame else None
         if future is not None:
             if not future.done():
@@ -205,12 +212,7 @@ class AppSocket:
         except ConnectionLost:
             raise SocketGone from None
         except TimeoutError:
-            raise StreamBroken(
-                f"Letta Code's App Server at {self.where} did not answer {kind!r} within {self.timeout:g} s "
-                f"while trying to {target.action}. It may be busy or not know the command: try again, or raise "
-                "LETTA_MCP_REQUEST_TIMEOUT",
-                may_be_stored=send,
-            ) from None
+            raise self._silent(kind, target, send) from None
         except LettaRequestError:
             raise
         except Exception as exc:  # the send itself failed: the socket is gone
@@ -220,6 +222,41 @@ class AppSocket:
             raise SocketGone from None
         finally:
             self._pending.pop(request_id, None)
+
+    async def request_chunks(self, command: dict[str, Any], target: Target) -> list[Frame]:
+        """Send a command answered in several replies (``done: true`` on the last, as ``list_memory``)
+        and return them all; a failed reply ends the list. Each reply must come within ``timeout``."""
+        kind = str(command["type"])
+        request_id = f"{kind}-{next(self._ids)}"
+        chunks: Inbox = asyncio.Queue()
+        ws = await self._connected(target)
+        self._chunked[request_id] = chunks
+        replies: list[Frame] = []
+        try:
+            await ws.send(json.dumps({**command, "request_id": request_id}))
+            while not replies or (replies[-1].get("done") is not True and replies[-1].get("success") is not False):
+                reply = await asyncio.wait_for(chunks.get(), self.timeout)
+                if reply is None:
+                    raise self._broken(target, False)
+                replies.append(reply)
+            return replies
+        except TimeoutError:
+            raise self._silent(kind, target, False) from None
+        except LettaRequestError:
+            raise
+        except Exception as exc:  # the send itself failed: the socket is gone
+            log.info("App Server at %s: sending %s failed (%s)", self.where, kind, type(exc).__name__)
+            raise self._broken(target, False) from None
+        finally:
+            self._chunked.pop(request_id, None)
+
+    def _silent(self, kind: str, target: Target, send: bool) -> StreamBroken:
+        return StreamBroken(
+            f"Letta Code's App Server at {self.where} did not answer {kind!r} within {self.timeout:g} s "
+            f"while trying to {target.action} (it may be busy, or not know the command): try again, or raise "
+            "LETTA_MCP_REQUEST_TIMEOUT",
+            may_be_stored=send,
+        )
 
     def _broken(self, target: Target, send: bool) -> StreamBroken:
         return StreamBroken(

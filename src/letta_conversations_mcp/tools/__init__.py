@@ -65,6 +65,6 @@ OptionalAgentIdArg = Annotated[
     str | None,
     Field(
         description="Agent id like agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795; omit to use the server's default agent",
-        max_length=42,
+        max_length=48,  # agent-local-<uuid>: Letta Code's App Server
     ),
 ]
