@@ -194,6 +194,21 @@ class AppServerBackend:
     async def delete_conversation(self, conversation_id: str) -> None:
         raise unsupported("deleting a conversation")
 
+    async def search_messages(
+        self,
+        *,
+        query: str,
+        agent_id: str | None,
+        conversation_id: str | None,
+        start_date: str | None,
+        end_date: str | None,
+        limit: int,
+    ) -> list[Frame]:
+        raise unsupported("searching messages")
+
+    async def search_conversations(self, *, agent_id: str, query: str, limit: int) -> list[Frame]:
+        raise unsupported("searching conversations by their content")
+
     # -- messages ----------------------------------------------------------------------------
     async def list_messages(
         self,
