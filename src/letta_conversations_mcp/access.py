@@ -310,6 +310,19 @@ class Access:
 
         return await ownership.filtered_page(fetch, keep, limit=limit, after=after, batch=max(limit, 50))
 
+    def reachable(self, who: Caller, agent: str, conversations: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Those of ``agent``'s conversations (Letta records, in their order) that ``who`` may reach, by the
+        rule ``authorize`` applies to one: someone else's reads as if it were not there."""
+        if not who.may_use(agent):
+            return []
+        viewer = who.viewer
+        return [
+            dict(c)
+            for c in conversations
+            if str(c.get("agent_id") or agent) == agent
+            and self.owners.refusal(viewer, str(c.get("id")), agent, c.get("summary")) is None
+        ]
+
     # -- summaries that carry the owner ------------------------------------------------------
     def new_summary(self, who: Caller, agent: str, visible: str | None) -> str | None:
         """The summary to store for a conversation ``who`` creates or forks: its marker (HTTP callers

@@ -26,7 +26,7 @@ from .settings import Settings
 from .state import AppState
 from .tasks import TasksExtension
 from .tasks import notifications as tasks_notifications
-from .tools import ToolSpec, agents, approvals, conversations, lifecycle, messages, turns
+from .tools import ToolSpec, agents, approvals, conversations, lifecycle, messages, search, turns
 from .turns import TurnManager
 
 __all__ = ["ALL_ONLY_TOOLS", "CORE_TOOLS", "RESOURCES", "AppState", "build_server"]
@@ -55,6 +55,8 @@ ALL_ONLY_TOOLS: list[ToolSpec] = [
     lifecycle.compact_conversation,
     lifecycle.archive_conversation,
     lifecycle.delete_conversation,
+    search.search_messages,
+    search.search_conversations,
 ]
 
 RESOURCES: list[ResourceSpec] = [

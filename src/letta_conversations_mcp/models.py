@@ -21,8 +21,10 @@ from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema
 
 from .approval_rules import PendingCall, one_line
+from .frames import text_of
 from .ownership import visible_summary
 from .streaming import StepKind, TurnResult, Usage
+from .text import clip
 from .transcripts import MessageView
 
 Resolve = Callable[[JsonSchemaValue], JsonSchemaValue]
@@ -391,3 +393,65 @@ class DeleteResult(FlatSchema):
             if self.deleted
             else f"{self.conversation_id} was not deleted."
         )
+
+
+class SearchHit(FlatSchema):
+    """One message a search found."""
+
+    message_id: str
+    conversation_id: str | None = Field(default=None, description="Null: the agent's own history ('default')")
+    agent_id: str | None = None
+    type: str = Field(description="user, assistant, reasoning or system")
+    date: str | None = None
+    text: str
+
+    @classmethod
+    def from_letta(cls, raw: Mapping[str, Any]) -> SearchHit:
+        kind = str(raw.get("message_type") or "message").removesuffix("_message")
+        body = raw.get("reasoning") if kind == "reasoning" else raw.get("content")
+        return cls(
+            message_id=str(raw.get("message_id") or raw.get("id") or ""),
+            conversation_id=raw.get("conversation_id") or None,
+            agent_id=raw.get("agent_id") or None,
+            type=kind,
+            date=raw.get("created_at") or raw.get("date"),
+            text=clip(text_of(body), SEARCH_HIT_CHARS),
+        )
+
+
+#: How much of each found message a search result shows (read the rest with list_messages).
+SEARCH_HIT_CHARS = 300
+
+
+class MessageSearchResult(FlatSchema):
+    query: str
+    hits: list[SearchHit]
+
+    def as_text(self) -> str:
+        if not self.hits:
+            return f"No messages match “{self.query}”."
+        lines = [f"{len(self.hits)} message(s) match “{self.query}”, best first:"]
+        for h in self.hits:
+            lines.append(f"- {h.date or '?'} {h.conversation_id or 'default'} {h.type} {h.message_id}: {h.text}")
+        return "\n".join(lines)
+
+
+class ConversationSearch(FlatSchema):
+    agent_id: str
+    query: str
+    searched: Literal["content", "summaries"] = Field(
+        description="content: Letta searched descriptions and summaries by meaning; summaries: only the summary text"
+    )
+    conversations: list[ConversationInfo]
+    note: str | None = None
+
+    def as_text(self) -> str:
+        what = "by content" if self.searched == "content" else "in their summaries"
+        if not self.conversations:
+            lines = [f"No conversations on agent {self.agent_id} match “{self.query}” {what}."]
+        else:
+            lines = [f"{len(self.conversations)} conversation(s) on agent {self.agent_id} match “{self.query}” {what}:"]
+            lines += [f"- {c.id}  {c.summary or '(no summary)'}" for c in self.conversations]
+        if self.note:
+            lines.append(f"Note: {self.note}")
+        return "\n".join(lines)

@@ -178,3 +178,17 @@ def block_labels(labels: list[str]) -> list[str]:
             f"(letters, digits, _ and -); got {labels!r}"
         )
     return list(dict.fromkeys(cleaned))
+
+
+def iso_date(value: str, *, argument: str) -> str:
+    """An ISO 8601 date or date-time (e.g. '2026-11-01' or '2026-11-01T09:30:00Z'), as given."""
+    from datetime import datetime
+
+    text = value.strip()
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(
+            f"{argument} must be an ISO 8601 date such as '2026-11-01' or '2026-11-01T09:30:00Z', not {_shown(text)}"
+        ) from None
+    return text

@@ -155,6 +155,7 @@ def conversation_calls(cid: str) -> list[tuple[str, dict[str, Any]]]:
         ("get_conversation", {"conversation_id": cid}),
         ("update_summary", {"conversation_id": cid, "summary": "taken over"}),
         ("list_messages", {"conversation_id": cid}),
+        ("search_messages", {"conversation_id": cid, "query": "plan"}),
         ("send_message", {"conversation_id": cid, "message": "intruder was here", "wait_seconds": 5}),
         ("cancel_run", {"conversation_id": cid}),
         ("respond_to_approval", {"conversation_id": cid, "approve": False, "reason": "intruder", "wait_seconds": 5}),

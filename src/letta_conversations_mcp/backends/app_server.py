@@ -194,6 +194,21 @@ class AppServerBackend:
     async def delete_conversation(self, conversation_id: str) -> None:
         raise unsupported("deleting a conversation")
 
+    async def search_messages(
+        self,
+        *,
+        query: str,
+        agent_id: str | None,
+        conversation_id: str | None,
+        start_date: str | None,
+        end_date: str | None,
+        limit: int,
+    ) -> list[Frame]:
+        raise unsupported("searching messages")
+
+    async def search_conversations(self, *, agent_id: str, query: str, limit: int) -> list[Frame]:
+        raise unsupported("searching conversations by their content")
+
     # -- messages ----------------------------------------------------------------------------
     async def list_messages(
         self,
@@ -286,8 +301,9 @@ class AppServerBackend:
             raise not_found(Target("run", run_id))
         if run["status"] == "lost":
             raise Unsupported(
-                f"following run {run_id} after the connection broke is not available on {NAME}: its reply may "
-                "still arrive in the conversation, so read it with list_messages before sending again"
+                f"following run {run_id} after the connection broke is not available on {NAME}, which stops a "
+                "turn when the connection that sent it closes: read the conversation with list_messages (the "
+                "reply may be cut short or missing), then send the message again if it needs an answer"
             )
         return {k: v for k, v in run.items() if k != "seen"}
 

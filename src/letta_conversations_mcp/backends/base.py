@@ -112,6 +112,25 @@ class Backend(Protocol):
         message_types: list[str] | None = None,
     ) -> list[Frame]: ...
 
+    async def search_messages(
+        self,
+        *,
+        query: str,
+        agent_id: str | None,
+        conversation_id: str | None,
+        start_date: str | None,
+        end_date: str | None,
+        limit: int,
+    ) -> list[Frame]:
+        """Messages whose text matches ``query``, best first (Letta Cloud's ``POST /v1/messages/search``):
+        ``{message_id, message_type, content, created_at, agent_id, conversation_id}``."""
+        ...
+
+    async def search_conversations(self, *, agent_id: str, query: str, limit: int) -> list[Frame]:
+        """The agent's conversations matching ``query`` by meaning, best first (Letta Cloud's
+        ``POST /v1/conversations/search``); ``Unsupported`` where the server has no such search."""
+        ...
+
     # -- turns -------------------------------------------------------------------------------
     def stream_turn(
         self, conversation_id: str, *, agent_id: str | None, text: str, otid: str, background: bool

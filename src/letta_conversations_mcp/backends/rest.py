@@ -22,7 +22,7 @@ import httpx
 
 from .. import approval_rules
 from ..capabilities import Capabilities, Feature
-from ..errors import LettaRequestError, Malformed, Target, describe, safe_url
+from ..errors import LettaRequestError, Malformed, NotFound, Target, Unsupported, describe, safe_url
 from ..settings import Settings
 from .base import Frame
 
@@ -300,6 +300,44 @@ class RestBackend:
             # Raw JSON: the SDK would build a model per message only for us to turn it back into a dict.
             response = await self._client.conversations.messages.with_raw_response.list(conversation_id, **kwargs)
             return _json_list(await response.json())
+
+    async def search_messages(
+        self,
+        *,
+        query: str,
+        agent_id: str | None,
+        conversation_id: str | None,
+        start_date: str | None,
+        end_date: str | None,
+        limit: int,
+    ) -> list[Frame]:
+        """Letta Cloud's message search (``client.messages.search``); refused where the server lacks it."""
+        (await self.capabilities()).require(Feature.MESSAGE_SEARCH)
+        kwargs = given(agent_id=agent_id, conversation_id=conversation_id, start_date=start_date, end_date=end_date)
+        async with self._translate(Target("agent", agent_id, "search messages")):
+            response = await self._client.messages.with_raw_response.search(query=query, limit=limit, **kwargs)
+            return _json_list(await response.json())
+
+    async def search_conversations(self, *, agent_id: str, query: str, limit: int) -> list[Frame]:
+        """Letta Cloud's conversation search (not in letta-client 1.12.1: a raw POST, shape from Letta Code).
+
+        A 404 for the route is a probe's answer: this server has no such search, from now on."""
+        known = await self.capabilities()
+        known.require(Feature.CONVERSATION_SEARCH)
+        body = {"agent_id": agent_id, "query": query, "limit": limit}
+        try:
+            async with self._translate(Target("agent", agent_id, "search conversations")):
+                data = await self._client.post("/v1/conversations/search", body=body, cast_to=object)
+        except NotFound:
+            self._capabilities = known.without(Feature.CONVERSATION_SEARCH)
+            log.info("Letta has no conversation search (404): searching summaries from now on")
+            raise Unsupported(self._capabilities.refusal(Feature.CONVERSATION_SEARCH)) from None
+        items = data if isinstance(data, list) else []
+        return [
+            dict(i["conversation"])
+            for i in items
+            if isinstance(i, Mapping) and isinstance(i.get("conversation"), Mapping)
+        ]
 
     # -- turns -------------------------------------------------------------------------------
     async def stream_turn(

@@ -106,6 +106,8 @@ class AgentRoutes(Handlers):
             Route("/v1/agents/{agent_id}/core-memory/blocks", self.list_blocks, methods=["GET"]),
             Route("/v1/blocks/{block_id}", self.get_block, methods=["GET"]),
             Route("/v1/conversations/", self.conversations, methods=["GET", "POST"]),
+            Route("/v1/conversations/search", self.search_conversations, methods=["POST"]),
+            Route("/v1/messages/search", self.search_messages, methods=["POST"]),
             Route("/v1/conversations/{cid}", self.conversation, methods=["GET", "PATCH", "DELETE"]),
             Route("/v1/conversations/{cid}/fork", self.fork, methods=["POST"]),
             Route("/v1/conversations/{cid}/compact", self.compact, methods=["POST"]),
@@ -156,6 +158,20 @@ class AgentRoutes(Handlers):
             order_by=request.query_params.get("order_by"),
         )
         return JSONResponse(items)
+
+    async def search_messages(self, request: Request) -> Response:
+        """Letta Cloud's message search (cloud profile); 0.16.8 lacks it (answered 404 here)."""
+        body, _ = await self.enter(request)
+        if not self.store.cloud:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return JSONResponse(self.store.search_messages(body))
+
+    async def search_conversations(self, request: Request) -> Response:
+        """Letta Cloud's conversation search (cloud profile with ``conversation_search``), else 404 (no route)."""
+        body, _ = await self.enter(request)
+        if not (self.store.cloud and self.store.conversation_search):
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return JSONResponse(self.store.search_conversations(body))
 
     async def conversation(self, request: Request) -> Response:
         body, _ = await self.enter(request)

@@ -162,6 +162,7 @@ class Store:
         self.profile: Profile = "0.16.8"
         self.hidden: set[str] = set()  # conversations created or forked hidden (cloud; not a field of the shape)
         self.compactions: list[Json] = []  # the compaction_settings of each compact request (cloud)
+        self.conversation_search = True  # cloud: POST /v1/conversations/search exists (False: a 404, as if missing)
         self.response_delay = 0.0
         self.requests: list[Json] = []
         self.agents: dict[str, Json] = {}
@@ -319,6 +320,44 @@ class Store:
             ids = [c["id"] for c in items]
             items = items[ids.index(after) + 1 :] if after in ids else []
         return items[:limit]
+
+    def search_messages(self, body: Json) -> list[Json]:
+        """Cloud's message search, by text (case-insensitive), in the SDK's MessageSearchResponse item shape."""
+        query = str(body.get("query") or "").lower()
+        start, end = body.get("start_date"), body.get("end_date")
+        hits: list[Json] = []
+        for key, history in self.messages.items():
+            cid = None if key.startswith("default/") else key
+            agent = self.agent_of(key)
+            if body.get("agent_id") not in (None, agent) or body.get("conversation_id") not in (None, cid):
+                continue
+            for message in history:
+                text, date = str(message.get("content") or ""), str(message["date"])
+                if message["message_type"] not in ("user_message", "assistant_message") or query not in text.lower():
+                    continue
+                if (start and date <= str(start)) or (end and date[: len(str(end))] > str(end)):
+                    continue
+                hits.append(
+                    {
+                        "message_id": message["id"],
+                        "message_type": message["message_type"],
+                        "content": text,
+                        "created_at": date,
+                        "agent_id": agent,
+                        "conversation_id": cid,
+                    }
+                )
+        return hits[: int(body.get("limit") or 50)]
+
+    def search_conversations(self, body: Json) -> list[Json]:
+        """Cloud's conversation search (shape from Letta Code's bundle): ``[{conversation, embedded_text, rrf_score}]``."""
+        query = str(body.get("query") or "").lower()
+        found: list[Json] = []
+        for cid, conversation in self.conversations.items():
+            text = " ".join(str(conversation.get(name) or "") for name in ("summary", "description"))
+            if conversation["agent_id"] == body.get("agent_id") and cid not in self.hidden and query in text.lower():
+                found.append({"conversation": self.conversation_json(cid), "embedded_text": text, "rrf_score": 1.0})
+        return found[: int(body.get("limit") or 10)]
 
     def update_conversation(self, cid: str, body: Json) -> None:
         conversation = self.conversation(cid)
