@@ -16,7 +16,7 @@ window.mountView = async function (html, toolInput, toolResult, theme) {
     null,
     { name: "lcm-test-host", version: "1.0.0" },
     { serverTools: {}, serverResources: {}, logging: {} },
-    { hostContext: { theme, displayMode: "inline" } },
+    { hostContext: theme ? { theme, displayMode: "inline" } : { displayMode: "inline" } },
   );
   window.hostCalls = [];
   bridge.oncalltool = async (params) => {

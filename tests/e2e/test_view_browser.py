@@ -115,7 +115,9 @@ def wire(result: Any) -> dict[str, Any]:
     return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
-async def mount(page: Page, html: str, tool_input: dict[str, Any], result: dict[str, Any], theme: str) -> FrameLocator:
+async def mount(
+    page: Page, html: str, tool_input: dict[str, Any], result: dict[str, Any], theme: str | None
+) -> FrameLocator:
     app = await page.evaluate("([h, i, r, t]) => window.mountView(h, i, r, t)", [html, tool_input, result, theme])
     assert app == {"name": "letta-conversation-view", "version": "1"}, app
     return page.frame_locator("#view")
@@ -166,8 +168,12 @@ async def test_approve_in_the_view_runs_the_tool_and_shows_the_reply(
     await page.set_viewport_size(WIDE)
     await shot(page, "wide-awaiting-approval")
 
+    frame = page.frames[1]
+    assert await frame.evaluate("document.activeElement.textContent") == "Approve", "focus starts on the decision"
     await view.get_by_role("textbox", name="Reason for memory_insert").fill("fine by me")
-    await view.get_by_role("button", name="Approve").press("Enter")  # keyboard-usable
+    await page.keyboard.press("Tab")  # from the reason to Approve, by keyboard only
+    assert await frame.evaluate("document.activeElement.textContent") == "Approve"
+    await page.keyboard.press("Enter")
     await view.get_by_text("noted: the view works").wait_for(timeout=60_000)
     calls = await page.evaluate("window.hostCalls")
     assert calls[0] == {
@@ -237,7 +243,8 @@ async def test_hostile_agent_text_is_shown_as_text(browser: Browser, host_page: 
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     await page.expose_function("hostCallTool", lambda params: {"content": [], "isError": True})
     await page.set_content(host_page)
-    view = await mount(page, views.view_html(), {"message": HOSTILE}, result, "dark")
+    await page.emulate_media(color_scheme="dark")  # no theme from the host: the system's
+    view = await mount(page, views.view_html(), {"message": HOSTILE}, result, None)
     await view.locator(".pending").wait_for()
     frame = page.frames[1]
     assert await frame.evaluate("window.pwned") is None
@@ -246,6 +253,8 @@ async def test_hostile_agent_text_is_shown_as_text(browser: Browser, host_page: 
     assert await view.get_by_text("<b>not bold</b>").count() == 1
     width = await frame.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert width[0] <= width[1], f"a long line widened the view: {width}"
+    background = await frame.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(23, 24, 27)", f"prefers-color-scheme: dark was not followed ({background})"
     await shot(page, "narrow-dark-hostile")
     assert dialogs == []
 
