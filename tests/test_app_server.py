@@ -190,6 +190,12 @@ async def test_a_socket_lost_mid_turn_ends_in_one_sentence_not_a_hang() -> None:
             assert "list_messages" in text and "Traceback" not in text
             inputs = [cmd for cmd in double.commands if cmd["type"] == "input"]
             assert len(inputs) == 1, "the message is never sent twice"
+            double.drop_after_deltas = 0
+            after = await call(c, "send_message", conversation_id=cid, message="after the drop")
+            assert after["reply"] == "echo: after the drop", "the next call connects again"
+            page = await call(c, "list_messages", conversation_id=cid, order="asc")
+            texts = [m["text"] for m in page["messages"]]
+            assert texts == ["TOKENS cut short here", "echo: ", "after the drop", "echo: after the drop"], texts
     finally:
         await double.stop()
 

@@ -100,7 +100,7 @@ class AppServerDouble:
         )
         self.memory: dict[str, list[Frame]] = {a: copy.deepcopy(recorded_files) for a in self.agents}
         self.token = token
-        #: A fault: close the turn's socket after this many assistant chunks (0: never).
+        #: A fault: close the turn's socket after this many assistant chunks (0: never); the turn stops there.
         self.drop_after_deltas = drop_after_deltas
         #: A fault: these commands get no reply, as unknown commands get none.
         self.silent = silent
@@ -383,14 +383,19 @@ class AppServerDouble:
         await self._status(ws, runtime, "PROCESSING_API_RESPONSE", runs, [run_id])
         reply = plan.reply or ""
         message = self._store(conversation, "assistant_message", [{"type": "text", "text": reply}])
-        seq = 0
+        seq, said = 0, ""
         for token in script.fragments(reply):
             seq += 1
+            said += token
             delta = {**{k: message[k] for k in ("id", "date", "agent_id", "conversation_id", "message_type")}}
             delta.update(content=[{"type": "text", "text": token}], run_id=run_id, seq_id=seq, type="message")
             await self._emit(ws, runtime, "stream_delta", delta=delta)
             if seq == self.drop_after_deltas:
-                await ws.close()  # the fault: the rest of the turn goes on, its frames go nowhere
+                # The fault, as the real one: a turn whose socket closes stops there, cancelled, its reply cut short.
+                await ws.close()
+                message["content"] = [{"type": "text", "text": said}]
+                await self._emit(ws, runtime, "turn_finished", turn_id=turn_id, stop_reason="cancelled")
+                return
         self._ids["msg"] += 1
         usage = {
             **self.usage,

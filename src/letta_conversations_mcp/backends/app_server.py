@@ -301,8 +301,9 @@ class AppServerBackend:
             raise not_found(Target("run", run_id))
         if run["status"] == "lost":
             raise Unsupported(
-                f"following run {run_id} after the connection broke is not available on {NAME}: its reply may "
-                "still arrive in the conversation, so read it with list_messages before sending again"
+                f"following run {run_id} after the connection broke is not available on {NAME}, which stops a "
+                "turn when the connection that sent it closes: read the conversation with list_messages (the "
+                "reply may be cut short or missing), then send the message again if it needs an answer"
             )
         return {k: v for k, v in run.items() if k != "seen"}
 
