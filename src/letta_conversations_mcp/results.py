@@ -120,7 +120,8 @@ def turn_result(
     if refused_for:
         return _refused(model, turn, refused_for, secrets)
     outage = None if finished else turn.outage_note()
-    if outage:  # Letta is away: the turn is still followed, and the caller must not send again (said once, as the next step)
+    # Letta is away: the turn is still followed, and the caller must not send again (said once, as the next step).
+    if outage:
         model.next_step = outage
     if status == "awaiting_approval":
         model.pending_approvals = pending
