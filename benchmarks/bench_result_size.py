@@ -7,6 +7,9 @@ double. The conversation is filled with everyday messages (a question, a request
 each echoed back by the double, so a page holds user and assistant messages of everyday lengths.
 Target: JSON no longer than 1.2x the text (the median of those sends).
 
+On a double of the Letta Cloud profile: ``search_messages(limit=10)`` and ``search_conversations``
+over three such conversations, each with the same target.
+
 Then ``send_message`` case by case, each one result: a one-line reply, a paragraph, a turn with a
 tool call, a turn still running when the wait ends, and one waiting for approval; the worst of
 them is printed too.
@@ -29,6 +32,7 @@ from _double import letta_double
 from _side_by_side import stdio_params
 
 TARGET = 1.2
+SEARCHES = ("search_messages(10)", "search_conversations")
 MESSAGES = (
     "Can you summarise what we decided about the Q3 launch plan, and who owns the pricing page?",
     "Remind me tomorrow at 9 to call the venue about the deposit.",
@@ -92,9 +96,27 @@ async def measure(base_url: str, agent_id: str) -> dict[str, list[tuple[int, int
     return samples
 
 
+async def measure_search(base_url: str, agent_id: str) -> dict[str, list[tuple[int, int]]]:
+    """The search tools on Letta Cloud's profile: three conversations of everyday messages."""
+    async with Client(stdio_params(base_url, agent_id)) as client:
+        for n in range(3):
+            summary = {"summary": f"planning with Dana, part {n + 1}", "description": "budget, venue and the deck"}
+            cid = ((await client.call_tool("create_conversation", summary)).structured_content or {})["id"]
+            for message in MESSAGES:
+                await client.call_tool("send_message", {"conversation_id": cid, "message": message})
+        found = await client.call_tool("search_messages", {"query": "the", "limit": 10})
+        assert not found.is_error and len((found.structured_content or {})["hits"]) == 10, found
+        conversations = await client.call_tool("search_conversations", {"query": "planning"})
+        assert not conversations.is_error, conversations
+        return {"search_messages(10)": [sizes(found)], "search_conversations": [sizes(conversations)]}
+
+
 def main() -> None:
     with letta_double() as (base_url, agent_id):
         samples = anyio.run(measure, base_url, agent_id)
+    with letta_double(profile="cloud") as (base_url, agent_id):
+        searched = anyio.run(measure_search, base_url, agent_id)
+    samples = {**dict(list(samples.items())[:3]), **searched, **dict(list(samples.items())[3:])}
     print("structured JSON (what Claude Code and Codex pass their model) vs text (what Gemini CLI passes)")
     print(f"{'result':22} {'JSON chars':>10} {'text chars':>10} {'ratio':>7}")
     worst = ("", 0.0)
@@ -102,7 +124,7 @@ def main() -> None:
         structured = statistics.median(s for s, _ in pairs)
         text = statistics.median(t for _, t in pairs)
         ratio = structured / text
-        if len(pairs) > 1 or name in ("list_messages(50)", "get_conversation"):
+        if len(pairs) > 1 or name in ("list_messages(50)", "get_conversation", *SEARCHES):
             verdict = f"  ≤{TARGET:.1f}x {'met' if ratio <= TARGET else 'NOT met'}"
         else:
             verdict, worst = "", max(worst, (name, ratio), key=lambda w: w[1])

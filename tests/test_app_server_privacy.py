@@ -8,10 +8,11 @@ URL. ``tests/e2e/test_app_server_e2e.py`` runs them on the real App Server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from anyio.from_thread import start_blocking_portal
 
 from letta_conversations_devstack.app_server_double import AppServerDouble
 from tests.helpers import privacy as privacy_scenarios
@@ -24,11 +25,18 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    double = AppServerDouble(RECORDINGS)
-    await double.start()
-    yield app_server_harness(double.url, AGENT, write_auth_file(tmp_path))
-    await double.stop()
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    """The double on an event loop of its own, as the real App Server is a process of its own: the
+    harness stops each server synchronously, which blocks the test's loop, and a double on that
+    loop could not answer the server's closing handshake (each stop then waited out the 10 s
+    close timeout)."""
+    with start_blocking_portal() as portal:
+        double = AppServerDouble(RECORDINGS)
+        portal.call(double.start)
+        try:
+            yield app_server_harness(double.url, AGENT, write_auth_file(tmp_path))
+        finally:
+            portal.call(double.stop)
 
 
 @pytest.mark.parametrize("scenario", privacy_scenarios.SCENARIOS, ids=list(privacy_scenarios.scenario_ids()))

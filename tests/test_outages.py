@@ -75,6 +75,7 @@ async def test_an_outage_longer_than_the_wait_says_so_and_wait_for_reply_deliver
         text = text_of(result)
         assert not result.is_error and first["status"] == "running", text
         assert "has not been reachable for" in text and "keeps following the turn" in text
+        assert text.count("has not been reachable for") == 1 and text.count("do not send it again") == 1, text
         assert f"Your message is stored in conversation {cid} (run {first['run_id']}): do not send it again" in text
         assert f'wait_for_reply with run_id="{first["run_id"]}"' in text
         assert first["next_step"] and "do not send it again" in first["next_step"]

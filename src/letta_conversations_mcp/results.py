@@ -120,8 +120,9 @@ def turn_result(
     if refused_for:
         return _refused(model, turn, refused_for, secrets)
     outage = None if finished else turn.outage_note()
-    if outage:  # Letta is away: the turn is still followed, and the caller must not send again
-        model.next_step, note = outage, f"{note}\n\n{outage}" if note else outage
+    # Letta is away: the turn is still followed, and the caller must not send again (said once, as the next step).
+    if outage:
+        model.next_step = outage
     if status == "awaiting_approval":
         model.pending_approvals = pending
         model.next_step = approval_rules.how_to_answer(turn.conversation_id, pending, agent_id=turn.agent_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -244,8 +245,10 @@ async def test_fork_at_a_message_is_refused_because_0_16_8_copies_everything(mcp
 
 async def test_letta_cloud_fields_are_refused_on_0_16_8_in_one_sentence(mcp: Client, letta_stack: Any) -> None:
     """0.16.8's conversations have no archive flag, description or context window limit (shown directly), so
-    each Cloud field a tool offers is refused in one sentence naming it and the server, before anything is sent."""
-    cid = (await ok(mcp, "create_conversation", summary="cloud fields"))["id"]
+    each Cloud field a tool offers is refused in one sentence naming it and the server, before anything is sent;
+    conversation search falls back to the summaries and says so."""
+    summary = f"cloud fields {uuid.uuid4().hex[:8]}"
+    cid = (await ok(mcp, "create_conversation", summary=summary))["id"]
     async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as letta:
         stored = (await letta.conversations.retrieve(cid)).to_dict(mode="json")
     assert not {"archived", "description", "context_window_limit"} & set(stored), "0.16.8 grew Cloud's fields"
@@ -258,9 +261,13 @@ async def test_letta_cloud_fields_are_refused_on_0_16_8_in_one_sentence(mcp: Cli
         ("fork_conversation", {"conversation_id": cid, "hidden": True}, "hide a fork from lists"),
         ("compact_conversation", {"conversation_id": cid, "mode": "all"}, "compact in a chosen mode"),
         ("archive_conversation", {"conversation_id": cid}, "archive conversations"),
+        ("search_messages", {"query": "cloud"}, "search messages"),
     ]
     before = len((await ok(mcp, "list_conversations", limit=100))["conversations"])
     for tool, arguments, feature in asked:
         text = (await err(mcp, tool, **arguments)).strip()
         assert f"this Letta server (0.16.8) cannot {feature}" in text and "\n" not in text, text
     assert len((await ok(mcp, "list_conversations", limit=100))["conversations"]) == before, "nothing was created"
+    found = await ok(mcp, "search_conversations", query=summary)  # falls back to the summaries
+    assert found["searched"] == "summaries" and [c["id"] for c in found["conversations"]] == [cid]
+    assert found["note"].startswith("this Letta server (0.16.8) cannot search conversations by their content")

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from .. import validation
 from ..errors import Unsupported
-from ..models import ConversationInfo, ConversationSearch, MessageSearchResult, SearchHit
+from ..models import ConversationSearch, FoundConversation, MessageSearchResult, SearchHit
 from ..results import reply
 from ..state import app_state
 from . import OptionalAgentIdArg, tool
@@ -41,6 +41,8 @@ async def search_messages(
 ) -> Annotated[CallToolResult, MessageSearchResult]:
     """Find messages by their text across an agent's conversations (or one), best match first.
 
+    Each hit shows up to 300 characters; read around one with list_messages(conversation_id, after=/before=its id).
+
     Letta Cloud searches; a Letta without message search (self-hosted 0.16) says so. Over HTTP a token of
     scope 'own' finds only messages of the conversations it may reach.
     """
@@ -59,12 +61,12 @@ async def search_messages(
         hit = SearchHit.from_letta(raw)
         where = hit.conversation_id or "default"
         if where not in reachable:
-            reachable[where] = hit.agent_id in (None, agent) and await state.access.may_reach(
+            reachable[where] = raw.get("agent_id") in (None, agent) and await state.access.may_reach(
                 ctx, agent=agent, conversation=where
             )
         if reachable[where]:
             hits.append(hit)
-    return reply(MessageSearchResult(query=query.strip(), hits=hits[:limit]))
+    return reply(MessageSearchResult(agent_id=agent, query=query.strip(), hits=hits[:limit]))
 
 
 @tool("Search conversations", read_only=True)
@@ -94,7 +96,7 @@ async def search_conversations(
                 agent_id=agent,
                 query=text,
                 searched="summaries",
-                conversations=[ConversationInfo.from_letta(c) for c in raw],
+                conversations=[FoundConversation.from_letta(c) for c in raw],
                 note=f"{missing.message.split(';')[0]}; searched the summaries for the text instead",
             )
         )
@@ -104,6 +106,6 @@ async def search_conversations(
             agent_id=agent,
             query=text,
             searched="content",
-            conversations=[ConversationInfo.from_letta(c) for c in mine[:limit]],
+            conversations=[FoundConversation.from_letta(c) for c in mine[:limit]],
         )
     )
