@@ -225,10 +225,15 @@ async def test_an_approval_lost_before_letta_stored_it_is_sent_again(
 
 
 # -- hosts that cannot ask ------------------------------------------------------------------------------
-async def test_pending_calls_are_listed_and_answered_in_groups(letta_double: LettaDouble, plain: Client) -> None:
+async def test_pending_calls_are_listed_and_answered_in_groups(
+    letta_double: LettaDouble, plain: Client, approving_agent: str
+) -> None:
     cid = (await ok(plain, "create_conversation"))["id"]
     turn, text, _ = await call(plain, "send_message", conversation_id=cid, message="REMEMBER_EACH red | blue")
     assert turn["status"] == "awaiting_approval" and "Ask your user" in text
+    # Whose calls wait, in both forms (the send named only the conversation: the server looked the agent up).
+    assert turn["agent"] == f"“careful-agent” ({approving_agent})"
+    assert f"The turn of agent “careful-agent” ({approving_agent}) is waiting for approval of 2 tool call(s)" in text
     red, blue = (p["tool_call_id"] for p in turn["pending_approvals"])
     _, text, failed = await call(
         plain, "respond_to_approval", conversation_id=cid, approve=True, tool_call_ids=["call_x"]

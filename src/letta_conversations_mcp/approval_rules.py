@@ -353,10 +353,14 @@ def how_to_answer(conversation_id: str, calls: Sequence[PendingCall], *, agent_i
     return text
 
 
-def pending_text(conversation_id: str, calls: Sequence[PendingCall], *, agent_id: str | None = None) -> str:
-    """The result text of a turn that waits for approval (for hosts that cannot be asked)."""
+def pending_text(
+    conversation_id: str, calls: Sequence[PendingCall], *, agent_id: str | None = None, who: str | None = None
+) -> str:
+    """The result text of a turn that waits for approval (for hosts that cannot be asked); ``who``
+    names the agent (``agent_label``) when it is known."""
+    turn = f"The turn of agent {who}" if who else "The agent's turn"
     lines = [
-        f"The agent's turn is waiting for approval of {len(calls)} tool call(s); nothing has run yet, and the "
+        f"{turn} is waiting for approval of {len(calls)} tool call(s); nothing has run yet, and the "
         "conversation accepts no new message until they are answered:"
     ]
     lines += [f"  {i}. {one_line(c)}" for i, c in enumerate(calls, 1)]

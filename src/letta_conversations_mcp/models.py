@@ -358,6 +358,9 @@ class SendResult(FlatSchema, TurnResult):
     )
     waited_seconds: float | None = Field(default=None, description="How long this call waited (running/queued)")
     tokens: int | None = Field(default=None, description="Tokens the turn used, all its LLM steps together")
+    agent: str | None = Field(
+        default=None, description="awaiting_approval: the agent whose tool calls wait, as “name” (agent-…)"
+    )
 
 
 class CancelResult(FlatSchema):

@@ -92,8 +92,11 @@ def turn_result(
     secrets: list[str],
     note: str | None = None,
     refused_for: list[PendingCall] | None = None,
+    agent: str | None = None,
 ) -> CallToolResult:
     """The send_message / wait_for_reply / respond_to_approval result for a turn; ``isError`` when it failed.
+
+    ``agent`` names the agent (“name” (agent-…)) of a turn that waits for approval, in both forms.
 
     ``note`` leads the text (e.g. why an approval question was not answered). ``refused_for`` are the
     calls a conversation waits on when Letta refused this turn's message for them: the result then
@@ -124,7 +127,7 @@ def turn_result(
     if outage:
         model.next_step = outage
     if status == "awaiting_approval":
-        model.pending_approvals = pending
+        model.pending_approvals, model.agent = pending, agent
         model.next_step = approval_rules.how_to_answer(turn.conversation_id, pending, agent_id=turn.agent_id)
     is_error = status == "failed"
     text = render_send(model, wait_hint_seconds=wait_hint, agent_id=turn.agent_id)
@@ -233,7 +236,11 @@ def _render_awaiting(result: SendResult, agent_id: str | None) -> str:
     """A turn parked for approval: what happened so far, then the pending calls and how to answer."""
     lines = [result.reply] if result.reply else []
     lines.extend(line for line in map(_render_step, result.steps) if line)
-    lines.append(approval_rules.pending_text(result.conversation_id, result.pending_approvals, agent_id=agent_id))
+    lines.append(
+        approval_rules.pending_text(
+            result.conversation_id, result.pending_approvals, agent_id=agent_id, who=result.agent
+        )
+    )
     lines.append(" · ".join(_facts(result)))
     return "\n".join(lines)
 

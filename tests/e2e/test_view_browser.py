@@ -164,6 +164,8 @@ async def test_approve_in_the_view_runs_the_tool_and_shows_the_reply(
     card = view.locator(".pending")
     await card.wait_for()
     assert "memory_insert" in await card.inner_text() and "the view works" in await card.inner_text()
+    assert f"Agent {sent.structured_content['agent']} · tool memory_insert" in await card.inner_text()
+    assert sent.structured_content["agent"].startswith("“view-e2e” (agent-")  # whose call waits, looked up
     await shot(page, "narrow-awaiting-approval")
     await page.set_viewport_size(WIDE)
     await shot(page, "wide-awaiting-approval")

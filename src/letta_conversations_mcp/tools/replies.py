@@ -226,7 +226,7 @@ async def report(
             return _input_required(turn, calls, agent, progress.count)
         decisions = await _ask_now(ctx, calls, agent, state.settings.no_decision_seconds)
         if isinstance(decisions, NoDecision):
-            return _result(state, turn, finished=True, waited=waited, note=decisions.note)
+            return _result(state, turn, finished=True, waited=waited, note=decisions.note, agent=agent)
         await state.turns.apply_decisions(turn, decisions)
         cancel_on_abort = False  # the user's answer is on its way: a host that gives up must not undo it
     return await _final(state, turn, finished=turn.done.is_set(), waited=0.0)
@@ -278,7 +278,8 @@ async def _final(state: AppState, turn: Turn, *, finished: bool, waited: float) 
         refused_for = held.pending_approvals if held else None
         if not refused_for:
             refused_for = await state.gateway.pending_approval(turn.conversation_id, agent_id=turn.agent_id)
-    return _result(state, turn, finished=finished, waited=waited, refused_for=refused_for or None)
+    agent = await _agent_label(state, turn) if finished and turn.state == "awaiting_approval" else None
+    return _result(state, turn, finished=finished, waited=waited, refused_for=refused_for or None, agent=agent)
 
 
 def _result(
@@ -289,6 +290,7 @@ def _result(
     waited: float,
     note: str | None = None,
     refused_for: list[PendingCall] | None = None,
+    agent: str | None = None,
 ) -> CallToolResult:
     return turn_result(
         turn,
@@ -298,4 +300,5 @@ def _result(
         secrets=state.settings.secrets(),
         note=note,
         refused_for=refused_for,
+        agent=agent,
     )
