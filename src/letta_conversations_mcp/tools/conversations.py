@@ -150,43 +150,48 @@ async def get_conversation(
     return reply(info)
 
 
+#: create_conversation's arguments (the Cloud-only ones say so; a Letta without them refuses in one sentence).
+SummaryArg = Annotated[
+    str | None, Field(description="A short description to find it again, e.g. 'billing question'", max_length=1000)
+]
+ModelArg = Annotated[
+    str | None, Field(description="Model handle for this conversation only, e.g. 'openai/gpt-4o-mini'", max_length=200)
+]
+ModelSettingsArg = Annotated[
+    dict[str, Any] | None,
+    Field(description='Provider settings for the model override, e.g. {"provider_type": "openai", "temperature": 0.2}'),
+]
+IsolatedLabelsArg = Annotated[
+    list[str] | None,
+    Field(
+        description="Memory block labels this conversation gets its own copy of, e.g. ['human']; "
+        "edits to them stay in this conversation instead of changing the agent's shared block",
+        max_length=20,
+    ),
+]
+DescriptionArg = Annotated[
+    str | None,
+    Field(
+        description="Letta Cloud: a longer description used for search, e.g. 'refund for order 1234'", max_length=2000
+    ),
+]
+HiddenArg = Annotated[bool, Field(description="Letta Cloud: leave it out of conversation lists")]
+ContextWindowArg = Annotated[
+    int | None, Field(description="Letta Cloud: context window in tokens for this conversation only", ge=1)
+]
+
+
 @tool("Create conversation", destructive=False, idempotent=False)
 async def create_conversation(
     ctx: Context,
     agent_id: OptionalAgentIdArg = None,
-    summary: Annotated[
-        str | None,
-        Field(description="A short description to find it again, e.g. 'billing question'", max_length=1000),
-    ] = None,
-    model: Annotated[
-        str | None,
-        Field(description="Model handle for this conversation only, e.g. 'openai/gpt-4o-mini'", max_length=200),
-    ] = None,
-    model_settings: Annotated[
-        dict[str, Any] | None,
-        Field(
-            description='Provider settings for the model override, e.g. {"provider_type": "openai", "temperature": 0.2}'
-        ),
-    ] = None,
-    isolated_block_labels: Annotated[
-        list[str] | None,
-        Field(
-            description="Memory block labels this conversation gets its own copy of, e.g. ['human']; "
-            "edits to them stay in this conversation instead of changing the agent's shared block",
-            max_length=20,
-        ),
-    ] = None,
-    description: Annotated[
-        str | None,
-        Field(
-            description="Letta Cloud: a longer description used for search, e.g. 'refund for order 1234'",
-            max_length=2000,
-        ),
-    ] = None,
-    hidden: Annotated[bool, Field(description="Letta Cloud: leave it out of conversation lists")] = False,
-    context_window_limit: Annotated[
-        int | None, Field(description="Letta Cloud: context window in tokens for this conversation only", ge=1)
-    ] = None,
+    summary: SummaryArg = None,
+    model: ModelArg = None,
+    model_settings: ModelSettingsArg = None,
+    isolated_block_labels: IsolatedLabelsArg = None,
+    description: DescriptionArg = None,
+    hidden: HiddenArg = False,
+    context_window_limit: ContextWindowArg = None,
 ) -> Annotated[CallToolResult, ConversationInfo]:
     """Start a new, empty conversation with an agent. It shares the agent's memory but not its messages.
 
