@@ -294,6 +294,8 @@ def test_an_approval_through_what_the_host_offers(
     sent, answered = last.results[1:3]
     assert "respond_to_approval" in sent and f"{host} likes tea" in sent, sent
     assert "declined" not in sent, f"{host}: a decision nobody made: {sent}"
+    # Whose call waits: “hosts-approvals” (agent-…), in the JSON or the text (Gemini's, JSON-escaped).
+    assert re.search(r"hosts-approvals\S* \(agent-", sent), f"{host}: the model is not told whose call waits: {sent}"
     assert f"noted: {host} likes tea" in answered, answered
 
 

@@ -92,7 +92,7 @@ async def answer_retry(state: AppState, ctx: Context, wait_seconds: float | None
     decisions = _answers(calls, ctx.input_responses or {}, seconds, state.settings.no_decision_seconds)
     if isinstance(decisions, NoDecision) or not calls:
         note = decisions.note if isinstance(decisions, NoDecision) else approval_rules.CANCELLED_NOTE
-        return _result(state, turn, finished=True, waited=0.0, note=note)
+        return await _result(state, turn, finished=True, waited=0.0, note=note)
     await state.turns.apply_decisions(turn, decisions)
     return await report(state, ctx, turn, wait_seconds, cancel_on_abort=False)
 
@@ -226,7 +226,7 @@ async def report(
             return _input_required(turn, calls, agent, progress.count)
         decisions = await _ask_now(ctx, calls, agent, state.settings.no_decision_seconds)
         if isinstance(decisions, NoDecision):
-            return _result(state, turn, finished=True, waited=waited, note=decisions.note, agent=agent)
+            return await _result(state, turn, finished=True, waited=waited, note=decisions.note, agent=agent)
         await state.turns.apply_decisions(turn, decisions)
         cancel_on_abort = False  # the user's answer is on its way: a host that gives up must not undo it
     return await _final(state, turn, finished=turn.done.is_set(), waited=0.0)
@@ -278,11 +278,10 @@ async def _final(state: AppState, turn: Turn, *, finished: bool, waited: float) 
         refused_for = held.pending_approvals if held else None
         if not refused_for:
             refused_for = await state.gateway.pending_approval(turn.conversation_id, agent_id=turn.agent_id)
-    agent = await _agent_label(state, turn) if finished and turn.state == "awaiting_approval" else None
-    return _result(state, turn, finished=finished, waited=waited, refused_for=refused_for or None, agent=agent)
+    return await _result(state, turn, finished=finished, waited=waited, refused_for=refused_for or None)
 
 
-def _result(
+async def _result(
     state: AppState,
     turn: Turn,
     *,
@@ -292,6 +291,9 @@ def _result(
     refused_for: list[PendingCall] | None = None,
     agent: str | None = None,
 ) -> CallToolResult:
+    """The turn's result; one that waits for approval names its agent (``agent``, else looked up here)."""
+    if agent is None and finished and turn.state == "awaiting_approval":
+        agent = await _agent_label(state, turn)
     return turn_result(
         turn,
         finished=finished,
