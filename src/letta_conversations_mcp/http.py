@@ -287,6 +287,10 @@ def run_http(
     warning = owner_secret_warning(settings, callers)
     if warning:
         log.warning(warning)
+    # Said before "serving MCP", which is the line that tells a reader (or a test) that start-up is done.
+    cap, fd_warning = plan_connections(settings.max_connections)
+    if fd_warning:
+        log.warning(fd_warning)
     app = build_http_app(server, settings, callers)
     log.info(
         "serving MCP over streamable HTTP at http://%s:%d/mcp (%s)",
@@ -294,9 +298,6 @@ def run_http(
         sock.getsockname()[1],
         _auth_summary(settings, callers),
     )
-    cap, fd_warning = plan_connections(settings.max_connections)
-    if fd_warning:
-        log.warning(fd_warning)
     limits = ConnectionLimits(settings.header_timeout, settings.body_timeout, cap)
     config = uvicorn.Config(
         app,
