@@ -1,6 +1,7 @@
 """Shared fixtures: the anyio backend, a fresh Letta double per test (one server for the whole
-session, reset before each test), the server's wheel built once per session, and quick
-letta-client retries against the double."""
+session, reset before each test), the server's wheel built once per session, quick
+letta-client retries against the double, and a fresh user data directory per test (so the
+default ownership database, a SQLite file there, is the test's own)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def letta_double_server() -> Iterator[LettaDouble]:
     with LettaDouble() as double:
         yield double
+
+
+@pytest.fixture(autouse=True)
+def own_data_directory(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """XDG_DATA_HOME for this test (and the servers it starts): the default owner database lives there."""
+    directory = tmp_path_factory.mktemp("xdg-data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(directory))
+    return directory
 
 
 @pytest.fixture(autouse=True)

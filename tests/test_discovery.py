@@ -7,6 +7,7 @@ the privacy scenarios in tests/helpers/privacy.py (``resource_lists_show_reachab
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from letta_conversations_mcp.access import Access, Caller
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.backends.rest import RestBackend
 from letta_conversations_mcp.ownership import OwnerKey
+from tests.helpers.owners import sqlite_store
 from tests.helpers.tools import SECRET, call, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -87,7 +89,7 @@ async def test_a_failing_letta_is_one_sentence(client: Client, letta_double: Any
 
 
 async def test_cursors_never_skip_nor_repeat_while_most_records_are_out_of_reach(
-    letta_double: Any, agent_id: str, monkeypatch: pytest.MonkeyPatch
+    letta_double: Any, agent_id: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A token limited to one agent, among many conversations of another: short pages that resume."""
     monkeypatch.setattr(catalog, "BATCH", 3)
@@ -95,6 +97,7 @@ async def test_cursors_never_skip_nor_repeat_while_most_records_are_out_of_reach
     other = letta_double.add_agent("other-agent")
     settings = make_settings(letta_double.base_url, agent_id)
     gateway = RestBackend(settings)
+    access = Access(gateway, OwnerKey(b"k"), sqlite_store(tmp_path))
     try:
         async with Client(build_server(settings)) as c:
             mine = []
@@ -104,7 +107,6 @@ async def test_cursors_never_skip_nor_repeat_while_most_records_are_out_of_reach
                 if target == agent_id:
                     mine.append(created["id"])
         who = Caller(name="limited", token="t", agents=frozenset({agent_id}), scope="agent")
-        access = Access(gateway, OwnerKey(b"k"))
         seen: list[str] = []
         position: catalog.Position | None = catalog.START
         pages = 0
@@ -117,3 +119,4 @@ async def test_cursors_never_skip_nor_repeat_while_most_records_are_out_of_reach
         assert seen == list(reversed(mine)) and pages > 1
     finally:
         await gateway.aclose()
+        await access.store.aclose()

@@ -15,26 +15,30 @@ answer a conversation that does not exist gets (``errors.not_found``), after the
 request (a fresh read of the conversation, never a cache), and each refusal is logged once at
 INFO with the caller's name, the tool and the kind of refusal.
 
-Ownership lives in Letta itself, as a signed owner marker at the start of the conversation's
-summary (``ownership.py`` has the format and the rules). Why there: it survives restarts, needs
-no local database, is shared as-is by every server process serving the same Letta, and a
-caller's own conversations page natively through Letta's ``summary_search``. Markers are signed
-with LETTA_MCP_OWNER_SECRET (derived from the Letta API key when unset), so they cannot be forged;
-caller text that looks like one is removed, updates keep the stored one, and callers never see it.
+Ownership lives in the owner store (``owners/``: a SQLite file by default, PostgreSQL with
+LETTA_MCP_DATABASE_URL), keyed by conversation id; ``ownership.py`` has the rules. Summaries in
+Letta are the caller's own text, so renaming a conversation in Letta's apps changes nothing here.
+A create writes a pending row first and the owner row after Letta's answer (``create_owned``), so a
+process killed in between leaves a row ``owners.repair`` settles: the owner's next list or open, or
+the next start, finds the conversation and records it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 from starlette.authentication import BaseUser
 
 from . import ownership
-from .errors import Failure, NotFound, Target, not_found
+from .errors import Failure, NotFound, Rejected, Target, Unreachable, not_found
+from .owners import Owned, OwnerStore, Pending
+from .owners.repair import repair_all
 from .ownership import CallerScope, OwnerKey, Viewer
 from .validation import InvalidArgument
 
@@ -191,11 +195,12 @@ def caller_summary(summary: str) -> str:
 
 
 class Access:
-    """Agent limits, scopes and conversation ownership of callers, over one gateway and marker key."""
+    """Agent limits, scopes and conversation ownership of callers, over one gateway, owner key and store."""
 
-    def __init__(self, gateway: Backend, owners: OwnerKey) -> None:
+    def __init__(self, gateway: Backend, owners: OwnerKey, store: OwnerStore) -> None:
         self._gateway = gateway
         self.owners = owners
+        self.store = store
 
     async def authorize(
         self,
@@ -236,11 +241,11 @@ class Access:
                 raise missing from None
             raise
         agent_of = str(record.get("agent_id"))
-        refusal = (
-            "agent-not-allowed"
-            if not who.may_use(agent_of)
-            else self.owners.refusal(viewer, conversation, agent_of, record.get("summary"))
-        )
+        if not who.may_use(agent_of):
+            refusal: str | None = "agent-not-allowed"
+        else:
+            stored = None if viewer.sees_everything else await self.store.owner_of(conversation)
+            refusal = self.owners.refusal(viewer, conversation, stored)
         if refusal:
             self._refused(ctx, who, refusal)
             raise missing or not_found(Target("conversation", conversation))
@@ -275,71 +280,111 @@ class Access:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the agent's conversations the caller may reach, and the cursor after it.
 
-        ``archive_status`` and ``order_by`` go to Letta as they are (Letta Cloud's list filters).
-
-        Scope ``own`` pages through Letta with the caller's marker prefix as ``summary_search`` and
-        keeps verified markers whose visible summary contains ``search``; the other scopes search
-        Letta for ``search`` and check it against the visible summary (never inside a marker).
+        ``archive_status`` and ``order_by`` go to Letta as they are (Letta Cloud's list filters), and
+        ``search`` as ``summary_search``, checked again against the visible summary. Scope ``own``
+        pages through Letta in Letta's order and keeps the conversations the store says the caller
+        owns (one store query per Letta page), after settling the caller's pending creates.
         """
         viewer = who.viewer
         identity = viewer.identity
         filters: dict[str, Any] = {"archive_status": archive_status, "order_by": order_by}
-        if identity is not None and viewer.scope == "own":
-            query: str | None = self.owners.search_prefix(identity)
-
-            def keep(c: Mapping[str, Any]) -> bool:
-                summary = c.get("summary")
-                return self.owners.owned_by(summary, agent, identity) and ownership.matches_search(summary, search)
-
-        elif search:
-            query = search
-
-            def keep(c: Mapping[str, Any]) -> bool:
-                return ownership.matches_search(c.get("summary"), search)
-
+        owner = ""
+        if identity is None or viewer.scope != "own":
+            if not search:
+                raw = await self._gateway.list_conversations(
+                    agent_id=agent, limit=limit, after=after, summary_search=None, **filters
+                )
+                return raw, (str(raw[-1].get("id")) if len(raw) == limit else None)
+            mine: set[str] | None = None
         else:
-            raw = await self._gateway.list_conversations(
-                agent_id=agent, limit=limit, after=after, summary_search=None, **filters
-            )
-            return raw, (str(raw[-1].get("id")) if len(raw) == limit else None)
+            owner = self.owners.owner_id(identity)
+            await self.repair(owner, agent)
+            mine = set()
 
         async def fetch(cursor: str | None, size: int) -> list[dict[str, Any]]:
-            return await self._gateway.list_conversations(
-                agent_id=agent, limit=size, after=cursor, summary_search=query, **filters
+            raw = await self._gateway.list_conversations(
+                agent_id=agent, limit=size, after=cursor, summary_search=search, **filters
             )
+            if mine is not None:
+                mine.update(await self.store.owned_among(owner, [str(c.get("id")) for c in raw]))
+            return raw
 
-        return await ownership.filtered_page(fetch, keep, limit=limit, after=after, batch=max(limit, 50))
+        def keep(c: Mapping[str, Any]) -> bool:
+            return (mine is None or str(c.get("id")) in mine) and ownership.matches_search(c.get("summary"), search)
 
-    def reachable(self, who: Caller, agent: str, conversations: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return await ownership.filtered_page(fetch, keep, limit=limit, after=after, batch=max(limit, 50), first=limit)
+
+    async def owned_among(self, who: Caller, conversation_ids: Iterable[str]) -> set[str]:
+        """Which of ``conversation_ids`` the caller owns (one store query)."""
+        if who.viewer.identity is None:
+            return set()
+        return await self.store.owned_among(self.owners.owner_id(who.owner_identity), list(conversation_ids))
+
+    async def reachable(
+        self, who: Caller, agent: str, conversations: Iterable[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Those of ``agent``'s conversations (Letta records, in their order) that ``who`` may reach, by the
         rule ``authorize`` applies to one: someone else's reads as if it were not there."""
         if not who.may_use(agent):
             return []
         viewer = who.viewer
+        records = [dict(c) for c in conversations if str(c.get("agent_id") or agent) == agent]
+        if viewer.sees_everything:
+            return records
+        mine = await self.owned_among(who, [str(c.get("id")) for c in records])
+        owner = self.owners.owner_id(who.owner_identity)
         return [
-            dict(c)
-            for c in conversations
-            if str(c.get("agent_id") or agent) == agent
-            and self.owners.refusal(viewer, str(c.get("id")), agent, c.get("summary")) is None
+            c
+            for c in records
+            if self.owners.refusal(viewer, str(c.get("id")), owner if str(c.get("id")) in mine else None) is None
         ]
 
-    # -- summaries that carry the owner ------------------------------------------------------
-    def new_summary(self, who: Caller, agent: str, visible: str | None) -> str | None:
-        """The summary to store for a conversation ``who`` creates or forks: its marker (HTTP callers
-        only; the local user marks nothing) and the visible text."""
-        if who is LOCAL:
-            return visible
-        return ownership.with_marker(self.owners.marker(who.owner_identity, agent), visible)
+    # -- creating what a caller owns ---------------------------------------------------------
+    async def _list_agent(self, agent: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self._gateway.list_conversations(agent_id=agent, limit=limit, after=after, summary_search=None)
 
-    def open_search(self, who: Caller, agent: str, key: str) -> str:
-        """The ``summary_search`` that finds what ``open_conversation`` made for (caller, agent, key)."""
-        return self.owners.search_prefix(who.owner_identity, slot=self.owners.slot(agent, key))
+    async def repair(self, owner: str | None = None, agent: str | None = None) -> int:
+        """Settle pending creates (of ``owner`` on ``agent`` when given): see ``owners.repair``."""
+        return await repair_all(self.store, self._list_agent, owner=owner, agent_id=agent)
 
-    def opened(self, who: Caller, agent: str, key: str, found: Iterable[Mapping[str, Any]]) -> Any:
-        """The conversation ``open_conversation`` made for (caller, agent, key) among ``found``, or None."""
-        return self.owners.opened(found, who.owner_identity, agent, key)
+    async def create_owned(
+        self,
+        who: Caller,
+        agent: str,
+        summary: str | None,
+        create: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        slot: str | None = None,
+    ) -> dict[str, Any]:
+        """Run ``create`` (a Letta create with exactly ``summary``) and record ``who`` as the owner.
 
-    def open_summary(self, who: Caller, agent: str, key: str) -> str:
-        """The summary of a new conversation for (caller, agent, key): marker with its slot, then the key."""
-        marker = self.owners.marker(who.owner_identity, agent, slot=self.owners.slot(agent, key))
-        return ownership.with_marker(marker, ownership.sanitise(key) or None)
+        A pending row goes in first and is replaced by the owner row after Letta answers; a create
+        Letta certainly refused drops it, any other failure leaves it for ``repair``. The local user
+        owns only what ``open_conversation`` makes (its slots), as it reaches everything anyway.
+        """
+        if who is LOCAL and slot is None:
+            return await create()
+        owner = self.owners.owner_id(who.owner_identity)
+        row = Pending(str(uuid.uuid4()), owner, agent, slot, summary, datetime.now(UTC))
+        await self.store.begin(row)
+        try:
+            raw = await create()
+        except (Rejected, Unreachable):
+            await self.store.finish(row.id, None)
+            raise
+        await self.store.finish(row.id, Owned(str(raw["id"]), agent, owner, slot))
+        return raw
+
+    async def claim(self, who: Caller, agent: str, conversation_id: str) -> None:
+        """Record ``who`` as the owner of a conversation it just made (a fork); the local user owns nothing."""
+        if who is not LOCAL:
+            await self.store.claim(Owned(conversation_id, agent, self.owners.owner_id(who.owner_identity)))
+
+    def open_slot(self, agent: str, key: str) -> str:
+        return self.owners.slot(agent, key)
+
+    async def opened(self, who: Caller, agent: str, key: str) -> list[str]:
+        """The conversations ``open_conversation`` made for (caller, agent, key), oldest first."""
+        owner = self.owners.owner_id(who.owner_identity)
+        await self.repair(owner, agent)
+        return await self.store.opened(owner, agent, self.open_slot(agent, key))

@@ -19,8 +19,10 @@ from .access import Access, owner_key
 from .backends.auto import create_backend
 from .cancels import CancelReasons
 from .coordination.auto import create_coordinator
+from .errors import Failure
 from .guards import guard_resource, guard_tool
 from .handshake import INSTRUCTIONS, NAME, TITLE
+from .owners.auto import create_owner_store
 from .resources import ResourceSpec
 from .settings import Settings
 from .state import AppState
@@ -101,6 +103,23 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
     return server
 
 
+async def open_owners(access: Access) -> None:
+    """At start: apply the owner store's migrations and settle creates a killed process left pending.
+
+    In the background, so a database or Letta that is away delays nothing; a failure is one warning
+    line, and every later call that needs the store tries again (and says why it cannot).
+    """
+    try:
+        with anyio.CancelScope(shield=True):  # a migration cut short by cancellation would strand its connection
+            await access.store.open()
+        fixed = await access.repair()
+    except Failure as failure:
+        log.warning("ownership database: %s", failure.message)
+        return
+    if fixed:
+        log.warning("ownership: %d conversation(s) created before a crash are now recorded for their owners", fixed)
+
+
 def lifespan(
     settings: Settings, reasons: CancelReasons | None = None
 ) -> Callable[[MCPServer[AppState]], AbstractAsyncContextManager[AppState]]:
@@ -110,8 +129,9 @@ def lifespan(
     async def run(server: MCPServer[AppState]) -> AsyncIterator[AppState]:
         gateway = create_backend(settings)
         coordinator = create_coordinator(settings.redis_url_value())
+        store = create_owner_store(settings.database_url_value(), timeout=min(settings.request_timeout, 10.0))
         try:
-            async with coordinator, anyio.create_task_group() as task_group:
+            async with store, coordinator, anyio.create_task_group() as task_group:
                 manager = TurnManager(
                     gateway,
                     task_group,
@@ -123,7 +143,7 @@ def lifespan(
                     settings=settings,
                     gateway=gateway,
                     turns=manager,
-                    access=Access(gateway, owner_key(settings)),
+                    access=Access(gateway, owner_key(settings), store),
                     coordinator=coordinator,
                     cancels=reasons if reasons is not None else CancelReasons(),
                 )
@@ -134,11 +154,13 @@ def lifespan(
                 for warning in settings.startup_warnings():
                     log.warning(warning)
                 log.info(
-                    "ready: Letta at %s (tool approvals: %s; cross-request state: %s)",
+                    "ready: Letta at %s (tool approvals: %s; cross-request state: %s; owners: %s)",
                     gateway.base_url,
                     settings.approvals,
                     coordinator.describe(),
+                    store.describe(),
                 )
+                task_group.start_soon(open_owners, state.access)
                 try:
                     yield state
                 finally:

@@ -3,8 +3,7 @@
 A listing walks Letta's conversations of every agent (``conversations.list`` without ``agent_id``,
 newest created first, a stable order for cursors) and keeps those the caller may reach, with the
 same rules as ``access.Access.authorize``: agents the token allows, and for scope ``own`` only the
-conversations carrying the caller's verified owner marker (found natively with the marker prefix
-as ``summary_search``).
+conversations the owner store records as the caller's (one store query per Letta page).
 
 A cursor given to a caller never names a conversation it may not reach: it is the last
 conversation *listed* plus how many records after it were already examined and left out
@@ -69,18 +68,22 @@ class Position:
 START = Position()
 
 
-def reach_rule(access: Access, who: Caller) -> tuple[str | None, Keep]:
-    """The ``summary_search`` to ask Letta with, and which records the caller may reach."""
-    viewer = who.viewer
-    if viewer.identity is not None and viewer.scope == "own":
-        identity = viewer.identity
+class Reach:
+    """Which records the caller may reach: agents the token allows and, for scope ``own``, the
+    conversations the store says it owns (``learn`` asks the store about a batch first)."""
 
-        def own(c: Mapping[str, Any]) -> bool:
-            agent = str(c.get("agent_id"))
-            return who.may_use(agent) and access.owners.owned_by(c.get("summary"), agent, identity)
+    def __init__(self, access: Access, who: Caller) -> None:
+        self._access, self._who = access, who
+        viewer = who.viewer
+        self.own = viewer.identity is not None and viewer.scope == "own"
+        self._mine: set[str] = set()
 
-        return access.owners.search_prefix(identity), own
-    return None, lambda c: who.may_use(str(c.get("agent_id")))
+    async def learn(self, records: list[dict[str, Any]]) -> None:
+        if self.own:
+            self._mine |= await self._access.owned_among(self._who, [str(r.get("id")) for r in records])
+
+    def __call__(self, c: Mapping[str, Any]) -> bool:
+        return self._who.may_use(str(c.get("agent_id"))) and (not self.own or str(c.get("id")) in self._mine)
 
 
 async def reachable_conversations(
@@ -95,7 +98,7 @@ async def reachable_conversations(
 ) -> tuple[list[dict[str, Any]], Position | None]:
     """Up to ``limit`` conversations the caller may reach (of ``agent``, or of every agent), newest
     first, that also pass ``also``; and where the next page starts (None: nothing more)."""
-    query, reach = reach_rule(access, who)
+    reach = Reach(access, who)
 
     def keep(c: Mapping[str, Any]) -> bool:
         return reach(c) and (also is None or also(c))
@@ -105,6 +108,7 @@ async def reachable_conversations(
             resumed = await gateway.get_conversation(position.after)
         except NotFound:
             resumed = {}
+        await reach.learn([resumed] if resumed else [])
         if not reach(resumed):  # a cursor never confirms a conversation the caller may not reach
             raise InvalidArgument(BAD_CURSOR)
     kept: list[dict[str, Any]] = []
@@ -112,9 +116,10 @@ async def reachable_conversations(
     cursor = position.after
     while examined < EXAMINE:
         try:
-            raw = await gateway.list_conversations(agent_id=agent, limit=BATCH, after=cursor, summary_search=query)
+            raw = await gateway.list_conversations(agent_id=agent, limit=BATCH, after=cursor, summary_search=None)
         except NotFound:
             raise InvalidArgument(BAD_CURSOR) from None
+        await reach.learn(raw)
         for record in raw:
             if to_skip:
                 to_skip -= 1

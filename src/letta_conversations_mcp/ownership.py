@@ -1,27 +1,27 @@
-"""Who owns a conversation: signed owner markers in Letta summaries, and the scope rules (pure, no I/O).
+"""Who owns a conversation: owner and slot ids, the scope rules, and the legacy summary markers (pure, no I/O).
 
-Ownership lives in Letta itself, as a marker at the start of the conversation's summary::
+Ownership lives in a database this server owns (``owners/``: SQLite by default, PostgreSQL for
+several processes), never in Letta: summaries stored in Letta are the caller's text, so a rename in
+Letta's ADE or Letta Code changes nothing about who may reach a conversation. This module has the
+rules; the store does the I/O.
+
+- ``owner`` is HMAC(secret, caller identity), 16 hex: stable per caller, and the database never
+  holds a caller's name.
+- ``slot`` is HMAC(secret, agent, key), 16 hex, for conversations made by ``open_conversation``
+  (so the same caller and key find the same conversation again).
+
+The secret is LETTA_MCP_OWNER_SECRET; unset, it is derived from the Letta API key, and without
+either a built-in key is used. When the secret changes, recorded owners no longer match their
+callers: those conversations stay in Letta, reachable with the ``agent`` scope only.
+
+Earlier versions kept ownership as a signed marker at the start of the summary::
 
     [mcp-owner:v1:<owner>:<slot>:<mac>] the summary the caller sees
 
-Why there and not in a local table or the coordination store: the record survives restarts of
-this server, needs no database, is shared as-is by every server process that serves the same
-Letta, and a caller's own conversations page natively through Letta's ``summary_search`` (the
-marker's ``[mcp-owner:v1:<owner>:`` prefix is the search text).
-
-- ``owner`` is HMAC(secret, caller identity), 16 hex: stable per caller, and it does not show
-  the caller's name to people reading summaries in Letta's ADE.
-- ``slot`` is HMAC(secret, agent, key), 16 hex, for conversations made by ``open_conversation``
-  (so the same caller and key find the same conversation again), or ``-`` for the others.
-- ``mac`` is HMAC(secret, owner, slot, agent), 32 hex: without the secret nobody can write a
-  marker that verifies, and a marker copied onto another agent's conversation does not verify.
-
-Callers never write markers: text that looks like one is removed from every summary they pass
-(at create and at update), and stripped from every summary shown to them. An update keeps the
-stored marker. The secret is LETTA_MCP_OWNER_SECRET; unset, it is derived from the Letta API key,
-and without either a built-in key is used (markers then only resist callers of this server, not
-people who can write summaries in Letta directly). When the secret changes, existing markers no
-longer verify: those conversations stay in Letta, reachable with the ``agent`` scope only.
+with ``mac`` = HMAC(secret, owner, slot, agent), 32 hex. ``OwnerKey.verified`` still reads them, for
+the ``migrate-owners`` command (``migration.py``) that moves them into the database. Text that looks
+like a marker stays reserved: it is removed from every summary a caller passes (so nobody can plant
+one for that command to trust) and from every summary shown.
 
 Scopes: ``own`` (the default) reaches only the caller's own conversations; ``agent`` reaches
 every conversation of the agents the token allows, including the agent's ``default``
@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,7 +42,7 @@ CallerScope = Literal["own", "agent"]
 SCOPES: tuple[CallerScope, ...] = ("own", "agent")
 
 #: Why a caller may not reach a conversation (logged, never shown: every one reads as "not found").
-Refusal = Literal["default-conversation", "unowned", "other-owner", "unverified-marker"]
+Refusal = Literal["default-conversation", "unowned", "other-owner"]
 
 MARKER_PREFIX = "[mcp-owner:"
 _VERSION = "v1"
@@ -126,11 +126,6 @@ class OwnerKey:
         owner = self.owner_id(identity)
         return f"{MARKER_PREFIX}{_VERSION}:{owner}:{slot}:{self._mac(owner, slot, agent_id)}]"
 
-    def search_prefix(self, identity: str, *, slot: str | None = None) -> str:
-        """The ``summary_search`` text that finds the identity's conversations (optionally one slot)."""
-        prefix = f"{MARKER_PREFIX}{_VERSION}:{self.owner_id(identity)}:"
-        return f"{prefix}{slot}:" if slot else prefix
-
     def verified(self, summary: str | None, agent_id: str) -> Marker | None:
         """The summary's leading marker if this key made it for this agent; else None."""
         marker = parse_marker(summary)
@@ -139,39 +134,19 @@ class OwnerKey:
         expected = self._mac(marker.owner, marker.slot, agent_id)
         return marker if hmac.compare_digest(expected, marker.mac) else None
 
-    def owned_by(self, summary: str | None, agent_id: str, identity: str) -> bool:
-        marker = self.verified(summary, agent_id)
-        return marker is not None and hmac.compare_digest(marker.owner, self.owner_id(identity))
-
-    def refusal(self, viewer: Viewer, conversation_id: str, agent_id: str, summary: str | None) -> Refusal | None:
-        """Why ``viewer`` may not reach the conversation (None: it may). Agent limits are checked elsewhere."""
+    def refusal(self, viewer: Viewer, conversation_id: str, stored_owner: str | None) -> Refusal | None:
+        """Why ``viewer`` may not reach the conversation whose recorded owner is ``stored_owner`` (None:
+        nobody's); None when it may. Agent limits are checked elsewhere."""
         identity = viewer.identity
         if identity is None or viewer.scope == "agent":
             return None
         if conversation_id == "default":
             return "default-conversation"
-        marker = parse_marker(summary)
-        if marker is None:
+        if stored_owner is None:
             return "unowned"
-        if self.verified(summary, agent_id) is None:
-            return "unverified-marker"
-        if not hmac.compare_digest(marker.owner, self.owner_id(identity)):
+        if not hmac.compare_digest(stored_owner, self.owner_id(identity)):
             return "other-owner"
         return None
-
-    def opened(self, conversations: Iterable[Mapping[str, Any]], identity: str, agent_id: str, key: str) -> Any:
-        """The oldest conversation ``open_conversation`` made for (identity, agent, key), or None."""
-        owner, slot = self.owner_id(identity), self.slot(agent_id, key)
-        mine = [
-            c
-            for c in conversations
-            if str(c.get("agent_id") or agent_id) == agent_id
-            and (m := self.verified(c.get("summary"), agent_id)) is not None
-            and m.owner == owner
-            and m.slot == slot
-        ]
-        mine.sort(key=lambda c: (str(c.get("created_at") or ""), str(c.get("id") or "")))
-        return mine[0] if mine else None
 
 
 def parse_marker(summary: str | None) -> Marker | None:
@@ -206,12 +181,6 @@ def with_marker(marker: str | None, visible: str | None) -> str:
     return f"{marker} {visible}" if visible else marker
 
 
-def kept_on_update(stored: str | None, new_visible: str) -> str:
-    """The summary to store for an update: the stored well-formed marker kept, the caller's text sanitised."""
-    marker = parse_marker(stored)
-    return with_marker(marker.text if marker else None, sanitise(new_visible))
-
-
 def matches_search(summary: str | None, search: str | None) -> bool:
     """Whether the visible summary contains ``search`` (case-sensitive, like Letta's summary_search)."""
     if not search:
@@ -221,18 +190,18 @@ def matches_search(summary: str | None, search: str | None) -> bool:
 
 
 def secret_warning(source: SecretSource) -> str | None:
-    """What to log at start when callers are told apart by markers signed with an unconfigured key."""
+    """What to log at start when callers' owner ids come from an unconfigured key."""
     if source == "configured":
         return None
     if source == "api-key":
         return (
-            "LETTA_MCP_OWNER_SECRET is not set: owner markers are signed with a key derived from the Letta "
+            "LETTA_MCP_OWNER_SECRET is not set: owner ids are derived with a key made from the Letta "
             "API key, so changing that key hides every caller's conversations from them. Set "
             "LETTA_MCP_OWNER_SECRET (the same on every server process)"
         )
     return (
-        "LETTA_MCP_OWNER_SECRET is not set and there is no Letta API key: owner markers are signed with a "
-        "built-in key, so anyone who can edit summaries in Letta directly could forge them. Set "
+        "LETTA_MCP_OWNER_SECRET is not set and there is no Letta API key: owner ids are derived with a "
+        "built-in key, so anyone who knows a caller's name can compute its owner id. Set "
         "LETTA_MCP_OWNER_SECRET (the same on every server process)"
     )
 
@@ -245,23 +214,27 @@ async def filtered_page(
     after: str | None,
     batch: int = 100,
     max_batches: int = 10,
+    first: int | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Up to ``limit`` records that pass ``keep``, read from Letta pages of ``batch`` starting after
     ``after``; and the cursor to continue from (None when Letta has no more).
 
     The cursor is the id of the last record examined, kept or not, so the next call neither
     repeats nor skips one. After ``max_batches`` pages the page may be short but still has a cursor.
+    ``first`` (default ``batch``) is the size of the first Letta page: ``limit``, when most records
+    are expected to pass, so a full page costs one request of the page's own size.
     """
     kept: list[dict[str, Any]] = []
     cursor = after
-    for _ in range(max_batches):
-        raw = await fetch(cursor, batch)
+    for number in range(max_batches):
+        size = first if number == 0 and first else batch
+        raw = await fetch(cursor, size)
         for record in raw:
             cursor = str(record.get("id"))
             if keep(record):
                 kept.append(record)
                 if len(kept) == limit:
                     return kept, cursor
-        if len(raw) < batch:
+        if len(raw) < size:
             return kept, None
     return kept, cursor

@@ -133,9 +133,18 @@ class CoreSettings(BaseSettings):
     owner_secret: SecretStr | None = Field(
         default=None,
         description=(
-            "Key that signs the owner markers kept in conversation summaries (env LETTA_MCP_OWNER_SECRET); "
+            "Key that derives the owner ids kept in the ownership database (env LETTA_MCP_OWNER_SECRET); "
             "at least 16 characters, the same on every server process. Unset: derived from LETTA_API_KEY. "
             "Changing it orphans existing ownership (those conversations stay reachable with the agent scope)"
+        ),
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Where conversation owners and open_conversation keys are kept (env LETTA_MCP_DATABASE_URL): "
+            "postgresql://user:password@host:5432/db, shared by several server processes, or sqlite:///path. "
+            "Unset: a SQLite file in the user's data directory (its path is logged at start)"
         ),
     )
 
@@ -206,6 +215,27 @@ class Settings(OAuthSettings, HttpSettings, CoreSettings):
             url = "redis" + url.removeprefix("valkey")
         return SecretStr(url)
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value().strip()
+        if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+            return SecretStr(url)
+        if url.startswith(("postgresql://", "postgres://")):
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+            except ValueError:
+                parts = None
+            if parts is not None and parts.hostname and parts.path.strip("/"):
+                return SecretStr(url)
+        raise ValueError("must be postgresql://user:password@host:5432/database or sqlite:///path/to/owners.sqlite3")
+
+    def database_url_value(self) -> str | None:
+        return self.database_url.get_secret_value() if self.database_url is not None else None
+
     def redis_url_value(self) -> str | None:
         return self.redis_url.get_secret_value() if self.redis_url is not None else None
 
@@ -248,7 +278,7 @@ class Settings(OAuthSettings, HttpSettings, CoreSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for redaction of log lines and messages: each bearer token (bare, as
-        ``name:token`` and from the auth file), the API key, the owner secret and the Redis password."""
+        ``name:token`` and from the auth file), the API key, the owner secret and the Redis and database passwords."""
         values: list[str] = []
         for entry in self.token_list():
             values += [entry, entry.partition(":")[2].strip() or entry]
@@ -256,11 +286,12 @@ class Settings(OAuthSettings, HttpSettings, CoreSettings):
         for secret in (self.api_key, self.owner_secret, self.oauth_client_secret):
             if secret is not None:
                 values.append(secret.get_secret_value())
-        if self.redis_url is not None:
-            with contextlib.suppress(ValueError):
-                password = urlsplit(self.redis_url.get_secret_value()).password
-                if password:
-                    values.append(password)
+        for url in (self.redis_url, self.database_url):
+            if url is not None:
+                with contextlib.suppress(ValueError):
+                    password = urlsplit(url.get_secret_value()).password
+                    if password:
+                        values.append(password)
         return values
 
     def _auth_file_tokens(self) -> list[str]:

@@ -49,7 +49,17 @@ def harness(letta_stack: Any, tmp_path: Path) -> Harness:
             created = await letta.conversations.create(agent_id=letta_stack.agent_id, summary=summary)
         return created.id
 
-    return Harness(start=start, agent_id=letta_stack.agent_id, outside=outside)
+    async def rename(conversation_id: str, summary: str) -> None:
+        async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as letta:
+            await letta.conversations.update(conversation_id, summary=summary)
+
+    async def stored_summary(conversation_id: str) -> str | None:
+        async with AsyncLetta(base_url=letta_stack.base_url, max_retries=0) as letta:
+            return (await letta.conversations.retrieve(conversation_id)).summary
+
+    return Harness(
+        start=start, agent_id=letta_stack.agent_id, outside=outside, rename=rename, stored_summary=stored_summary
+    )
 
 
 @pytest.mark.parametrize("scenario", privacy_scenarios.SCENARIOS, ids=list(privacy_scenarios.scenario_ids()))

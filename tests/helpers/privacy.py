@@ -66,6 +66,9 @@ class Harness:
     start: Callable[[], AbstractContextManager[str]]
     agent_id: str
     outside: Callable[[str | None], Awaitable[str]]
+    #: Straight in Letta, as the ADE or Letta Code would: set a conversation's summary; read it back.
+    rename: Callable[[str, str], Awaitable[None]]
+    stored_summary: Callable[[str], Awaitable[str | None]]
     #: Letta Code's App Server backend: memory is its MemFS files, with no isolated copies per conversation.
     app_server: bool = False
 
@@ -402,6 +405,33 @@ async def ownership_survives_a_restart(h: Harness) -> None:
             assert (await ok(bob, "open_conversation", key="support"))["id"] != opened
 
 
+async def renaming_in_letta_changes_nothing(h: Harness) -> None:
+    """Summaries in Letta are the caller's text (no owner marker); renaming a conversation in Letta's
+    own apps (a person, or Letta Code's generated title) keeps it its owner's, and only theirs."""
+    with h.start() as url:
+        async with client(url, "alice") as alice:
+            created = (await ok(alice, "create_conversation", summary="Trip planning"))["id"]
+            opened = (await ok(alice, "open_conversation", key="support"))["id"]
+            forked = (await ok(alice, "fork_conversation", conversation_id=created))["id"]
+        assert await h.stored_summary(created) == "Trip planning"
+        assert await h.stored_summary(opened) == "support"
+        for cid in (created, opened, forked):
+            await h.rename(cid, f"[mcp-owner:v1:x] renamed in Letta Code {cid[-4:]}")
+        async with client(url, "alice") as alice:
+            listed = await ids_listed(alice)
+            assert {created, opened, forked} <= set(listed)
+            assert (await ok(alice, "open_conversation", key="support"))["id"] == opened
+            seen = await ok(alice, "get_conversation", conversation_id=created)
+            assert seen["summary"] == f"renamed in Letta Code {created[-4:]}"
+            await ok(alice, "update_summary", conversation_id=created, summary="Trip planning, again")
+        assert await h.stored_summary(created) == "Trip planning, again"
+        async with client(url, "bob") as bob:
+            for cid in (created, opened, forked):
+                await assert_looks_missing(bob, cid)
+            assert not {created, opened, forked} & set(await ids_listed(bob))
+            assert (await ok(bob, "open_conversation", key="support"))["id"] != opened
+
+
 async def resource_lists_show_reachable_transcripts_only(h: Harness) -> None:
     outside = await h.outside("made in the ADE, listed")
     memory_uri = f"letta://agents/{h.agent_id}/memory"
@@ -439,6 +469,7 @@ SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
     forks_belong_to_the_forker,
     notifications_reach_only_the_owner,
     ownership_survives_a_restart,
+    renaming_in_letta_changes_nothing,
 ]
 
 
@@ -480,21 +511,37 @@ def double_harness(letta_double: Any, agent_id: str, settings: Settings) -> Harn
     async def outside(summary: str | None) -> str:
         return await made_outside(letta_double, agent_id, summary)
 
-    return Harness(start=lambda: serve(settings), agent_id=agent_id, outside=outside)
+    async def rename(conversation_id: str, summary: str) -> None:
+        async with httpx2.AsyncClient(base_url=letta_double.base_url) as http:
+            response = await http.patch(f"/v1/conversations/{conversation_id}", json={"summary": summary})
+            response.raise_for_status()
+
+    async def stored_summary(conversation_id: str) -> str | None:
+        return letta_double.conversations[conversation_id].get("summary")
+
+    return Harness(
+        start=lambda: serve(settings), agent_id=agent_id, outside=outside, rename=rename, stored_summary=stored_summary
+    )
 
 
-async def made_on_app_server(url: str, agent_id: str, summary: str | None) -> str:
-    """A conversation created on Letta Code's App Server directly (as Letta Code's own client would): its id."""
+async def app_server_command(url: str, command: dict[str, Any]) -> dict[str, Any]:
+    """One command sent to Letta Code's App Server directly (as Letta Code's own client would): its reply."""
     from websockets.asyncio.client import connect
 
-    body: dict[str, Any] = {"agent_id": agent_id} | ({"summary": summary} if summary is not None else {})
     async with connect(url) as ws:
-        await ws.send(json.dumps({"type": "conversation_create", "request_id": "outside", "body": body}))
+        await ws.send(json.dumps({**command, "request_id": "outside"}))
         while True:
             reply = json.loads(await ws.recv())
             if reply.get("request_id") == "outside":
                 assert reply.get("success"), reply
-                return str(reply["conversation"]["id"])
+                return reply
+
+
+async def made_on_app_server(url: str, agent_id: str, summary: str | None) -> str:
+    """A conversation created on Letta Code's App Server directly: its id."""
+    body: dict[str, Any] = {"agent_id": agent_id} | ({"summary": summary} if summary is not None else {})
+    reply = await app_server_command(url, {"type": "conversation_create", "body": body})
+    return str(reply["conversation"]["id"])
 
 
 def app_server_harness(url: str, agent_id: str, auth_file: Path) -> Harness:
@@ -511,4 +558,19 @@ def app_server_harness(url: str, agent_id: str, auth_file: Path) -> Harness:
     async def outside(summary: str | None) -> str:
         return await made_on_app_server(url, agent_id, summary)
 
-    return Harness(start=lambda: serve(settings), agent_id=agent_id, outside=outside, app_server=True)
+    async def rename(conversation_id: str, summary: str) -> None:
+        command = {"type": "conversation_update", "conversation_id": conversation_id, "body": {"summary": summary}}
+        await app_server_command(url, command)
+
+    async def stored_summary(conversation_id: str) -> str | None:
+        reply = await app_server_command(url, {"type": "conversation_retrieve", "conversation_id": conversation_id})
+        return reply["conversation"].get("summary")
+
+    return Harness(
+        start=lambda: serve(settings),
+        agent_id=agent_id,
+        outside=outside,
+        rename=rename,
+        stored_summary=stored_summary,
+        app_server=True,
+    )

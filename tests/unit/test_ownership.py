@@ -1,10 +1,10 @@
-"""Owner markers and scopes (pure): making, verifying, hiding and guarding the marker in summaries.
+"""Owner ids, scopes and the legacy summary markers (pure).
 
-What is pinned: a marker verifies only under the key that made it and only for its agent; a
-caller's text never yields a marker (sanitised at create and update, in any spelling); an update
-keeps the stored marker; callers never see a marker; the decision "may this viewer reach that
-conversation" for both scopes, the local user, ``default`` and conversations made elsewhere; the
-search prefix finds exactly one caller's conversations; the owner secret setting and its default.
+What is pinned: a legacy marker verifies only under the key that made it and only for its agent
+(what ``migrate-owners`` trusts); a caller's text never yields a marker (sanitised at create and
+update, in any spelling); callers never see a marker; the decision "may this viewer reach that
+conversation" from the recorded owner, for both scopes, the local user, ``default`` and
+conversations nobody owns; the owner secret setting and its default.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from letta_conversations_mcp.ownership import (
     OwnerKey,
     Viewer,
     filtered_page,
-    kept_on_update,
     matches_search,
     parse_marker,
     sanitise,
@@ -112,29 +111,6 @@ def test_sanitise_leaves_ordinary_text_alone() -> None:
     assert sanitise("owner: mcp team") == "owner: mcp team"
 
 
-def test_a_forged_summary_stored_after_a_real_marker_gains_nothing() -> None:
-    bob_marker = KEY.marker("caller:bob", AGENT)
-    stored = with_marker(KEY.marker("caller:alice", AGENT), sanitise(f"{bob_marker} steal"))
-    assert KEY.owned_by(stored, AGENT, "caller:alice")
-    assert not KEY.owned_by(stored, AGENT, "caller:bob")
-    assert KEY.search_prefix("caller:bob") not in stored
-
-
-def test_update_keeps_the_stored_marker_and_sanitises_the_new_text() -> None:
-    stored = with_marker(KEY.marker("caller:alice", AGENT, slot=KEY.slot(AGENT, "support")), "support")
-    bob_marker = KEY.marker("caller:bob", AGENT)
-    updated = kept_on_update(stored, f"{bob_marker} new text")
-    assert KEY.owned_by(updated, AGENT, "caller:alice")
-    assert parse_marker(updated) == parse_marker(stored), "the slot must survive so open_conversation finds it"
-    assert visible_summary(updated) == "new text"
-
-
-def test_update_of_an_unmarked_summary_stays_unmarked() -> None:
-    assert kept_on_update("made in the ADE", "renamed") == "renamed"
-    assert kept_on_update(None, "[mcp-owner:v1:forged] renamed") == "renamed"
-    assert kept_on_update("[mcp-owner:0123456789abcdef] legacy", "renamed") == "renamed"
-
-
 def test_callers_never_see_markers() -> None:
     assert visible_summary(alice_summary("billing")) == "billing"
     assert visible_summary(with_marker(KEY.marker("caller:alice", AGENT), None)) is None
@@ -149,53 +125,29 @@ def test_search_matches_the_visible_text_only() -> None:
     assert not matches_search(None, "x")
 
 
-def test_search_prefix_finds_one_callers_conversations_and_one_slot() -> None:
-    slot = KEY.slot(AGENT, "support")
-    opened = with_marker(KEY.marker("caller:alice", AGENT, slot=slot), "support")
-    created = alice_summary("other")
-    assert KEY.search_prefix("caller:alice") in opened and KEY.search_prefix("caller:alice") in created
-    assert KEY.search_prefix("caller:alice", slot=slot) in opened
-    assert KEY.search_prefix("caller:alice", slot=slot) not in created
-    assert KEY.search_prefix("caller:bob") not in opened
-
-
 # -- who may reach what ----------------------------------------------------------------------------
 
 
+ALICE_ID = KEY.owner_id("caller:alice")
+
+
 @pytest.mark.parametrize(
-    ("viewer", "conversation", "summary", "refusal"),
+    ("viewer", "conversation", "stored_owner", "refusal"),
     [
-        (ALICE, CONV, alice_summary(), None),
-        (BOB, CONV, alice_summary(), "other-owner"),
-        (ALICE, CONV, "made in the ADE", "unowned"),
+        (ALICE, CONV, ALICE_ID, None),
+        (BOB, CONV, ALICE_ID, "other-owner"),
         (ALICE, CONV, None, "unowned"),
         (ALICE, "default", None, "default-conversation"),
-        (ALICE, CONV, alice_summary(key=OwnerKey(b"old-secret-0123456789abc")), "unverified-marker"),
-        (ALICE, CONV, alice_summary(agent=OTHER_AGENT), "unverified-marker"),
-        (OPERATOR, CONV, alice_summary(), None),
-        (OPERATOR, CONV, "made in the ADE", None),
+        (ALICE, CONV, OwnerKey(b"old-secret-0123456789abc").owner_id("caller:alice"), "other-owner"),
+        (OPERATOR, CONV, ALICE_ID, None),
+        (OPERATOR, CONV, None, None),
         (OPERATOR, "default", None, None),
-        (Viewer.local(), CONV, alice_summary(), None),
+        (Viewer.local(), CONV, ALICE_ID, None),
         (Viewer.local(), "default", None, None),
     ],
 )
-def test_refusal(viewer: Viewer, conversation: str, summary: str | None, refusal: str | None) -> None:
-    assert KEY.refusal(viewer, conversation, AGENT, summary) == refusal
-
-
-def test_opened_picks_the_oldest_verified_conversation_for_the_slot() -> None:
-    slot = KEY.slot(AGENT, "support")
-    mine = with_marker(KEY.marker("caller:alice", AGENT, slot=slot), "support")
-    forged = with_marker(KEY.marker("caller:alice", AGENT, slot=slot)[:-3] + "00]", "support")
-    conversations = [
-        {"id": "conv-c", "agent_id": AGENT, "summary": forged, "created_at": "2026-01-01T00:00:00Z"},
-        {"id": "conv-b", "agent_id": AGENT, "summary": mine, "created_at": "2026-01-03T00:00:00Z"},
-        {"id": "conv-a", "agent_id": AGENT, "summary": mine, "created_at": "2026-01-02T00:00:00Z"},
-        {"id": "conv-d", "agent_id": AGENT, "summary": alice_summary("support"), "created_at": "2026-01-01"},
-    ]
-    assert KEY.opened(conversations, "caller:alice", AGENT, "support")["id"] == "conv-a"
-    assert KEY.opened(conversations, "caller:bob", AGENT, "support") is None
-    assert KEY.opened(conversations, "caller:alice", AGENT, "billing") is None
+def test_refusal(viewer: Viewer, conversation: str, stored_owner: str | None, refusal: str | None) -> None:
+    assert KEY.refusal(viewer, conversation, stored_owner) == refusal
 
 
 # -- the secret --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from .. import access, ownership, validation
-from ..errors import LettaRequestError
+from ..errors import LettaRequestError, NotFound
 from ..models import ConversationInfo, ConversationList
 from ..results import reply
 from ..state import AppState, app_state
@@ -203,15 +203,20 @@ async def create_conversation(
     clean_summary = access.caller_summary(validation.summary_text(summary)) if summary is not None else None
     checked_settings = validation.model_settings(model_settings) if model_settings else None
     labels = validation.block_labels(isolated_block_labels) if isolated_block_labels else None
-    raw = await state.gateway.create_conversation(
-        agent_id=agent,
-        summary=state.access.new_summary(caller, agent, clean_summary),
-        model=model,
-        model_settings=checked_settings,
-        isolated_block_labels=labels,
-        description=description.strip() if description and description.strip() else None,
-        hidden=hidden,
-        context_window_limit=context_window_limit,
+    raw = await state.access.create_owned(
+        caller,
+        agent,
+        clean_summary,
+        lambda: state.gateway.create_conversation(
+            agent_id=agent,
+            summary=clean_summary,
+            model=model,
+            model_settings=checked_settings,
+            isolated_block_labels=labels,
+            description=description.strip() if description and description.strip() else None,
+            hidden=hidden,
+            context_window_limit=context_window_limit,
+        ),
     )
     info = ConversationInfo.from_letta(raw)
     info.hidden = info.hidden or hidden or None  # Letta's conversation has no hidden field
@@ -237,8 +242,6 @@ async def update_summary(
         raise ToolError("the 'default' conversation has no summary: pass a conversation id (conv-…)")
     summary = access.caller_summary(validation.summary_text(summary))
     await state.access.authorize(ctx, conversation=conversation_id)
-    stored = await state.gateway.get_conversation(conversation_id)
-    summary = ownership.kept_on_update(stored.get("summary"), summary)
     return reply(ConversationInfo.from_letta(await state.gateway.update_summary(conversation_id, summary)))
 
 
@@ -265,16 +268,25 @@ async def open_conversation(
     agent = validation.resolve_agent(agent_id, state.settings.agent_id, purpose="to open a conversation")
     caller = await state.access.authorize(ctx, agent=agent)
     key = key.strip()
-    search = state.access.open_search(caller, agent, key)
-    async with state.coordinator.lock(f"open:{search}"):  # across processes with a shared coordinator
-        found = await state.gateway.list_conversations(agent_id=agent, limit=20, after=None, summary_search=search)
-        mine = state.access.opened(caller, agent, key, found)
-        if mine:
+    slot = state.access.open_slot(agent, key)
+    owner = state.access.owners.owner_id(caller.owner_identity)
+    async with state.coordinator.lock(f"open:{owner}:{slot}"):  # across processes with a shared coordinator
+        for conversation_id in await state.access.opened(caller, agent, key):
+            try:
+                mine = await state.gateway.get_conversation(conversation_id)
+            except NotFound:  # deleted in Letta meanwhile: the slot is free again
+                await state.access.store.forget(conversation_id)
+                continue
             info = ConversationInfo.from_letta(mine)
             info.note = "existing conversation"
             return reply(info)
-        created = await state.gateway.create_conversation(
-            agent_id=agent, summary=state.access.open_summary(caller, agent, key), model=None, model_settings=None
+        summary = ownership.sanitise(key) or None
+        created = await state.access.create_owned(
+            caller,
+            agent,
+            summary,
+            lambda: state.gateway.create_conversation(agent_id=agent, summary=summary, model=None, model_settings=None),
+            slot=slot,
         )
     info = ConversationInfo.from_letta(created)
     info.note = "created a new conversation"

@@ -9,7 +9,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from .. import ownership, validation
+from .. import validation
 from ..models import CompactResult, ConversationInfo, DeleteResult
 from ..results import reply
 from ..state import app_state
@@ -32,7 +32,7 @@ async def fork_conversation(
 ) -> Annotated[CallToolResult, ConversationInfo]:
     """Copy a conversation into a new one (optionally only up to a message) to explore a different path.
 
-    The fork belongs to whoever forked it (Letta gives it no summary; over HTTP it gets the caller's owner marker).
+    The fork belongs to whoever forked it (Letta gives it no summary; over HTTP the caller is recorded as its owner).
     """
     state = app_state(ctx)
     conversation_id, agent = validation.conversation_scope(conversation_id, agent_id, state.settings.agent_id)
@@ -40,11 +40,7 @@ async def fork_conversation(
     if message_id:
         validation.message_id(message_id, argument="message_id")
     forked = await state.gateway.fork(conversation_id, agent_id=agent, message_id=message_id, hidden=hidden)
-    marked = state.access.new_summary(
-        caller, str(forked.get("agent_id")), ownership.visible_summary(forked.get("summary"))
-    )
-    if marked != forked.get("summary") and marked is not None:
-        forked = await state.gateway.update_summary(str(forked["id"]), marked)
+    await state.access.claim(caller, str(forked.get("agent_id") or agent), str(forked["id"]))
     info = ConversationInfo.from_letta(forked)
     info.hidden = info.hidden or hidden or None  # Letta's conversation has no hidden field
     return reply(info)

@@ -100,7 +100,7 @@ async def search_conversations(
                 note=f"{missing.message.split(';')[0]}; searched the summaries for the text instead",
             )
         )
-    mine = state.access.reachable(caller, agent, found)
+    mine = await state.access.reachable(caller, agent, found)
     return reply(
         ConversationSearch(
             agent_id=agent,
