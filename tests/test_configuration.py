@@ -36,6 +36,7 @@ BAD = {
     "auth_file": "/nonexistent/auth.json",
     "owner_secret": "tiny",
     "redis_url": "http://valkey:6379",
+    "database_url": "mysql://db:3306/owners",
     "max_sessions_per_caller": "0",
     "session_idle_seconds": "-1",
     "max_subscriptions_per_session": "0",

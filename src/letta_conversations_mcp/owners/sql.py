@@ -86,13 +86,15 @@ class SqlOwnerStore:
         )
 
     async def _guarded(self, work: Callable[[], Awaitable[T]]) -> T:
+        done: list[T] = []
         try:
             # Shielded: a statement cut short by the caller's cancellation strands its connection
             # (and with aiosqlite its thread); every one ends within ``timeout`` all the same.
             with anyio.CancelScope(shield=True), anyio.fail_after(self._timeout):
-                return await work()
+                done.append(await work())
         except _FAILURES as error:
             raise self._unavailable(error) from None
+        return done[0]
 
     async def open(self) -> None:
         async with self._opening:

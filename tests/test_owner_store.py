@@ -1,0 +1,102 @@
+"""The owner store: SQLite created on first use where the logs say, migrations applied once, claims
+idempotent, pending creates settled, and a database that is down as one sentence without a hang."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from letta_conversations_devstack.stack import free_port
+from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.owners import Owned, OwnerStoreUnavailable, Pending
+from letta_conversations_mcp.owners.auto import create_owner_store, default_file
+from letta_conversations_mcp.owners.repair import GRACE, repair
+from letta_conversations_mcp.settings import Settings
+from tests.helpers.owners import sqlite_store
+from tests.helpers.tools import call, make_settings
+
+pytestmark = pytest.mark.anyio
+AGENT = "agent-c5a90355-7e62-4651-b8f8-4ab17d9e7795"
+
+
+async def test_the_default_database_is_a_sqlite_file_in_the_user_data_directory(
+    own_data_directory: Path, letta_double: Any, agent_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    path = default_file()
+    assert path == own_data_directory / "letta-conversations-mcp" / "owners.sqlite3" and not path.exists()
+    async with Client(build_server(make_settings(letta_double.base_url, agent_id))) as client:
+        await call(client, "open_conversation", key="notes")
+    assert path.exists(), "created on first use"
+    assert any(str(path) in r.getMessage() for r in caplog.records), "its path is in the start-up log"
+
+
+async def test_migrations_apply_once_and_claims_are_idempotent(tmp_path: Path) -> None:
+    async with sqlite_store(tmp_path) as store:
+        await store.open()
+        assert await store.claim(Owned("conv-1", AGENT, "owner-a", "slot-1"))
+        assert not await store.claim(Owned("conv-1", AGENT, "owner-b")), "the first owner stays"
+    async with sqlite_store(tmp_path) as again:  # a second start on the same file: migrations are no-ops
+        assert await again.owner_of("conv-1") == "owner-a"
+        assert await again.opened("owner-a", AGENT, "slot-1") == ["conv-1"]
+        assert await again.owned_among("owner-b", ["conv-1"]) == set()
+
+
+async def test_a_pending_create_is_repaired_to_its_conversation_or_dropped_after_the_grace(tmp_path: Path) -> None:
+    started = datetime.now(UTC)
+    letta = [
+        {"id": "conv-other-summary", "summary": "b", "created_at": (started + timedelta(seconds=1)).isoformat()},
+        {"id": "conv-made", "summary": "a", "created_at": (started + timedelta(seconds=1)).isoformat()},
+        {"id": "conv-before", "summary": "a", "created_at": (started - timedelta(minutes=5)).isoformat()},
+    ]
+
+    async def page(agent: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        return letta if after is None else []
+
+    async with sqlite_store(tmp_path) as store:
+        row = Pending("p1", "owner-a", AGENT, None, "a", started)
+        await store.begin(row)
+        assert await repair(store, row, page) == "conv-made"
+        assert await store.owner_of("conv-made") == "owner-a" and await store.pending() == []
+        lost = Pending("p2", "owner-a", AGENT, None, "never made", started)
+        await store.begin(lost)
+        assert await repair(store, lost, page) is None and len(await store.pending()) == 1, "kept while young"
+        assert await repair(store, lost, page, now=started + GRACE + timedelta(seconds=1)) is None
+        assert await store.pending() == [], "dropped once no create can still be running"
+
+
+async def test_a_postgresql_url_to_a_closed_port_is_one_sentence_without_a_hang() -> None:
+    url = f"postgresql://lcm:hunter2-secret@127.0.0.1:{free_port()}/owners"
+    store = create_owner_store(url, timeout=5)
+    began = time.monotonic()
+    with pytest.raises(OwnerStoreUnavailable) as info:
+        await store.owner_of("conv-1")
+    await store.aclose()
+    assert time.monotonic() - began < 8
+    message = info.value.message
+    assert "ownership database" in message and "LETTA_MCP_DATABASE_URL" in message
+    assert "hunter2-secret" not in message and "\n" not in message
+
+
+async def test_a_tool_call_with_the_database_down_is_one_sentence(letta_double: Any, agent_id: str) -> None:
+    settings = make_settings(letta_double.base_url, agent_id)
+    settings.database_url = Settings(database_url=f"postgresql://lcm@127.0.0.1:{free_port()}/owners").database_url  # type: ignore[call-arg]
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool("open_conversation", {"key": "notes"})
+    text = "".join(getattr(b, "text", "") for b in result.content)
+    assert result.is_error and "ownership database" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("url", ["mysql://db/owners", "postgresql://", "sqlite://relative"])
+def test_a_bad_database_url_is_one_line_and_exit_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from letta_conversations_mcp.__main__ import main
+
+    assert main([f"--database-url={url}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "LETTA_MCP_DATABASE_URL" in err
