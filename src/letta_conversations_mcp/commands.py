@@ -1,4 +1,4 @@
-"""The command line's commands besides serving: ``stack …`` and ``demo`` (from a clone), ``--version``.
+"""The command line's commands besides serving: ``stack …`` and ``demo`` (from a clone), ``migrate-owners``, ``--version``.
 
 Apart from ``__main__``, which serves; either command says in one line when it needs the
 development stack (``letta_conversations_devstack``, not in the wheel).
@@ -42,6 +42,10 @@ def run_command(args: list[str]) -> int | None:
                 "set LETTA_BASE_URL (with LETTA_API_KEY and LETTA_AGENT_ID) to run the demo against your Letta "
                 "server, or run `uv run letta-conversations-mcp demo` in a clone",
             )
+    if args[:1] == ["migrate-owners"]:
+        from .migration import migrate_main
+
+        return migrate_main(args[1:])
     if args[:1] == ["--version"]:
         from . import __version__
 
