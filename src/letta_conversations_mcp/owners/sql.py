@@ -9,6 +9,7 @@ again on the next call, so the server recovers by itself once the database is ba
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 import aiosqlite
 import anyio
@@ -41,6 +43,15 @@ def _upgrade(connection: Connection) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+#: One migration at a time per event loop: Alembic's ``context`` is process-global.
+_MIGRATION_LOCKS: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
+
+
+def _migrating() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    return _MIGRATION_LOCKS.setdefault(loop, asyncio.Lock())
 
 
 def _utc(value: datetime) -> datetime:
@@ -97,7 +108,7 @@ class SqlOwnerStore:
         return done[0]
 
     async def open(self) -> None:
-        async with self._opening:
+        async with self._opening, _migrating():
             if self._ready:
                 return
 
@@ -107,7 +118,14 @@ class SqlOwnerStore:
                 async with self._engine.begin() as connection:
                     await connection.run_sync(_upgrade)
 
-            await self._guarded(migrate)
+            for attempt in range(3):  # another process migrating the same SQLite file at once: its turn first
+                try:
+                    await self._guarded(migrate)
+                    break
+                except OwnerStoreUnavailable:
+                    if attempt == 2 or self._file is None:
+                        raise
+                    await anyio.sleep(0.2 * (attempt + 1))
             self._ready = True
 
     async def _read(self, statement: Any) -> list[Any]:
