@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import letta_client
 
 from ..errors import (
     APPROVAL_PENDING_FRAGMENT,
@@ -35,6 +34,9 @@ from ..errors import (
     safe_url,
     unexpected,
 )
+
+if TYPE_CHECKING:  # letta-client is imported on the first failure, not at start-up (fast_start.py)
+    import letta_client
 
 _RUN_ID_RE = re.compile(r"run-[0-9a-fA-F-]{36}")
 
@@ -96,7 +98,6 @@ def _stream_error_sentence(body: dict[str, Any]) -> str:
 
 def never_sent(exc: BaseException) -> bool:
     """Whether the failure happened while connecting, so the request cannot have reached Letta."""
-
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, httpx.ConnectError | httpx.ConnectTimeout):
@@ -110,6 +111,8 @@ def describe(exc: BaseException, *, target: Target, base_url: str, send: bool = 
 
     ``send``: the request was a message send, so a failure after it left may have stored it.
     """
+    import letta_client
+
     where = safe_url(base_url)
     if isinstance(exc, LettaRequestError):
         return exc
