@@ -8,9 +8,14 @@ follow the scripted agent language (``script``): ``echo: <message>`` streamed on
 ``stream_delta``, ``SLOW n`` first waits n seconds. As on the real one: unknown commands get no
 reply, input without ``client_message_id`` is refused while busy or after an abort, a busy
 conversation queues input, an abort answers at once and ends the turn (``cancelled``) only when
-the model call returns, and stored user turns carry ``<system-reminder>`` parts.
+the model call returns, and stored user turns carry ``<system-reminder>`` parts. ``TOOL <name>
+<json>`` calls one of Letta Code's client-side tools (``TOOLS``): in permission mode
+``unrestricted`` (the default) it runs at once; after ``change_device_state`` set another mode, the
+double asks first (``control_request`` ``can_use_tool``) and waits for the ``approval_response``
+input, as recorded in ``12_…``/``13_…`` (it asks about every call; the real one lets some through
+per mode). A run tool is only recorded (``ran``), with the result ``ran <name>``.
 
-``tests/e2e/test_app_server.py`` checks that the double still speaks what the real App Server sends.
+``tests/e2e/test_app_server_e2e.py`` checks that the double still speaks what the real App Server sends.
 """
 
 from __future__ import annotations
