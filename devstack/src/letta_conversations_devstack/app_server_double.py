@@ -72,6 +72,7 @@ class _Conversation:
     abort: asyncio.Event = field(default_factory=asyncio.Event)
     seen_ids: set[str] = field(default_factory=set)
     mode: str = "unrestricted"
+    commanded: bool = False  # a command ran since the last input: the next one is queued
     question: tuple[str, asyncio.Future[Frame]] | None = None  # (request id, its answer) while a tool waits
 
 
@@ -325,17 +326,19 @@ class AppServerDouble:
             return {**base, "accepted": True, "disposition": "queued"}
         conversation.seen_ids.add(client_id)
         conversation.queue.append((ws, text, client_id))
-        disposition = "queued" if conversation.busy else "started"
+        # As on the real one, an input that arrives just after a command (change_device_state) is queued too.
+        queued, conversation.commanded = conversation.busy or conversation.commanded, False
+        disposition = "queued" if queued else "started"
         if not conversation.busy:
             conversation.busy = True
-            asyncio.get_running_loop().create_task(self._drain(conversation, runtime))
+            asyncio.get_running_loop().create_task(self._drain(conversation, runtime, queued=queued))
         return {**base, "accepted": True, "disposition": disposition}
 
-    async def _drain(self, conversation: _Conversation, runtime: Frame) -> None:
-        first = True
+    async def _drain(self, conversation: _Conversation, runtime: Frame, *, queued: bool) -> None:
+        first = not queued
         while conversation.queue:
             ws, text, client_id = conversation.queue.pop(0)
-            if not first:
+            if not first:  # taken off the queue: said, and the message echoed (09_abort.jsonl)
                 await self._emit(
                     ws,
                     runtime,
@@ -343,6 +346,9 @@ class AppServerDouble:
                     queue=[],
                     removed=[{"client_message_id": client_id, "disposition": "dequeued"}],
                 )
+                echo = {"type": "message", "id": f"user-msg-{uuid.uuid4()}", "date": _now()}
+                echo.update(message_type="user_message", content=text, otid=client_id)
+                await self._emit(ws, runtime, "stream_delta", delta=echo)
             first = False
             await self._turn(ws, conversation, runtime, text, client_id)
         conversation.busy = False
@@ -450,6 +456,8 @@ class AppServerDouble:
         conversation = self.conversations.get(str(runtime.get("conversation_id")))
         mode = (command.get("payload") or {}).get("mode")
         await self._status(ws, runtime, "EXECUTING_COMMAND", {}, [])
+        if conversation is not None:
+            conversation.commanded = not conversation.busy
         if conversation is not None and mode in MODES:
             conversation.mode = str(mode)
             status = {**self.device_status, "current_permission_mode": mode, "is_processing": False}
