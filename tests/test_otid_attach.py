@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from mcp import Client
 
 from letta_conversations_devstack.double import LettaDouble
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.backends.rest import RestBackend
+from letta_conversations_mcp.capabilities import Feature
+from letta_conversations_mcp.errors import NoRunForOtid, Unsupported
+from letta_conversations_mcp.settings import Settings
 from tests.helpers.tools import call, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -125,3 +130,46 @@ async def test_a_letta_without_the_route_falls_back_to_the_history_from_then_on(
     assert letta_double.user_messages(cid) == ["first cut", "second cut"] and len(letta_double.sends()) == 2
     assert len(attaches(letta_double)) == 1, "the 404 is remembered: the second cut reads the history at once"
     assert len(history_scans(letta_double)) >= 2
+
+
+# -- the REST backend's attach, against the double ------------------------------------------------
+def backend(double: LettaDouble) -> RestBackend:
+    return RestBackend(Settings(base_url=double.base_url, agent_id=None))  # type: ignore[call-arg]
+
+
+async def frames_of(gateway: RestBackend, cid: str, otid: str, after: int = 0) -> list[dict[str, Any]]:
+    return [f async for f in gateway.attach_turn(cid, agent_id=None, otid=otid, starting_after=after)]
+
+
+async def test_the_backend_attaches_to_a_known_otid_before_and_after_its_run_ended(letta_double: LettaDouble) -> None:
+    gateway = backend(letta_double)
+    cid = letta_double.new_conversation(letta_double.default_agent_id, None)["id"]
+    body = {"messages": [{"role": "user", "content": "SLOW 0.2 known", "otid": "otid-known"}], "background": True}
+    async with (
+        httpx.AsyncClient(base_url=letta_double.base_url) as http,
+        http.stream("POST", f"/v1/conversations/{cid}/messages", json=body) as response,
+    ):
+        live = await frames_of(gateway, cid, "otid-known")  # while the send's own stream is still open
+        await response.aread()
+    ended = await frames_of(gateway, cid, "otid-known")
+    tail = await frames_of(gateway, cid, "otid-known", after=2)
+    await gateway.aclose()
+    kinds = [f["message_type"] for f in ended]
+    assert [f["message_type"] for f in live] == kinds and kinds[-2:] == ["stop_reason", "usage_statistics"]
+    assert "assistant_message" in kinds and {f.get("run_id") for f in ended[:2]} == {ended[0]["run_id"]}
+    assert [f["message_type"] for f in tail] == kinds[2:]
+
+
+async def test_the_backend_says_no_run_for_an_unknown_otid_and_unsupported_without_redis(
+    letta_double: LettaDouble,
+) -> None:
+    cid = letta_double.new_conversation(letta_double.default_agent_id, None)["id"]
+    gateway = backend(letta_double)
+    with pytest.raises(NoRunForOtid):
+        await frames_of(gateway, cid, "otid-never-sent")
+    letta_double.background_supported = False  # a Letta without Redis: the route is a 503
+    with pytest.raises(Unsupported) as refused:
+        await frames_of(gateway, cid, "otid-never-sent")
+    assert refused.value.message.startswith("this Letta server (0.16.8) cannot attach to the run of a message")
+    assert not (await gateway.capabilities()).has(Feature.RESUME_BY_OTID), "remembered"
+    await gateway.aclose()
