@@ -22,9 +22,10 @@ import httpx
 
 from .. import approval_rules
 from ..capabilities import Capabilities, Feature
-from ..errors import LettaRequestError, Malformed, NoRunForOtid, NotFound, Target, Unsupported, describe, safe_url
+from ..errors import LettaRequestError, Malformed, NoRunForOtid, NotFound, Target, Unsupported, safe_url
 from ..settings import Settings
 from .base import Frame
+from .rest_errors import describe
 
 if TYPE_CHECKING:  # letta-client is imported on the first request, not at start-up (fast_start.py)
     from letta_client import AsyncLetta
