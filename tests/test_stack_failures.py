@@ -209,6 +209,7 @@ def test_a_failing_install_step_fails_in_one_sentence(
     )
 
 
+@pytest.mark.slow  # a subprocess that sits out letta-client's retries
 def test_demo_against_an_unreachable_letta_fails_in_one_sentence(clean_env: dict[str, str]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -393,6 +393,11 @@ class AppServerBackend:
     def resume_turn(self, run_id: str, *, starting_after: int) -> AsyncIterator[Frame]:
         raise unsupported("following a run's stream again")
 
+    def attach_turn(
+        self, conversation_id: str, *, agent_id: str | None, otid: str, starting_after: int = 0
+    ) -> AsyncIterator[Frame]:
+        raise unsupported("attaching to a message's run by its otid")
+
     async def get_run(self, run_id: str) -> Frame:
         run = self._runs.get(run_id)
         if run is None:  # the App Server has no run lookup: only this process's runs are known
