@@ -10,7 +10,8 @@ Every expected failure derives from ``Failure`` (one sentence for the caller): b
 known about the request, so callers (the turn logic) decide on types, never on status codes, bodies
 or exception chains:
 
-- ``NotFound``: 404. ``Busy``: 409, another turn runs (``run_id``). ``Rejected``: any other 4xx;
+- ``NotFound``: 404. ``NoRunForOtid``: the 404 of attaching by otid: Letta holds no run carrying
+  that message, so it never took it (or took it more than 3 hours ago). ``Busy``: 409, another turn runs (``run_id``). ``Rejected``: any other 4xx;
   nothing was done. ``Unsupported``: a ``Rejected`` for a feature the backend in use lacks.
   ``ApprovalPending``: a ``Rejected`` 409 whose detail says the conversation is "waiting for
   approval" (answer the tool calls first; waiting does not help, unlike ``Busy``).
@@ -59,6 +60,13 @@ class LettaRequestError(Failure):
 
 class NotFound(LettaRequestError):
     """404: what the request named does not exist (or is not visible to this API key)."""
+
+
+class NoRunForOtid(NotFound):
+    """404 from attaching by otid (``POST …/stream {otid}``): Letta has no run carrying the message.
+
+    Letta keeps the otid → run mapping for 3 hours from the moment it creates the run, before it
+    stores the message, so within that window this means the message was never taken."""
 
 
 class Busy(LettaRequestError):

@@ -289,20 +289,26 @@ class AppServerBackend:
             if not reply.get("accepted"):
                 raise app_frames.input_refusal(reply, target, self._socket.where)
             turn = TurnWatch(otid, started=reply.get("disposition") != "queued")
-            async for frame in self._follow(turn, inbox, runtime, {}):
+            async for frame in self._follow(turn, inbox, runtime, {}, self._socket.generation):
                 yield frame
 
     async def _follow(
-        self, turn: TurnWatch, inbox: Inbox, runtime: Runtime, decisions: dict[str, approval_rules.Decision]
+        self,
+        turn: TurnWatch,
+        inbox: Inbox,
+        runtime: Runtime,
+        decisions: dict[str, approval_rules.Decision],
+        generation: int,
     ) -> AsyncIterator[Frame]:
-        """The turn's frames until it finishes, or asks a question ``decisions`` does not answer (then it is held)."""
+        """The turn's frames until it finishes, or asks a question ``decisions`` does not answer (then it
+        is held). ``generation``: the connection the turn runs on (it ends with it)."""
         while True:
             if turn.question is not None:
                 decision = decisions.get(turn.question.call.tool_call_id)
                 if decision is None:
-                    self._held[runtime] = (turn, self._socket.generation)
+                    self._held[runtime] = (turn, generation)
                     return
-                await self._answer(turn, runtime, decision)
+                await self._answer(turn, runtime, decision, generation)
             try:
                 event = await asyncio.wait_for(inbox.get(), TURN_IDLE_SECONDS)
             except TimeoutError:
@@ -321,11 +327,16 @@ class AppServerBackend:
             if turn.finished:
                 return
 
-    async def _answer(self, turn: TurnWatch, runtime: Runtime, decision: approval_rules.Decision) -> None:
-        """Answer the turn's question (an ``input`` of kind ``approval_response``)."""
+    async def _answer(
+        self, turn: TurnWatch, runtime: Runtime, decision: approval_rules.Decision, generation: int
+    ) -> None:
+        """Answer the turn's question (an ``input`` of kind ``approval_response``) on the turn's connection."""
         question = turn.question
         assert question is not None
         target = Target("conversation", runtime[1], "send the approval")
+        await self._socket.connect(target)
+        if self._socket.generation != generation:  # the socket dropped: the App Server ended the turn
+            raise self._question_gone(runtime[1], question.call.tool_call_id)
         command = {
             "type": "input",
             "runtime": {"agent_id": runtime[0], "conversation_id": runtime[1]},
@@ -334,11 +345,16 @@ class AppServerBackend:
         reply = await self._socket.request(command, target, send=True)
         turn.question = None
         if not reply.get("accepted"):
-            raise Rejected(
-                f"Letta Code's App Server at {self._socket.where} no longer waits for the approval of tool call "
-                f"{question.call.tool_call_id} on {target} (its turn ended: {str(reply.get('error'))[:200]}); "
-                "nothing was run: send the message again if it still needs an answer"
-            )
+            raise self._question_gone(runtime[1], question.call.tool_call_id, str(reply.get("error"))[:200])
+
+    def _question_gone(self, conversation_id: str, call_id: str | None, error: str | None = None) -> Rejected:
+        why = f"it says: {error}" if error else "the connection that received the question closed, which ends the turn"
+        call = f"tool call {call_id}" if call_id else "a tool call"
+        return Rejected(
+            f"Letta Code's App Server at {self._socket.where} no longer waits for the approval of {call} on "
+            f"conversation {conversation_id} ({why}), and nothing was run. Ask the agent again with a new message "
+            "if the call is still wanted"
+        )
 
     def _question(self, runtime: Runtime) -> app_turns.Question | None:
         """The question the conversation's turn waits on, if its socket is still the one it came on."""
@@ -376,6 +392,11 @@ class AppServerBackend:
 
     def resume_turn(self, run_id: str, *, starting_after: int) -> AsyncIterator[Frame]:
         raise unsupported("following a run's stream again")
+
+    def attach_turn(
+        self, conversation_id: str, *, agent_id: str | None, otid: str, starting_after: int = 0
+    ) -> AsyncIterator[Frame]:
+        raise unsupported("attaching to a message's run by its otid")
 
     async def get_run(self, run_id: str) -> Frame:
         run = self._runs.get(run_id)
@@ -424,14 +445,11 @@ class AppServerBackend:
         ``decisions`` answers are answered on the way; another one holds the turn again)."""
         runtime = await self._runtime(conversation_id, agent_id)
         if self._question(runtime) is None:
-            raise Rejected(
-                f"Letta Code's App Server at {self._socket.where} no longer waits for an approval on conversation "
-                f"{conversation_id} (the connection that received the question closed, which ends its turn): "
-                "nothing was run; send the message again if it still needs an answer"
-            )
-        turn, _ = self._held.pop(runtime)
+            raise self._question_gone(conversation_id, decisions[0].tool_call_id if decisions else None)
+        turn, generation = self._held.pop(runtime)
+        answers = {d.tool_call_id: d for d in decisions}
         async with self._socket.listen(runtime) as inbox:
-            async for frame in self._follow(turn, inbox, runtime, {d.tool_call_id: d for d in decisions}):
+            async for frame in self._follow(turn, inbox, runtime, answers, generation):
                 yield frame
 
     async def pending_approval(self, conversation_id: str, *, agent_id: str | None) -> list[approval_rules.PendingCall]:

@@ -22,7 +22,7 @@ import httpx
 
 from .. import approval_rules
 from ..capabilities import Capabilities, Feature
-from ..errors import LettaRequestError, Malformed, NotFound, Target, Unsupported, safe_url
+from ..errors import LettaRequestError, Malformed, NoRunForOtid, NotFound, Target, Unsupported, safe_url
 from ..settings import Settings
 from .base import Frame
 from .rest_errors import describe
@@ -380,6 +380,48 @@ class RestBackend:
         async with self._translate(Target("run", run_id, "follow the run")), request as response:
             async for frame in sse_frames(response):
                 yield frame
+
+    async def attach_turn(
+        self, conversation_id: str, *, agent_id: str | None, otid: str, starting_after: int = 0
+    ) -> AsyncIterator[Frame]:
+        """``POST /v1/conversations/{id}/stream {otid}``: the frames of the run carrying the message.
+
+        Verified on 0.16.8 (tests/e2e/test_double_matches_real.py): a known otid streams its run from
+        ``starting_after`` to ``[DONE]``, also once the run has finished (Letta keeps it 3 hours); an
+        unknown one is a 404 "No run found for otid=…" (``NoRunForOtid``) after Letta's own 1.75 s of
+        retries. A foreground run's otid streams nothing, ever: attach only for background sends. Any
+        other 404 (no such route) or a Letta without Redis (503) means this server cannot attach:
+        ``Unsupported``, remembered.
+        """
+        known = await self.capabilities()
+        known.require(Feature.RESUME_BY_OTID)
+        kwargs = given(agent_id=_agent_scope(conversation_id, agent_id), starting_after=starting_after)
+        request = self._send_client.conversations.messages.with_streaming_response.stream(
+            conversation_id, otid=otid, include_pings=True, timeout=self._stream_timeout, **kwargs
+        )
+        import letta_client
+
+        async with self._translate(Target("conversation", conversation_id, "attach to the message's run")):
+            try:
+                async with request as response:
+                    async for frame in sse_frames(response):
+                        yield frame
+            except letta_client.APIStatusError as exc:
+                refusal = self._attach_refusal(exc, known, otid)
+                if refusal is None:
+                    raise
+                raise refusal from None
+
+    def _attach_refusal(self, exc: Any, known: Capabilities, otid: str) -> LettaRequestError | None:
+        """What a refused attach by otid means: no run for it, or no way to attach here (None: as any failure)."""
+        body = str(exc.body)
+        if exc.status_code == 404 and "otid" in body:
+            return NoRunForOtid(f"Letta has no run for the message with otid {otid}", status=404)
+        if exc.status_code == 404 or (exc.status_code == 503 and "redis" in body.lower()):
+            self._capabilities = known.without(Feature.RESUME_BY_OTID)
+            log.info("Letta cannot attach by otid (%d): looking for otids in the history from now on", exc.status_code)
+            return Unsupported(self._capabilities.refusal(Feature.RESUME_BY_OTID))
+        return None
 
     async def get_run(self, run_id: str) -> Frame:
         async with self._translate(Target("run", run_id, "read the run")):
