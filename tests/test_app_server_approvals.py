@@ -173,4 +173,5 @@ async def test_a_question_lost_with_its_socket_is_one_sentence(app_double: AppSe
     app_double.conversations.clear()  # a new App Server process: the held turn is gone
     _, text, failed = await call(plain, "respond_to_approval", conversation_id=cid, approve=True)
     assert failed and "Traceback" not in text and app_double.ran == [], text
-    assert "no tool call waiting" in text or "no longer waits" in text, text
+    assert "no longer waits for the approval" in text and "connection that received the question closed" in text, text
+    assert "Ask the agent again with a new message" in text, text

@@ -89,6 +89,10 @@ class AppSocket:
             log.info("connected to Letta Code's App Server at %s (%s)", self.where, self.info.get("letta_code_version"))
             return ws
 
+    async def connect(self, target: Target) -> None:
+        """Make sure there is a connection (a new one counts in ``generation``)."""
+        await self._connected(target)
+
     async def _open(self, target: Target) -> ClientConnection:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus, InvalidURI
