@@ -129,9 +129,10 @@ def test_the_answered_turn_goes_on_across_its_new_run_to_one_reply() -> None:
         assert watch.finished and result.stop_reason == "end_turn" and result.reply == reply, (name, result)
         assert watch.runs == ["local-run-1", "local-run-2"] and result.pending_approvals == []
         assert [(s.kind, s.status) for s in result.steps] == [("approval_request", None), ("tool_return", status)]
+        assert question.request_id == f"perm-{question.call.tool_call_id}", "the App Server's own request id"
         assert app_turns.answer(question, Decision(question.call.tool_call_id, approve=False, reason="no")) == {
             "kind": "approval_response",
-            "request_id": "perm-call_5fe055f66934" if "approve" in name else question.request_id,
+            "request_id": question.request_id,
             "decision": {"behavior": "deny", "message": "no"},
         }
 

@@ -14,7 +14,7 @@ turn's frames only to the socket that sent its input).
 Tool approvals: ``LETTA_MCP_APP_PERMISSION_MODE`` (when set) is applied to each conversation with
 ``change_device_state`` before this process's first input to it. When the App Server then asks
 before a tool runs (``control_request`` ``can_use_tool``, see ``app_turns``), the turn stops with
-``requires_approval`` as on REST, and the App Server keeps it waiting; this backend holds the
+``requires_approval`` as on REST, and the App Server keeps it waiting; ``app_questions`` holds the
 question (:meth:`pending_approval`) until ``stream_approval`` answers it and follows the same turn
 on. A question lives as long as the socket that received it: the App Server ends the turn when
 that socket closes.
@@ -31,14 +31,14 @@ from ..errors import (
     APPROVAL_PENDING_FRAGMENT,
     ApprovalPending,
     Busy,
-    Rejected,
     StreamBroken,
     Target,
     Unsupported,
     not_found,
 )
 from ..settings import Settings
-from . import app_frames, app_turns
+from . import app_frames
+from .app_questions import Questions
 from .app_socket import AppSocket, Inbox, Runtime
 from .app_turns import TurnWatch
 from .base import Frame
@@ -74,8 +74,7 @@ class AppServerBackend:
         self._socket = socket or AppSocket(self.base_url, token=token, timeout=settings.request_timeout)
         self._agents: dict[str, str] = {}  # conversation id → agent id
         self._runs: dict[str, Frame] = {}  # run id → what this process saw of the run
-        self._held: dict[Runtime, tuple[TurnWatch, int]] = {}  # turns waiting on a question, with their socket
-        self._moded: dict[Runtime, int] = {}  # conversations given the permission mode, on which connection
+        self._questions = Questions(self._socket, settings.app_permission_mode)
 
     async def aclose(self) -> None:
         await self._socket.aclose()
@@ -271,13 +270,13 @@ class AppServerBackend:
         """
         runtime = await self._runtime(conversation_id, agent_id)
         target = Target("conversation", conversation_id, "send the message")
-        if self._question(runtime) is not None:
+        if self._questions.question(runtime) is not None:
             raise ApprovalPending(
                 f"{target} is {APPROVAL_PENDING_FRAGMENT} of a tool call, so Letta Code's App Server would only "
                 "queue a new message behind it: answer it with respond_to_approval first (get_conversation lists "
                 "it), then send again"
             )
-        await self._apply_mode(runtime, target)
+        await self._questions.apply_mode(runtime, target)
         message = {"role": "user", "content": text, "client_message_id": otid}
         command = {
             "type": "input",
@@ -306,9 +305,9 @@ class AppServerBackend:
             if turn.question is not None:
                 decision = decisions.get(turn.question.call.tool_call_id)
                 if decision is None:
-                    self._held[runtime] = (turn, generation)
+                    self._questions.hold(runtime, turn, generation)
                     return
-                await self._answer(turn, runtime, decision, generation)
+                await self._questions.answer(turn, runtime, decision, generation)
             try:
                 event = await asyncio.wait_for(inbox.get(), TURN_IDLE_SECONDS)
             except TimeoutError:
@@ -326,58 +325,6 @@ class AppServerBackend:
             self._note_run(turn, runtime)
             if turn.finished:
                 return
-
-    async def _answer(
-        self, turn: TurnWatch, runtime: Runtime, decision: approval_rules.Decision, generation: int
-    ) -> None:
-        """Answer the turn's question (an ``input`` of kind ``approval_response``) on the turn's connection."""
-        question = turn.question
-        assert question is not None
-        target = Target("conversation", runtime[1], "send the approval")
-        await self._socket.connect(target)
-        if self._socket.generation != generation:  # the socket dropped: the App Server ended the turn
-            raise self._question_gone(runtime[1], question.call.tool_call_id)
-        command = {
-            "type": "input",
-            "runtime": {"agent_id": runtime[0], "conversation_id": runtime[1]},
-            "payload": app_turns.answer(question, decision),
-        }
-        reply = await self._socket.request(command, target, send=True)
-        turn.question = None
-        if not reply.get("accepted"):
-            raise self._question_gone(runtime[1], question.call.tool_call_id, str(reply.get("error"))[:200])
-
-    def _question_gone(self, conversation_id: str, call_id: str | None, error: str | None = None) -> Rejected:
-        why = f"it says: {error}" if error else "the connection that received the question closed, which ends the turn"
-        call = f"tool call {call_id}" if call_id else "a tool call"
-        return Rejected(
-            f"Letta Code's App Server at {self._socket.where} no longer waits for the approval of {call} on "
-            f"conversation {conversation_id} ({why}), and nothing was run. Ask the agent again with a new message "
-            "if the call is still wanted"
-        )
-
-    def _question(self, runtime: Runtime) -> app_turns.Question | None:
-        """The question the conversation's turn waits on, if its socket is still the one it came on."""
-        held = self._held.get(runtime)
-        if held is None or held[0].question is None or held[1] != self._socket.generation:
-            self._held.pop(runtime, None)
-            return None
-        return held[0].question
-
-    async def _apply_mode(self, runtime: Runtime, target: Target) -> None:
-        """Set ``LETTA_MCP_APP_PERMISSION_MODE`` on the conversation once per connection (it answers with its
-        ``update_device_status``)."""
-        mode = self.settings.app_permission_mode
-        if not mode or self._moded.get(runtime) == self._socket.generation:
-            return
-        command = {
-            "type": "change_device_state",
-            "runtime": {"agent_id": runtime[0], "conversation_id": runtime[1]},
-            "payload": {"mode": mode},
-        }
-        action = Target(target.kind, target.ident, f"set permission mode {mode}")
-        await self._socket.request_until(command, action, runtime, lambda f: app_frames.mode_of(f) == mode)
-        self._moded[runtime] = self._socket.generation
 
     def _note_run(self, turn: TurnWatch, runtime: Runtime) -> None:
         if turn.run_id:
@@ -425,7 +372,7 @@ class AppServerBackend:
         """``abort_message``: answered at once; the turn's ``turn_finished(cancelled)`` follows when the
         model call returns. A turn waiting on a question is not running: ``Busy``, as on REST (deny it instead)."""
         runtime = await self._runtime(conversation_id, agent_id)
-        if self._question(runtime) is not None:
+        if self._questions.question(runtime) is not None:
             raise Busy(f"conversation {conversation_id} runs nothing: its turn waits for a tool approval", status=409)
         command = {"type": "abort_message", "runtime": {"agent_id": runtime[0], "conversation_id": runtime[1]}}
         reply = await self._call(command, Target("conversation", conversation_id, "cancel the running turn"))
@@ -444,9 +391,7 @@ class AppServerBackend:
         """Answer the held turn's question and yield the rest of the same turn (further questions that
         ``decisions`` answers are answered on the way; another one holds the turn again)."""
         runtime = await self._runtime(conversation_id, agent_id)
-        if self._question(runtime) is None:
-            raise self._question_gone(conversation_id, decisions[0].tool_call_id if decisions else None)
-        turn, generation = self._held.pop(runtime)
+        turn, generation = self._questions.take(runtime, decisions[0].tool_call_id if decisions else None)
         answers = {d.tool_call_id: d for d in decisions}
         async with self._socket.listen(runtime) as inbox:
             async for frame in self._follow(turn, inbox, runtime, answers, generation):
@@ -454,10 +399,7 @@ class AppServerBackend:
 
     async def pending_approval(self, conversation_id: str, *, agent_id: str | None) -> list[approval_rules.PendingCall]:
         """The tool call the conversation's turn waits on (the App Server asks about one at a time)."""
-        for runtime in list(self._held):
-            if runtime[1] == conversation_id and (question := self._question(runtime)) is not None:
-                return [question.call]
-        return []
+        return self._questions.pending(conversation_id)
 
     async def conversations_with_approval_requests(self, agent_id: str, *, limit: int = 100) -> set[str]:
-        return {r[1] for r in list(self._held) if r[0] == agent_id and self._question(r) is not None}
+        return self._questions.conversations(agent_id)

@@ -11,7 +11,6 @@ retries would deliver a message twice after a 409, 5xx or timeout.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -26,10 +25,10 @@ from ..errors import LettaRequestError, Malformed, NoRunForOtid, NotFound, Targe
 from ..settings import Settings
 from .base import Frame
 from .rest_errors import describe
+from .rest_streams import attach_refusal, json_list, sse_frames
 
 if TYPE_CHECKING:  # letta-client is imported on the first request, not at start-up (fast_start.py)
     from letta_client import AsyncLetta
-    from letta_client._response import AsyncAPIResponse
 
 log = logging.getLogger(__name__)
 
@@ -44,44 +43,6 @@ def as_dict(item: Any) -> dict[str, Any]:
 def given(**arguments: Any) -> dict[str, Any]:
     """The keyword arguments worth passing: those given a value (not None, empty or False)."""
     return {name: value for name, value in arguments.items() if value}
-
-
-async def sse_frames(response: AsyncAPIResponse[Any]) -> AsyncIterator[Frame]:
-    """The JSON frames of a Letta SSE response, read to the very end.
-
-    letta-client's own stream stops reading at ``[DONE]`` and closes the response, which discards
-    the HTTP connection; draining the body instead returns it to the pool, so a send costs no new
-    TCP (or TLS) connection. An ``event: error`` frame raises ``APIStatusError`` (status 200) as the
-    SDK does; a frame that is not JSON raises ``ValueError``.
-    """
-    event: str | None = None
-    data: list[str] = []
-    async for line in response.iter_lines():
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif not line and data:
-            payload = "\n".join(data)
-            data = []
-            if payload.startswith("[DONE]"):
-                event = None
-                continue
-            if event == "error":
-                import letta_client
-
-                body = json.loads(payload)
-                raise letta_client.APIStatusError(str(body), response=response.http_response, body=body)
-            if event is None:
-                yield json.loads(payload)
-            event = None
-
-
-def _json_list(data: object) -> list[Frame]:
-    """A JSON list of objects as frames; Letta pages are plain lists (newer servers may wrap them in ``items``)."""
-    if isinstance(data, Mapping):
-        data = data.get("items", [])
-    return [dict(item) for item in data if isinstance(item, Mapping)] if isinstance(data, list) else []
 
 
 def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
@@ -300,7 +261,7 @@ class RestBackend:
         async with self._translate(Target("conversation", conversation_id, "list messages")):
             # Raw JSON: the SDK would build a model per message only for us to turn it back into a dict.
             response = await self._client.conversations.messages.with_raw_response.list(conversation_id, **kwargs)
-            return _json_list(await response.json())
+            return json_list(await response.json())
 
     async def search_messages(
         self,
@@ -317,7 +278,7 @@ class RestBackend:
         kwargs = given(agent_id=agent_id, conversation_id=conversation_id, start_date=start_date, end_date=end_date)
         async with self._translate(Target("agent", agent_id, "search messages")):
             response = await self._client.messages.with_raw_response.search(query=query, limit=limit, **kwargs)
-            return _json_list(await response.json())
+            return json_list(await response.json())
 
     async def search_conversations(self, *, agent_id: str, query: str, limit: int) -> list[Frame]:
         """Letta Cloud's conversation search (not in letta-client 1.12.1: a raw POST, shape from Letta Code).
@@ -414,10 +375,10 @@ class RestBackend:
 
     def _attach_refusal(self, exc: Any, known: Capabilities, otid: str) -> LettaRequestError | None:
         """What a refused attach by otid means: no run for it, or no way to attach here (None: as any failure)."""
-        body = str(exc.body)
-        if exc.status_code == 404 and "otid" in body:
+        refusal = attach_refusal(exc.status_code, exc.body)
+        if refusal == "no run":
             return NoRunForOtid(f"Letta has no run for the message with otid {otid}", status=404)
-        if exc.status_code == 404 or (exc.status_code == 503 and "redis" in body.lower()):
+        if refusal == "cannot attach":
             self._capabilities = known.without(Feature.RESUME_BY_OTID)
             log.info("Letta cannot attach by otid (%d): looking for otids in the history from now on", exc.status_code)
             return Unsupported(self._capabilities.refusal(Feature.RESUME_BY_OTID))
