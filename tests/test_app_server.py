@@ -22,6 +22,7 @@ from mcp.shared.exceptions import MCPError
 from letta_conversations_devstack.app_server_double import AppServerDouble
 from letta_conversations_devstack.stack import free_port
 from letta_conversations_mcp.app import build_server
+from letta_conversations_mcp.backends import app_socket
 from letta_conversations_mcp.backends.app_socket import AppSocket
 from letta_conversations_mcp.errors import StreamBroken, Target
 from tests.helpers.tools import SECRET, call, call_error, make_settings, text_of
@@ -153,7 +154,8 @@ async def test_an_unknown_protocol_version_is_one_sentence() -> None:
 
 
 @pytest.mark.anyio
-async def test_an_app_server_that_is_not_running_is_one_sentence() -> None:
+async def test_an_app_server_that_is_not_running_is_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_socket, "BACKOFF", (0.01, 0.01, 0.01, 0.01))  # the same attempts, without the waits
     async with Client(build_server(make_settings(f"ws://127.0.0.1:{free_port()}/ws", AGENT))) as c:
         text = await call_error(c, "list_agents")
     assert "App Server at ws://127.0.0.1" in text and "not reachable" in text

@@ -28,6 +28,7 @@ BAD = {
     "tools": "some",
     "approvals": "maybe",
     "no_decision_seconds": "-1",
+    "app_permission_mode": "paranoid",
     "log_level": "LOUD",
     "transport": "sse",
     "host": "256.0.0.1",

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import pytest
 
-from letta_conversations_mcp import fast_start, handshake
+from letta_conversations_mcp import answer_cache, fast_start, handshake
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -68,10 +68,10 @@ def by_id(messages: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 @pytest.mark.slow
 def test_a_second_start_answers_the_handshake_as_the_sdk_did_once_each(tmp_path: Path, letta_double: Any) -> None:
     first = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
-    cached = fast_start.Answers(next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json")))
+    cached = answer_cache.Answers(next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json")))
     # tools/list of protocol 2025-06-18, as the SDK answered it (initialize is computed, so the server
     # itself caches it only when the SDK's answer differs; the detached filler may add it)
-    assert fast_start.request_key(TOOLS, "2025-06-18") in cached.entries
+    assert answer_cache.request_key(TOOLS, "2025-06-18") in cached.entries
     second = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS, CALL))
     assert second[0]["result"] == first[0]["result"] and second[1]["result"] == first[1]["result"]
     assert {t["name"] for t in second[1]["result"]["tools"]} >= {"send_message", "wait_for_reply"}
@@ -83,7 +83,7 @@ def test_a_stale_cache_is_corrected_by_the_sdk_answer(tmp_path: Path, letta_doub
     serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS)
     path = next((tmp_path / "letta-conversations-mcp" / "answers").glob("*.json"))
     entries = json.loads(path.read_text())
-    key = fast_start.request_key(TOOLS, "2025-06-18")
+    key = answer_cache.request_key(TOOLS, "2025-06-18")
     assert key is not None
     true_answer = entries[key]
     entries[key] = {"tools": []}
@@ -97,11 +97,11 @@ def test_a_stale_cache_is_corrected_by_the_sdk_answer(tmp_path: Path, letta_doub
 def test_two_writers_of_one_cache_keep_each_others_answers(tmp_path: Path) -> None:
     """A server and its detached filler answer at once: neither write may drop the other's answer."""
     path = tmp_path / "answers" / "one.json"
-    server, filler = fast_start.Answers(path), fast_start.Answers(path)  # both read the empty cache
+    server, filler = answer_cache.Answers(path), answer_cache.Answers(path)  # both read the empty cache
     filler.put("initialize", {"from": "filler"})
     filler.put("tools/list", {"tools": []})
     server.put("initialize", {"from": "server"})
-    on_disk = fast_start.Answers(path).entries
+    on_disk = answer_cache.Answers(path).entries
     assert on_disk == {"initialize": {"from": "server"}, "tools/list": {"tools": []}}
 
 
@@ -141,14 +141,14 @@ def test_letta_client_is_imported_only_for_the_first_tool_call(letta_double: Any
                 "jsonrpc": "2.0",
                 "id": 3,
                 "method": "server/discover",
-                "params": {"_meta": {fast_start.VERSION_META: "2026-07-28"}},
+                "params": {"_meta": {answer_cache.VERSION_META: "2026-07-28"}},
             },
             None,
             ["server/discover", "2026-07-28", None],
         ),
         (TOOLS, None, None),  # no protocol version known yet: not cached
         (  # a 2026 host declaring MCP Apps on the request: its list carries the view's links
-            {**TOOLS, "params": {"_meta": {fast_start.CAPABILITIES_META: {"extensions": {fast_start.APPS: {}}}}}},
+            {**TOOLS, "params": {"_meta": {answer_cache.CAPABILITIES_META: {"extensions": {answer_cache.APPS: {}}}}}},
             "2026-07-28",
             None,
         ),
@@ -157,14 +157,14 @@ def test_letta_client_is_imported_only_for_the_first_tool_call(letta_double: Any
     ],
 )
 def test_request_keys(message: dict[str, Any], session: str | None, key: list[Any] | None) -> None:
-    found = fast_start.request_key(message, session)
+    found = answer_cache.request_key(message, session)
     assert (json.loads(found) if found else None) == key
 
 
 def test_a_session_that_declared_mcp_apps_lists_tools_uncached() -> None:
-    assert fast_start.request_key(TOOLS, "2025-06-18", session_apps=True) is None
-    declared = {"capabilities": {"extensions": {fast_start.APPS: {"mimeTypes": ["text/html;profile=mcp-app"]}}}}
-    assert fast_start.declares_apps(declared) and not fast_start.declares_apps(INITIALIZE["params"])
+    assert answer_cache.request_key(TOOLS, "2025-06-18", session_apps=True) is None
+    declared = {"capabilities": {"extensions": {answer_cache.APPS: {"mimeTypes": ["text/html;profile=mcp-app"]}}}}
+    assert answer_cache.declares_apps(declared) and not answer_cache.declares_apps(INITIALIZE["params"])
 
 
 @pytest.mark.slow
@@ -172,7 +172,7 @@ def test_a_host_with_mcp_apps_gets_the_links_though_the_cache_holds_the_plain_li
     tmp_path: Path, letta_double: Any
 ) -> None:
     serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS)  # fills the cache (plain)
-    apps = {"extensions": {fast_start.APPS: {"mimeTypes": ["text/html;profile=mcp-app"]}}}
+    apps = {"extensions": {answer_cache.APPS: {"mimeTypes": ["text/html;profile=mcp-app"]}}}
     initialize = {**INITIALIZE, "params": {**INITIALIZE["params"], "capabilities": apps}}
     answered = by_id(serve(tmp_path, letta_double.base_url, initialize, INITIALIZED, TOOLS))
     linked = {t["name"] for t in answered[1]["result"]["tools"] if "ui" in (t.get("_meta") or {})}
@@ -183,10 +183,10 @@ def test_a_host_with_mcp_apps_gets_the_links_though_the_cache_holds_the_plain_li
 
 def test_the_cache_key_ignores_where_letta_is_but_not_the_tool_set(tmp_path: Path) -> None:
     base = {"XDG_CACHE_HOME": str(tmp_path), "LETTA_BASE_URL": "http://a", "LETTA_API_KEY": "sk-1"}
-    same = fast_start.cache_path([], {**base, "LETTA_BASE_URL": "http://b", "LETTA_API_KEY": "sk-2"})
-    assert fast_start.cache_path([], base) == same
-    assert fast_start.cache_path([], {**base, "LETTA_MCP_TOOLS": "core"}) != same
-    assert fast_start.cache_path(["--tools", "core"], base) != same
+    same = answer_cache.cache_path([], {**base, "LETTA_BASE_URL": "http://b", "LETTA_API_KEY": "sk-2"})
+    assert answer_cache.cache_path([], base) == same
+    assert answer_cache.cache_path([], {**base, "LETTA_MCP_TOOLS": "core"}) != same
+    assert answer_cache.cache_path(["--tools", "core"], base) != same
     assert "sk-" not in str(same)
 
 
@@ -196,12 +196,12 @@ def test_an_edited_source_file_gets_answers_of_its_own(tmp_path: Path, monkeypat
     (package / "tools").mkdir(parents=True)
     (package / "models.py").write_text("x = 1\n")
     (package / "tools" / "messages.py").write_text("y = 1\n")
-    monkeypatch.setattr(fast_start, "__file__", str(package / "fast_start.py"))
+    monkeypatch.setattr(answer_cache, "__file__", str(package / "answer_cache.py"))
     env = {"XDG_CACHE_HOME": str(tmp_path)}
-    before = fast_start.cache_path([], env)
-    assert fast_start.cache_path([], env) == before
+    before = answer_cache.cache_path([], env)
+    assert answer_cache.cache_path([], env) == before
     (package / "tools" / "messages.py").write_text("y = 22\n")
-    assert fast_start.cache_path([], env) != before
+    assert answer_cache.cache_path([], env) != before
 
 
 def test_only_stdio_command_lines_use_the_relay() -> None:
@@ -229,15 +229,15 @@ def test_a_first_start_stopped_at_once_still_fills_the_cache(tmp_path: Path, let
     time.sleep(1.5)  # the relay has read the request (python itself may take a second to start here)
     proc.kill()
     proc.wait(timeout=10)
-    path = fast_start.cache_path([], env)
+    path = answer_cache.cache_path([], env)
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and len(fast_start.Answers(path).entries) < 2:
+    while time.monotonic() < deadline and len(answer_cache.Answers(path).entries) < 2:
         time.sleep(0.2)
-    cached = fast_start.Answers(path)
-    assert fast_start.request_key(INITIALIZE, None) in cached.entries
-    assert fast_start.request_key(TOOLS, "2025-06-18") in cached.entries
+    cached = answer_cache.Answers(path)
+    assert answer_cache.request_key(INITIALIZE, None) in cached.entries
+    assert answer_cache.request_key(TOOLS, "2025-06-18") in cached.entries
     answered = by_id(serve(tmp_path, letta_double.base_url, INITIALIZE, INITIALIZED, TOOLS))
-    assert answered[1]["result"] == cached.get(fast_start.request_key(TOOLS, "2025-06-18") or "")
+    assert answered[1]["result"] == cached.get(answer_cache.request_key(TOOLS, "2025-06-18") or "")
 
 
 def sdk_answers(server: Any, requests: list[dict[str, Any]], cache: Path) -> list[dict[str, Any]]:
@@ -248,7 +248,7 @@ def sdk_answers(server: Any, requests: list[dict[str, Any]], cache: Path) -> lis
 
     reading, writing = os.pipe()
     out = io.BytesIO()
-    relay = fast_start.Relay(fast_start.Answers(cache), os.fdopen(reading, "rb"), out)
+    relay = fast_start.Relay(answer_cache.Answers(cache), os.fdopen(reading, "rb"), out)
     expected = sum("id" in r for r in requests)
 
     def feed() -> None:
@@ -304,7 +304,7 @@ def test_the_computed_handshake_is_the_sdks_own_answer(overrides: dict[str, Any]
     asked: list[dict[str, Any]] = []
     for n, version in enumerate(HANDSHAKE_ASKED):
         asked.append({**INITIALIZE, "id": n, "params": {**INITIALIZE["params"], "protocolVersion": version}})
-    meta = {fast_start.VERSION_META: handshake.MODERN_VERSIONS[-1], "io.modelcontextprotocol/clientCapabilities": {}}
+    meta = {answer_cache.VERSION_META: handshake.MODERN_VERSIONS[-1], "io.modelcontextprotocol/clientCapabilities": {}}
     asked.append(modern_request(90, "server/discover", meta))
     asked.append(
         modern_request(
@@ -323,14 +323,14 @@ def test_a_cold_start_answers_the_handshake_before_the_sdk_is_imported(modern: b
     code = textwrap.dedent(
         """
         import sys
-        from letta_conversations_mcp import fast_start
+        from letta_conversations_mcp import answer_cache, fast_start
 
         relay = fast_start.start([])
         relay.stdin.readline()  # the host's request reached the SDK's side: its answer went out before
         print(sorted(m for m in ("mcp", "pydantic", "letta_client") if m in sys.modules), file=sys.stderr)
         """
     )
-    meta = {fast_start.VERSION_META: "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    meta = {answer_cache.VERSION_META: "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
     request = modern_request(0, "server/discover", meta) if modern else INITIALIZE
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), LETTA_BASE_URL="http://127.0.0.1:9")
     out = subprocess.run(

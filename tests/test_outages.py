@@ -43,7 +43,14 @@ def server(proxy: FaultProxy, agent_id: str) -> Client:
     return Client(build_server(make_settings(proxy.url, agent_id, wait_seconds=30)))
 
 
-@pytest.mark.parametrize("phase", PHASES, ids=[p.name for p in PHASES])
+#: Phases whose outage test the fast suite leaves out (seconds each; the full run has them all).
+SLOW_PHASES = {"before the run id, request lost", "while resuming"}
+
+
+@pytest.mark.parametrize(
+    "phase",
+    [pytest.param(p, id=p.name, marks=[pytest.mark.slow] if p.name in SLOW_PHASES else []) for p in PHASES],
+)
 async def test_an_outage_at_each_phase_loses_no_reply(
     proxy: FaultProxy, letta_double: LettaDouble, agent_id: str, phase: Phase
 ) -> None:
@@ -62,6 +69,7 @@ async def test_an_outage_at_each_phase_loses_no_reply(
     assert_honest_progress(notes, phase)
 
 
+@pytest.mark.slow
 async def test_an_outage_longer_than_the_wait_says_so_and_wait_for_reply_delivers(
     proxy: FaultProxy, letta_double: LettaDouble, agent_id: str
 ) -> None:
@@ -90,7 +98,13 @@ async def test_an_outage_longer_than_the_wait_says_so_and_wait_for_reply_deliver
 
 
 @pytest.mark.parametrize("collect", ["wait_for_reply", "identical re-send"])
-@pytest.mark.parametrize("phase", [PHASES[1], PHASES[2]], ids=["before the run id", "while streaming"])
+@pytest.mark.parametrize(
+    "phase",
+    [
+        pytest.param(PHASES[1], id="before the run id", marks=pytest.mark.slow),
+        pytest.param(PHASES[2], id="while streaming"),
+    ],
+)
 async def test_a_turn_given_up_during_an_outage_is_followed_again(
     proxy: FaultProxy,
     letta_double: LettaDouble,

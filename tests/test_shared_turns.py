@@ -84,10 +84,12 @@ async def test_sends_through_two_processes_keep_arrival_order_without_409s(
 async def test_queued_progress_counts_turns_of_every_process(letta_double: Any, valkey: ValkeyProcess) -> None:
     cid = await conversation(letta_double)
     async with process(letta_double, valkey) as one, process(letta_double, valkey) as two:
-        first = await one.submit(cid, None, "SLOW 1 first")
+        first = await one.submit(cid, None, "SLOW 3 first")
         second = await two.submit(cid, None, "second")
-        await anyio.sleep(0.3)
-        assert second.state == "queued" and second.ahead == 1
+        with anyio.fail_after(2.5):  # polled, not slept: a loaded machine takes longer to queue it
+            while not (second.state == "queued" and second.ahead == 1):
+                await anyio.sleep(0.05)
+        assert first.state != "completed"
         await finished(two, second)
         assert first.state == "completed"
 

@@ -209,6 +209,7 @@ def test_a_failing_install_step_fails_in_one_sentence(
     )
 
 
+@pytest.mark.slow  # a subprocess that sits out letta-client's retries
 def test_demo_against_an_unreachable_letta_fails_in_one_sentence(clean_env: dict[str, str]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -220,3 +221,24 @@ def test_demo_against_an_unreachable_letta_fails_in_one_sentence(clean_env: dict
         == f"letta-conversations-mcp demo: Letta at http://127.0.0.1:{port} is not reachable (could not list agents). "
         "Check that the Letta server is running and that LETTA_BASE_URL points at it"
     )
+
+
+def test_a_system_tool_outside_path_is_found_in_the_system_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root shell whose PATH leaves out /usr/sbin (sudo, containers) still finds runuser and useradd."""
+    tool = tmp_path / "runuser"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(processes, "SYSTEM_FOLDERS", (str(tmp_path),))
+    assert processes.system_tool("runuser") == str(tool)
+    assert processes.system_tool("no-such-tool-here") == "no-such-tool-here"
+
+
+def test_a_missing_tool_is_named_with_where_it_was_looked_for() -> None:
+    with pytest.raises(processes.StackError) as caught:
+        processes.run_step(["no-such-tool-here", "-x"], step="Doing the thing", hint="check the free space")
+    message = str(caught.value)
+    assert message.startswith("Doing the thing failed because no-such-tool-here was not found (not on PATH, nor in")
+    assert "install it, or add its folder to PATH" in message and "free space" not in message

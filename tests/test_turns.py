@@ -21,6 +21,7 @@ from letta_conversations_mcp.errors import (
     StreamBroken,
     TurnFailed,
     Unreachable,
+    Unsupported,
 )
 from letta_conversations_mcp.turns import Progress, Turn, TurnManager
 
@@ -116,6 +117,11 @@ class FakeGateway:
         for frame in frames_for("resumed", run_id, seq=True):
             if (frame.get("seq_id") or 99) > starting_after:
                 yield frame
+
+    def attach_turn(self, conversation_id: str, **_: Any) -> AsyncIterator[dict[str, Any]]:
+        """As the App Server: no otid resume, so these cases exercise the history scan (the attach by
+        otid runs against the Letta double in test_faults.py)."""
+        raise Unsupported("attaching by otid is not available on this fake")
 
     async def cancel(self, conversation_id: str, *, agent_id: str | None) -> dict[str, Any]:
         self.cancelled.set()

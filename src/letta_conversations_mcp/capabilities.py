@@ -47,10 +47,13 @@ class Feature(Enum):
     CONVERSATION_SEARCH = (
         "search conversations by their content; list_conversations(summary_search=…) searches summaries"
     )
+    #: ``POST /v1/conversations/{id}/stream {otid}``: attach to the run that carries a message (Letta 0.16.8
+    #: with Redis, Letta Cloud). Only the turn logic uses it; without it, a message's otid is looked for in the history.
+    RESUME_BY_OTID = "attach to the run of a message by its otid; its otid is looked for in the history instead"
 
 
-#: What a self-hosted Letta of 0.16 or older has of the features above (verified on 0.16.8: none).
-SELF_HOSTED_0_16: frozenset[Feature] = frozenset()
+#: What a self-hosted Letta of 0.16 or older has of the features above (verified on 0.16.8: only resume by otid).
+SELF_HOSTED_0_16: frozenset[Feature] = frozenset({Feature.RESUME_BY_OTID})
 #: What Letta Cloud (and a newer Letta that reports no old version) has: all of them.
 CLOUD: frozenset[Feature] = frozenset(Feature)
 

@@ -1,107 +1,26 @@
 """Result models of the MCP tools: they become each tool's outputSchema and structuredContent.
 
-Hosts check every structuredContent against the outputSchema (the python MCP client does, with
-jsonschema, on each call), so the published schemas are flat: nested models are inlined instead
-of ``$ref``-erenced, and a nullable field is one type list (``{"type": ["string", "null"]}``) instead
-of an ``anyOf`` with null; property titles pydantic derives from field names are left out. They say
-what pydantic's default schemas say at about half the checking cost per list item
-(benchmarks/bench_real_letta.py). The messages of a list_messages page go further: each is checked
-only as an object with its required fields, its other fields described in words
-(``summarized_items``), since descending into every field of 50 messages was nearly all of a
-host's check.
+Their schemas are published flat (``schemas.FlatSchema``: nested models inlined, nullable fields as
+one type list). The messages of a list_messages page go further: each is checked only as an object
+with its required fields, its other fields described in words (``schemas.summarized_items``), since
+descending into every field of 50 messages was nearly all of a host's check. The search tools'
+models are in ``search_results.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, GetJsonSchemaHandler
+from pydantic import Field, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue, SkipJsonSchema
 from pydantic_core import CoreSchema
 
 from .approval_rules import PendingCall, one_line
-from .frames import text_of
 from .ownership import visible_summary
+from .schemas import FlatSchema, summarized_items
 from .streaming import StepKind, TurnResult, Usage
-from .text import clip
 from .transcripts import MessageView
-
-Resolve = Callable[[JsonSchemaValue], JsonSchemaValue]
-NULL: JsonSchemaValue = {"type": "null"}
-
-
-def flat_schema(node: Any, resolve: Resolve, refs: tuple[str, ...] = ()) -> Any:
-    """A JSON schema with its ``$ref``s inlined (through ``resolve``) and nullable ``anyOf``s merged."""
-    if isinstance(node, list):
-        return [flat_schema(item, resolve, refs) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if "$ref" in node:
-        ref = str(node["$ref"])
-        if ref in refs:
-            raise ValueError(f"recursive schema {ref} cannot be flattened")
-        target = flat_schema(resolve({"$ref": ref}), resolve, (*refs, ref))
-        return {**target, **{k: flat_schema(v, resolve, refs) for k, v in node.items() if k != "$ref"}}
-    flat = {k: flat_schema(v, resolve, refs) for k, v in node.items() if k != "properties"}
-    if isinstance(node.get("properties"), dict):
-        flat["properties"] = {
-            name: untitled(name, flat_schema(sub, resolve, refs)) for name, sub in node["properties"].items()
-        }
-    return merge_nullable(flat)
-
-
-def untitled(name: str, schema: Any) -> Any:
-    """A property's schema without the title pydantic derives from its name ('tool_name' → 'Tool Name')."""
-    if isinstance(schema, dict) and schema.get("title") == name.replace("_", " ").title():
-        return {k: v for k, v in schema.items() if k != "title"}
-    return schema
-
-
-def merge_nullable(schema: JsonSchemaValue) -> JsonSchemaValue:
-    """``{"anyOf": [S, {"type": "null"}], …}`` → S with ``"null"`` added to its type (and enum)."""
-    options = schema.get("anyOf")
-    if not isinstance(options, list) or len(options) != 2 or NULL not in options:
-        return schema
-    other: JsonSchemaValue = options[0] if options[1] == NULL else options[1]
-    kind = other.get("type")
-    if not isinstance(kind, str) or "const" in other:
-        return schema
-    merged = {**other, **{k: v for k, v in schema.items() if k != "anyOf"}, "type": [kind, "null"]}
-    if "enum" in other:
-        merged["enum"] = [*other["enum"], None]
-    return merged
-
-
-def summarized_items(items: JsonSchemaValue) -> JsonSchemaValue:
-    """A list item's schema that checks only that an item is an object with its required fields, its
-    other fields described in words.
-
-    jsonschema descends into every property of every item, and that is nearly all of the time a host
-    spends checking a long page (30x a check without them, benchmarks/bench_overhead.py); our own
-    pydantic model guarantees the field types before anything is sent.
-    """
-    fields = []
-    for name, prop in (items.get("properties") or {}).items():
-        kind = prop.get("type")
-        kind = kind[0] if isinstance(kind, list) else kind
-        about = f": {prop['description']}" if prop.get("description") else ""
-        fields.append(f"{name} ({kind}){about}")
-    description = " ".join(filter(None, [items.get("description"), "Fields: " + "; ".join(fields) + "."]))
-    return {"type": "object", "required": items.get("required", []), "description": description}
-
-
-class FlatSchema(BaseModel):
-    """A result model whose JSON schema is published flat (see the module docstring)."""
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler, /) -> JsonSchemaValue:
-        schema = handler(core_schema)
-        definition = handler.resolve_ref_schema(schema)
-        flat = flat_schema(definition, handler.resolve_ref_schema)
-        definition.clear()
-        definition.update(flat)
-        return schema
 
 
 def transcript_uri(conversation_id: str, agent_id: str | None = None, *, fmt: Literal["md", "json"] = "md") -> str:
@@ -396,88 +315,3 @@ class DeleteResult(FlatSchema):
             if self.deleted
             else f"{self.conversation_id} was not deleted."
         )
-
-
-class SearchHit(FlatSchema):
-    """One message a search found."""
-
-    id: str = Field(description="The message id (message-…)")
-    conversation_id: str | None = Field(default=None, description="Null: the agent's own history ('default')")
-    type: str = Field(description="user, assistant, reasoning or system")
-    date: str | None = None
-    text: str
-
-    @classmethod
-    def from_letta(cls, raw: Mapping[str, Any]) -> SearchHit:
-        kind = str(raw.get("message_type") or "message").removesuffix("_message")
-        body = raw.get("reasoning") if kind == "reasoning" else raw.get("content")
-        return cls(
-            id=str(raw.get("message_id") or raw.get("id") or ""),
-            conversation_id=raw.get("conversation_id") or None,
-            type=kind,
-            date=raw.get("created_at") or raw.get("date"),
-            text=clip(text_of(body), SEARCH_HIT_CHARS),
-        )
-
-
-#: How much of each found message a search result shows (read the rest with list_messages).
-SEARCH_HIT_CHARS = 300
-
-
-class MessageSearchResult(FlatSchema):
-    agent_id: str
-    query: str
-    hits: list[SearchHit]
-
-    def as_text(self) -> str:
-        if not self.hits:
-            return f"No messages match “{self.query}”."
-        lines = [f"{len(self.hits)} message(s) on agent {self.agent_id} match “{self.query}”, best first:"]
-        for h in self.hits:
-            lines.append(f"- {h.date or '?'} {h.conversation_id or 'default'} {h.type} {h.id}: {h.text}")
-        lines.append("Read around a message with list_messages(conversation_id=…, after=<its id> or before=<its id>).")
-        return "\n".join(lines)
-
-
-class FoundConversation(FlatSchema):
-    """A conversation a search found: what tells it apart (get_conversation has the rest)."""
-
-    id: str
-    summary: str | None = None
-    description: str | None = None
-    last_message_at: str | None = None
-
-    @classmethod
-    def from_letta(cls, raw: Mapping[str, Any]) -> FoundConversation:
-        return cls(
-            id=str(raw["id"]),
-            summary=visible_summary(raw.get("summary")),
-            description=raw.get("description") or None,
-            last_message_at=raw.get("last_message_at"),
-        )
-
-    def line(self) -> str:
-        about = f" — {self.description}" if self.description else ""
-        return f"- {self.id}  {self.summary or '(no summary)'}{about}  (last message: {self.last_message_at or 'none'})"
-
-
-class ConversationSearch(FlatSchema):
-    agent_id: str
-    query: str
-    searched: Literal["content", "summaries"] = Field(
-        description="content: Letta searched descriptions and summaries by meaning; summaries: only the summary text"
-    )
-    conversations: list[FoundConversation]
-    note: str | None = None
-
-    def as_text(self) -> str:
-        what = "by content" if self.searched == "content" else "in their summaries"
-        if not self.conversations:
-            lines = [f"No conversations on agent {self.agent_id} match “{self.query}” {what}."]
-        else:
-            lines = [f"{len(self.conversations)} conversation(s) on agent {self.agent_id} match “{self.query}” {what}:"]
-            lines += [c.line() for c in self.conversations]
-            lines.append("Continue one with send_message(conversation_id=…); get_conversation shows the rest.")
-        if self.note:
-            lines.append(f"Note: {self.note}")
-        return "\n".join(lines)

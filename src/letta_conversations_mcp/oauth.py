@@ -14,17 +14,22 @@ The JWKS URI and the introspection endpoint come from the issuer's metadata, RFC
 OpenID Connect discovery second (``metadata_urls``), fetched on first use and again after a failure.
 The key set is cached for an hour; a token signed with a key id the cache does not know makes it
 fetch the set again (key rotation), at most once every ``REFRESH_SECONDS``, so made-up key ids
-cannot make it hammer the issuer.
+cannot make it hammer the issuer. An active introspection answer is kept for
+``INTROSPECTION_TTL_SECONDS`` (never past the token's ``exp``), by the token's SHA-256 only, for at
+most ``INTROSPECTION_CACHE_SIZE`` tokens: a host's every request does not cost a round trip to the
+issuer, and a revoked opaque token is refused within that minute. Refusals are not kept.
 
 Why a token was refused is one sentence (``Rejected``), kept in ``last_rejection`` for the HTTP
-front end's ``error_description``; a token is never logged, stored or passed on.
+front end's ``error_description``; a token is never logged, stored or passed on (the introspection cache holds its digest).
 """
 
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +48,8 @@ LEEWAY_SECONDS = 30
 KEYS_TTL_SECONDS = 3600.0
 REFRESH_SECONDS = 5.0
 HTTP_TIMEOUT = 10.0
+INTROSPECTION_TTL_SECONDS = 60.0
+INTROSPECTION_CACHE_SIZE = 4096
 
 #: Why the last token this task presented was refused (the HTTP front end reads it after ``verify_token``).
 last_rejection: contextvars.ContextVar[str | None] = contextvars.ContextVar("last_rejection", default=None)
@@ -223,6 +230,9 @@ class OAuthVerifier:
         self._keys_at = float("-inf")
         self._lock = anyio.Lock()
         self.fetches = 0  # JWKS fetches so far (for tests and the benchmark)
+        self.introspections = 0  # introspection requests so far (for tests)
+        #: sha256(token) → (monotonic time it stops being trusted, the checked claims).
+        self._introspected: OrderedDict[str, tuple[float, Mapping[str, Any]]] = OrderedDict()
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The token's ``AccessToken``, or None (and ``last_rejection`` says why)."""
@@ -304,6 +314,25 @@ class OAuthVerifier:
 
     # -- introspection ---------------------------------------------------------------------------
     async def _introspect(self, token: str) -> Mapping[str, Any]:
+        """The token's checked claims: from the cache while it trusts them, else from the issuer."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        kept = self._introspected.get(digest)
+        if kept is not None and kept[0] > time.monotonic():
+            self._introspected.move_to_end(digest)
+            return kept[1]
+        self._introspected.pop(digest, None)
+        claims = await self._ask_issuer(token)
+        exp = claims.get("exp")
+        trust = INTROSPECTION_TTL_SECONDS
+        if isinstance(exp, int | float):
+            trust = min(trust, exp - time.time())
+        if trust > 0:
+            self._introspected[digest] = (time.monotonic() + trust, claims)
+            while len(self._introspected) > INTROSPECTION_CACHE_SIZE:
+                self._introspected.popitem(last=False)
+        return claims
+
+    async def _ask_issuer(self, token: str) -> Mapping[str, Any]:
         config = self.config
         endpoint = (await self.metadata()).introspection_endpoint
         if endpoint is None or not config.client_id or not config.client_secret:
@@ -318,6 +347,7 @@ class OAuthVerifier:
                 auth=(config.client_id, config.client_secret),
                 headers={"Accept": "application/json"},
             )
+            self.introspections += 1
             response.raise_for_status()
             answer = response.json()
         except (httpx.HTTPError, ValueError) as error:

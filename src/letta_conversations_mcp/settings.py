@@ -104,6 +104,16 @@ class CoreSettings(BaseSettings):
             "decline denies (env LETTA_MCP_NO_DECISION_SECONDS)"
         ),
     )
+    app_permission_mode: Literal["unrestricted", "standard", "acceptEdits", "strict"] | None = Field(
+        default=None,
+        description=(
+            "Letta Code's App Server only: the permission mode set on each conversation before this server's "
+            "first message to it. standard, acceptEdits and strict make the App Server ask before tools run, "
+            "and the question is answered as LETTA_MCP_APPROVALS says; unrestricted runs every tool. Unset: "
+            "each conversation keeps the App Server's own mode (unrestricted unless a client set another) "
+            "(env LETTA_MCP_APP_PERMISSION_MODE)"
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level for stderr (env LETTA_MCP_LOG_LEVEL)"
     )
@@ -308,6 +318,11 @@ class Settings(OAuthSettings, HttpSettings, CoreSettings):
     def startup_warnings(self) -> list[str]:
         """Settings worth a warning in the log when the server starts."""
         warnings: list[str] = []
+        if self.app_permission_mode and not self.effective_base_url.startswith(("ws://", "wss://")):
+            warnings.append(
+                "LETTA_MCP_APP_PERMISSION_MODE applies only to Letta Code's App Server (a ws:// LETTA_BASE_URL); "
+                "it is ignored for this Letta server"
+            )
         if self.approvals == "approve":
             warnings.append(
                 "LETTA_MCP_APPROVALS=approve: every tool call that needs a human's approval is approved "

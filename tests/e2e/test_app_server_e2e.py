@@ -27,6 +27,7 @@ from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.backends.app_socket import AppSocket
 from letta_conversations_mcp.errors import StreamBroken, Target
 from tests.helpers import privacy as privacy_scenarios
+from tests.helpers.approval_host import Host
 from tests.helpers.privacy import Harness, app_server_harness, write_auth_file
 from tests.helpers.tools import call, handle, make_settings, text_of
 
@@ -210,6 +211,53 @@ async def test_http_callers_privacy_on_the_real_app_server(
     await scenario(app_server_harness(app_server.url, agent, write_auth_file(tmp_path)))
 
 
+# -- tool approvals: the App Server's permission modes -------------------------------------------
+def _bash(file: str) -> str:
+    return "TOOL Bash " + json.dumps({"command": f"echo made > {file}", "description": "make a file"})
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_tool_the_app_server_asks_about_waits_and_respond_to_approval_runs_it(
+    app_server: AppServerStack, agent: str
+) -> None:
+    assert app_server.home is not None
+    made = app_server.home / "work" / "approved.txt"
+    async with Client(
+        build_server(make_settings(app_server.url, agent, api_key=None, app_permission_mode="standard"))
+    ) as c:
+        cid = (await call(c, "create_conversation"))["id"]
+        waiting = await call(c, "send_message", conversation_id=cid, message=_bash("approved.txt"))
+        assert waiting["status"] == "awaiting_approval", waiting
+        (pending,) = waiting["pending_approvals"]
+        assert pending["name"] == "Bash" and "approved.txt" in pending["arguments"] and not made.exists()
+        info = await call(c, "get_conversation", conversation_id=cid)
+        assert info["pending_approvals"][0]["tool_call_id"] == pending["tool_call_id"]
+        done = await call(c, "respond_to_approval", conversation_id=cid, approve=True)
+        assert done["status"] == "completed" and done["reply"] == "tool said: (Command completed with no output)", done
+        assert made.read_text().strip() == "made"
+        page = await call(c, "list_messages", conversation_id=cid, order="asc")
+        texts = [m["text"] for m in page["messages"] if m.get("text")]
+        assert texts.count("tool said: (Command completed with no output)") == 1, texts
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_tool_the_host_denies_never_runs_and_the_agent_reads_the_reason(
+    app_server: AppServerStack, agent: str
+) -> None:
+    assert app_server.home is not None
+    host = Host({"action": "accept", "content": {"decision": "deny", "reason": "not in my home"}}, think=0.1)
+    settings = make_settings(app_server.url, agent, api_key=None, app_permission_mode="standard")
+    async with Client(build_server(settings), elicitation_callback=host) as c:
+        cid = (await call(c, "create_conversation"))["id"]
+        turn = await call(c, "send_message", conversation_id=cid, message=_bash("denied.txt"))
+    assert turn["status"] == "completed" and turn["reply"] == "tool said: not in my home", turn
+    (question,) = host.questions
+    assert "Bash" in question and agent in question and "denied.txt" in question
+    assert not (app_server.home / "work" / "denied.txt").exists()
+
+
 # -- the double speaks what the real App Server sends ----------------------------------------------
 def _shape(frame: dict[str, Any]) -> tuple[str, frozenset[str]]:
     """A frame's type and keys (values differ between runs; the keys a client reads must not)."""
@@ -249,8 +297,35 @@ async def _session(url: str, agent: str) -> set[tuple[str, frozenset[str]]]:
             if frame.get("type") == "turn_finished":
                 break
         await ask({"type": "conversation_messages_list", "conversation_id": conversation["id"], "query": {}}, "m")
+        await _asked_session(ws, runtime, shapes)
         await ask({"type": "conversation_retrieve", "conversation_id": "local-conv-999999"}, "r")
     return shapes
+
+
+async def _asked_session(ws: Any, runtime: dict[str, Any], shapes: set[tuple[str, frozenset[str]]]) -> None:
+    """Permission mode standard, a tool call the App Server asks about, the answer, the rest of the turn."""
+
+    async def frames() -> AsyncIterator[dict[str, Any]]:
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            if frame.get("type") not in ("update_device_status", "update_queue"):
+                shapes.add(_shape(frame))
+            yield frame
+
+    mode = {"type": "change_device_state", "request_id": "d", "runtime": runtime, "payload": {"mode": "standard"}}
+    await ws.send(json.dumps(mode))
+    async for frame in frames():
+        if frame.get("device_status", {}).get("current_permission_mode") == "standard":
+            break
+    message = {"role": "user", "content": _bash("shape.txt"), "client_message_id": "cm-shape-2"}
+    payload = {"kind": "create_message", "messages": [message]}
+    await ws.send(json.dumps({"type": "input", "request_id": "t", "runtime": runtime, "payload": payload}))
+    async for frame in frames():
+        if frame.get("type") == "control_request":
+            answer = {"kind": "approval_response", "request_id": frame["request_id"], "decision": {"behavior": "allow"}}
+            await ws.send(json.dumps({"type": "input", "request_id": "a", "runtime": runtime, "payload": answer}))
+        if frame.get("type") == "turn_finished":
+            return
 
 
 @pytest.mark.anyio

@@ -8,6 +8,7 @@ The real responses are written to .e2e-artifacts/letta-recordings.json for inspe
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ def record(base_url: str, agent_id: str) -> dict[str, Any]:
         out["update"] = http.patch(f"/v1/conversations/{cid}", json={"summary": "shape 2"}).json()
         out["list"] = http.get("/v1/conversations/", params={"agent_id": agent_id}).json()
         for name, text in (("plain", "hello shape"), ("tool", "REMEMBER shape fact"), ("fail", "FAIL shape")):
-            body = {"messages": [{"role": "user", "content": text, "otid": f"otid-{name}"}], "include_pings": True}
+            otid = f"otid-{name}-{cid}"  # unique: Letta keeps otids for 3 hours
+            body = {"messages": [{"role": "user", "content": text, "otid": otid}], "include_pings": True}
             response = http.post(f"/v1/conversations/{cid}/messages", json=body)
             out[f"send_{name}"] = parse_sse(response.text)
         body = {"messages": [{"role": "user", "content": "hi tokens"}], "stream_tokens": True}
@@ -40,7 +42,8 @@ def record(base_url: str, agent_id: str) -> dict[str, Any]:
         out["notfound"] = {"status": response.status_code, "body": response.json()}
         response = http.get("/v1/conversations/nope")
         out["badid"] = {"status": response.status_code, "body": response.json()}
-        background = {"messages": [{"role": "user", "content": "SLOW 1 bg"}], "background": True}
+        otid = str(uuid.uuid4())  # Letta keeps otids for 3 hours: a new one per recording
+        background = {"messages": [{"role": "user", "content": "SLOW 1 bg", "otid": otid}], "background": True}
         with http.stream("POST", f"/v1/conversations/{cid}/messages", json=background) as first:
             stream = events(first.iter_lines())
             run_id = next(stream).data["run_id"]
@@ -52,7 +55,44 @@ def record(base_url: str, agent_id: str) -> dict[str, Any]:
                 pass
         out["run"] = http.get(f"/v1/runs/{run_id}").json()
         out["resume"] = parse_sse(http.post(f"/v1/runs/{run_id}/stream", json={"starting_after": 0}).text)
+        out.update(record_otid_attach(http, cid, agent_id, otid, run_id))
     return out
+
+
+def record_otid_attach(http: httpx.Client, cid: str, agent_id: str, otid: str, run_id: str) -> dict[str, Any]:
+    """Attaching by otid (``POST /v1/conversations/{id}/stream {otid}``): a finished background run,
+    from a cursor, from another conversation's path; an unknown otid; a background re-send of the otid;
+    a foreground run's otid (it streams nothing)."""
+    out: dict[str, Any] = {}
+    stream = f"/v1/conversations/{cid}/stream"
+    out["attach"] = parse_sse(http.post(stream, json={"otid": otid, "starting_after": 0}).text)
+    out["attach_tail"] = parse_sse(http.post(stream, json={"otid": otid, "starting_after": 1}).text)
+    other = http.post("/v1/conversations/", params={"agent_id": agent_id}, json={"summary": "other"}).json()["id"]
+    out["attach_elsewhere"] = parse_sse(http.post(f"/v1/conversations/{other}/stream", json={"otid": otid}).text)
+    response = http.post(stream, json={"otid": f"never-{uuid.uuid4()}"})
+    out["attach_unknown"] = {"status": response.status_code, "body": response.json()}
+    again = {"messages": [{"role": "user", "content": "SLOW 1 bg", "otid": otid}], "background": True}
+    frames, _ = parse_sse(http.post(f"/v1/conversations/{cid}/messages", json=again).text)
+    out["resend_run_ids"] = sorted({str(f.get("run_id")) for f in frames if f.get("run_id")})
+    out["resend_same_run"] = out["resend_run_ids"] == [run_id]
+    messages = http.get(f"/v1/conversations/{cid}/messages", params={"limit": 100}).json()
+    out["bg_stored"] = sum(1 for m in messages if m["message_type"] == "user_message" and m["content"] == "SLOW 1 bg")
+    out["attach_foreground_frames"] = frames_within(http, stream, {"otid": "otid-plain-" + cid}, seconds=3.0)
+    return out
+
+
+def frames_within(http: httpx.Client, path: str, body: dict[str, Any], *, seconds: float) -> int:
+    """How many lines a stream sends in its first ``seconds`` (-1: refused)."""
+    lines = 0
+    try:
+        with http.stream("POST", path, json=body, timeout=httpx.Timeout(30, read=seconds)) as response:
+            if response.status_code != 200:
+                return -1
+            for line in response.iter_lines():
+                lines += bool(line)
+    except httpx.ReadTimeout:
+        pass
+    return lines
 
 
 def frame_shapes(frames: list[dict[str, Any]]) -> dict[str, Any]:
@@ -95,3 +135,17 @@ def test_double_matches_the_real_server(letta_stack: Any) -> None:
         assert set(fake[key]["body"]) == set(real[key]["body"]), key
     assert set(fake["run"]) == set(real["run"])
     assert real["run"]["status"] == fake["run"]["status"] == "completed"
+    assert_attach_by_otid_matches(real, fake)
+
+
+def assert_attach_by_otid_matches(real: dict[str, Any], fake: dict[str, Any]) -> None:
+    for key in ("attach", "attach_tail", "attach_elsewhere"):
+        kinds = [[f["message_type"] for f in side[key][0] if f["message_type"] != "ping"] for side in (real, fake)]
+        assert kinds[0] == kinds[1] and kinds[0][-2:] == ["stop_reason", "usage_statistics"], (key, kinds)
+    tail = [f.get("seq_id") for f in real["attach_tail"][0] if isinstance(f.get("seq_id"), int)]
+    assert tail and min(tail) > 1, "a cursor skips what came before it"
+    for side in (real, fake):
+        assert side["attach_unknown"]["status"] == 404
+        assert side["attach_unknown"]["body"]["detail"].startswith("No run found for otid=never-")
+        assert side["resend_same_run"] and side["bg_stored"] == 1, "a background re-send joins its run"
+        assert side["attach_foreground_frames"] == 0, "a foreground run's otid streams nothing"

@@ -21,7 +21,7 @@ from mcp import Client
 
 from letta_conversations_devstack.host_model_server import HostModelServer
 from letta_conversations_devstack.host_models import Call, Exchange, Script, find
-from letta_conversations_mcp import fast_start
+from letta_conversations_mcp import answer_cache
 from letta_conversations_mcp.app import build_server
 from letta_conversations_mcp.settings import Settings
 from tests.e2e import agents
@@ -241,11 +241,11 @@ def test_codex_with_a_default_entry_offers_our_tools_on_its_first_turn(
         assert exchanges, run.describe()
         offered.append(exchanges[0].main)
         if not attempt:  # the configuration's first start: wait for its detached cache filler
-            answers = fast_start.cache_path([], target.env)
+            answers = answer_cache.cache_path([], target.env)
             deadline = time.monotonic() + 120
-            while len(fast_start.Answers(answers).entries) < 2 and time.monotonic() < deadline:
+            while len(answer_cache.Answers(answers).entries) < 2 and time.monotonic() < deadline:
                 time.sleep(0.5)
-            assert len(fast_start.Answers(answers).entries) >= 2, f"the first start left no answers in {answers}"
+            assert len(answer_cache.Answers(answers).entries) >= 2, f"the first start left no answers in {answers}"
         else:
             seen = [sorted(e.tools) for e in exchanges]
             assert exchanges[0].main, f"run {attempt + 1}: Codex's first request had no tools of ours: {seen}"

@@ -382,6 +382,30 @@ async def test_an_opaque_token_is_introspected(ours: Ours, auth_server: Authoriz
     assert opaque.encode() not in ours.proxy.sent
 
 
+async def test_an_active_introspection_is_kept_a_minute_and_a_refusal_is_not(
+    ours: Ours, auth_server: AuthorizationServer
+) -> None:
+    opaque = await token_for(auth_server.issuer, "alice", resource=ours.url, client_name="opaque-token-client")
+    config = oauth.OAuthConfig(
+        issuer=auth_server.issuer,
+        resource=ours.url,
+        client_id="letta-mcp-resource-server",
+        client_secret="rs-secret-0123456789abcdef",
+    )
+    verifier = oauth.OAuthVerifier(config)
+    try:
+        first, again = await verifier.check(opaque), await verifier.check(opaque)
+        assert first.client_id == again.client_id and first.resource == again.resource
+        assert verifier.introspections == 1, "the second request was answered from the cache"
+        assert opaque not in repr(vars(verifier)), "the cache holds the token's digest, never the token"
+        for _ in range(2):
+            with pytest.raises(oauth.Rejected, match="not active"):
+                await verifier.check("not-a-token-the-issuer-made")
+        assert verifier.introspections == 3, "a refusal is asked again every time, never kept"
+    finally:
+        await verifier.aclose()
+
+
 async def test_a_rotated_signing_key_is_picked_up(
     ours: Ours, auth_server: AuthorizationServer, keys: list[SigningKey]
 ) -> None:

@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from tests.helpers.fault_proxy import FaultProxy
-from tests.helpers.outages import PHASES, Phase, assert_honest_progress, progress_log
+from tests.helpers.outages import PHASES, SEND_REQUEST, Phase, assert_honest_progress, progress_log
 from tests.helpers.tools import call as ok
 
 pytestmark = pytest.mark.anyio
@@ -82,3 +82,31 @@ async def test_an_outage_longer_than_the_wait_on_real_letta(proxy: FaultProxy, l
         done = await ok(client, "wait_for_reply", run_id=first["run_id"], wait_seconds=30)
         assert done["reply"] == f"echo: {message}"
     assert await stored_user_messages(letta_stack, cid) == [message]
+
+
+@pytest.mark.parametrize("forwarded", [True, False], ids=["request forwarded", "request lost"])
+async def test_a_send_dropped_after_its_request_attaches_by_otid_on_real_letta(
+    proxy: FaultProxy, letta_stack: Any, forwarded: bool
+) -> None:
+    """The connection drops once the send's body has (or has not) gone through to Letta, before any
+    answer: the server attaches to the message's run by its otid, one request, and streams the reply;
+    where Letta says it has no run for the otid, the message is sent exactly once more."""
+    message = f"SLOW 2 dropped, {'forwarded' if forwarded else 'lost'}"
+    async with Client(stdio_params(proxy.url, letta_stack.agent_id, LETTA_MCP_WAIT_SECONDS="90")) as client:
+        cid = (await ok(client, "create_conversation"))["id"]
+        proxy.requests.clear()
+        proxy.cut_when(
+            "send dropped", request=SEND_REQUEST, direction="up", data='"messages"', seconds=1.0, forward=forwarded
+        )
+        with anyio.fail_after(120):
+            result = await client.call_tool("send_message", {"conversation_id": cid, "message": message})
+    text = "\n".join(getattr(b, "text", "") for b in result.content)
+    assert not result.is_error, text
+    assert (result.structured_content or {})["reply"] == f"echo: {message}"
+    assert proxy.names_fired() == ["send dropped"]
+    assert await stored_user_messages(letta_stack, cid) == [message], "stored twice, or not at all"
+    sends = [r for r in proxy.requests if r.startswith(f"POST /v1/conversations/{cid}/messages")]
+    attaches = [r for r in proxy.requests if r.startswith(f"POST /v1/conversations/{cid}/stream")]
+    scans = [r for r in proxy.requests if r.startswith("GET ") and "include_return_message_types" in r]
+    assert len(sends) == (1 if forwarded else 2), proxy.requests
+    assert len(attaches) == 1 and scans == [], proxy.requests

@@ -67,6 +67,8 @@ class FaultProxy:
     #: Connections refused or aborted while down, and connections served.
     refused: int = 0
     served: int = 0
+    #: The request line of every HTTP request that came through (``POST /v1/… HTTP/1.1``), in order.
+    requests: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream_url)
@@ -189,6 +191,7 @@ class FaultProxy:
             while chunk := await reader.read(65536):
                 if direction == "up" and chunk.startswith(METHODS):
                     link.request = chunk.split(b"\r\n", 1)[0]
+                    self.requests.append(link.request.decode("latin-1"))
                 rule = self._take(direction, link.request, chunk)
                 if rule is not None and not rule.forward:
                     self._go_down(rule.name, rule.seconds)

@@ -18,7 +18,8 @@ def test_self_hosted_0_16_and_older_are_told_by_their_version(version: str, old:
 
 def test_a_0_16_server_lacks_every_cloud_feature_and_says_so_in_one_sentence() -> None:
     known = Capabilities.from_health({"version": "0.16.8", "status": "ok"}, base_url="http://u:pw@localhost:8283/")
-    assert not any(known.has(f) for f in Feature)
+    # Resume by otid is 0.16.8's too (its OpenAPI document; tests/e2e/test_double_matches_real.py attaches by otid).
+    assert [f for f in Feature if known.has(f)] == [Feature.RESUME_BY_OTID]
     with pytest.raises(Unsupported) as refused:
         known.require(Feature.FORK_AT_MESSAGE)
     text = refused.value.message

@@ -8,7 +8,8 @@ import httpx
 import letta_client
 import pytest
 
-from letta_conversations_mcp.errors import DeliveryUnknown, LettaRequestError, Target, describe, redact, safe_url
+from letta_conversations_mcp.backends.rest_errors import describe
+from letta_conversations_mcp.errors import DeliveryUnknown, LettaRequestError, Target, redact, safe_url
 from tests.helpers.captures import read_json, read_sse, read_status
 
 BASE = "https://user:pass@letta.example.com/?token=abc#frag"

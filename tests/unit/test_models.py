@@ -14,19 +14,17 @@ from mcp_types import CallToolResult
 from pydantic import BaseModel, create_model
 from referencing import Registry
 
-from letta_conversations_mcp import models
-from letta_conversations_mcp.models import (
-    FlatSchema,
-    MessagePage,
-    PageMessage,
-    SendResult,
-    TurnStep,
-    flat_schema,
-    merge_nullable,
-)
+from letta_conversations_mcp import models, search_results
+from letta_conversations_mcp.models import MessagePage, PageMessage, SendResult, TurnStep
+from letta_conversations_mcp.schemas import FlatSchema, flat_schema, merge_nullable
 
 RESULT_MODELS = sorted(
-    (m for m in vars(models).values() if isinstance(m, type) and issubclass(m, FlatSchema) and m is not FlatSchema),
+    {
+        m
+        for module in (models, search_results)
+        for m in vars(module).values()
+        if isinstance(m, type) and issubclass(m, FlatSchema) and m is not FlatSchema
+    },
     key=lambda m: m.__name__,
 )
 COMPOSITION = {"$ref", "$defs", "anyOf", "oneOf", "allOf"}

@@ -220,3 +220,37 @@ async def test_the_metadata_document_is_served_at_both_well_known_paths() -> Non
             assert document["scopes_supported"] == ["letta:conversations", "letta:agent"]
             assert document["bearer_methods_supported"] == ["header"]
     await resource.verifier.aclose()  # type: ignore[attr-defined]
+
+
+def _counting_issuer(verifier: oauth.OAuthVerifier, exp_in: float) -> list[str]:
+    """Makes the verifier's issuer answer every token as active until ``exp_in`` seconds from now."""
+    asked: list[str] = []
+
+    async def ask(token: str) -> dict[str, Any]:
+        asked.append(token)
+        return {"active": True, "sub": token, "exp": time.time() + exp_in}
+
+    verifier._ask_issuer = ask  # type: ignore[method-assign]  # the issuer's side is the e2e suite's
+    return asked
+
+
+@pytest.mark.anyio
+async def test_the_introspection_cache_never_trusts_a_token_past_its_exp() -> None:
+    verifier = oauth.OAuthVerifier(OAuthConfig(issuer=ISSUER, resource=RESOURCE))
+    asked = _counting_issuer(verifier, exp_in=-1)
+    await verifier._introspect("expired-a-moment-ago")
+    await verifier._introspect("expired-a-moment-ago")
+    assert asked == ["expired-a-moment-ago"] * 2
+    await verifier.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_introspection_cache_holds_at_most_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(oauth, "INTROSPECTION_CACHE_SIZE", 2)
+    verifier = oauth.OAuthVerifier(OAuthConfig(issuer=ISSUER, resource=RESOURCE))
+    asked = _counting_issuer(verifier, exp_in=3600)
+    for token in ("one", "two", "one", "three", "two", "one"):
+        await verifier._introspect(token)
+    # "one" stayed in by use until "two" came back and pushed it out (the least recently used goes first)
+    assert asked == ["one", "two", "three", "two", "one"]
+    await verifier.aclose()

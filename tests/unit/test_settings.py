@@ -269,6 +269,18 @@ def test_no_decision_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_the_app_permission_mode_is_read_and_warns_off_the_app_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().app_permission_mode is None
+    monkeypatch.setenv("LETTA_MCP_APP_PERMISSION_MODE", "acceptEdits")
+    assert cli("--base-url", "ws://127.0.0.1:8285/ws").app_permission_mode == "acceptEdits"
+    assert cli("--base-url", "ws://127.0.0.1:8285/ws").startup_warnings() == []
+    (warning,) = cli("--base-url", "http://localhost:8283").startup_warnings()
+    assert "LETTA_MCP_APP_PERMISSION_MODE applies only to Letta Code's App Server" in warning
+    monkeypatch.setenv("LETTA_MCP_APP_PERMISSION_MODE", "paranoid")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
 def test_approve_policy_warns_at_start() -> None:
     (warning,) = cli("--approvals", "approve").startup_warnings()
     assert "LETTA_MCP_APPROVALS=approve" in warning and "trusted automation" in warning

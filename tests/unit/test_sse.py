@@ -10,7 +10,7 @@ import httpx
 import letta_client
 import pytest
 
-from letta_conversations_mcp.backends.rest import sse_frames
+from letta_conversations_mcp.backends.rest_streams import attach_refusal, sse_frames
 from tests.helpers.captures import CAPTURES
 
 pytestmark = pytest.mark.anyio
@@ -69,3 +69,17 @@ async def test_named_events_other_than_error_are_skipped() -> None:
     ping = json.dumps({"message_type": "ping"})
     got = await frames(Body(f"event: cancelled\ndata: {{}}\n\ndata: {ping}\n\ndata: [DONE]\n\n"))
     assert got == [{"message_type": "ping"}]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "meaning"),
+    [
+        (404, {"detail": "No run found for otid=o-1. The run may have expired or never existed."}, "no run"),
+        (404, {"detail": "Not Found"}, "cannot attach"),
+        (503, {"detail": "Background streaming requires Redis to be running. …"}, "cannot attach"),
+        (503, {"detail": "unavailable"}, None),
+        (500, {"detail": "boom"}, None),
+    ],
+)
+def test_a_refused_attach_by_otid_is_told_apart(status: int, body: object, meaning: str | None) -> None:
+    assert attach_refusal(status, body) == meaning

@@ -117,3 +117,13 @@ def test_settle_maps_each_outcome_to_a_status() -> None:
     failed_tool = CallToolResult(content=[TextContent(type="text", text="Letta is away")], is_error=True)
     settle(task, failed_tool, at=9.0)
     assert task.status == "completed" and task.result is not None and task.result["isError"] is True
+
+
+def test_a_poll_that_changes_nothing_is_not_a_change() -> None:
+    task = record(0.0)
+    queued = CallToolResult(content=[], structured_content={"status": "queued"})
+    assert settle(task, queued, at=5.0) is True and task.updated_at == 5.0
+    assert settle(task, queued, at=6.0) is False, "the same answer again: nothing to write"
+    assert task.updated_at == 5.0, "lastUpdatedAt is when the task last changed"
+    running = CallToolResult(content=[], structured_content={"status": "running", "reply": "Hel"})
+    assert settle(task, running, at=7.0) is True and task.updated_at == 7.0

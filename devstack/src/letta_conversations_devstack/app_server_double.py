@@ -8,9 +8,14 @@ follow the scripted agent language (``script``): ``echo: <message>`` streamed on
 ``stream_delta``, ``SLOW n`` first waits n seconds. As on the real one: unknown commands get no
 reply, input without ``client_message_id`` is refused while busy or after an abort, a busy
 conversation queues input, an abort answers at once and ends the turn (``cancelled``) only when
-the model call returns, and stored user turns carry ``<system-reminder>`` parts.
+the model call returns, and stored user turns carry ``<system-reminder>`` parts. ``TOOL <name>
+<json>`` calls one of Letta Code's client-side tools (``TOOLS``): in permission mode
+``unrestricted`` (the default) it runs at once; after ``change_device_state`` set another mode, the
+double asks first (``control_request`` ``can_use_tool``) and waits for the ``approval_response``
+input, as recorded in ``12_…``/``13_…`` (it asks about every call; the real one lets some through
+per mode). A run tool is only recorded (``ran``), with the result ``ran <name>``.
 
-``tests/e2e/test_app_server.py`` checks that the double still speaks what the real App Server sends.
+``tests/e2e/test_app_server_e2e.py`` checks that the double still speaks what the real App Server sends.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ REMINDER = (
 )
 INTERRUPTED = "<system-reminder>The user interrupted the active stream.</system-reminder>"
 REFUSED = "Input was rejected by the queue or durable ledger"
+NOT_PENDING = "Approval request is no longer pending"
+#: Letta Code's client-side tools the scripted agent may call (``TOOL <name> <json>``).
+TOOLS = frozenset({"Bash", "Read", "Write", "Edit", "Glob", "Grep"})
+MODES = ("unrestricted", "standard", "acceptEdits", "strict")
 
 
 def recorded(directory: Path) -> list[Frame]:
@@ -62,6 +71,9 @@ class _Conversation:
     aborted: bool = False
     abort: asyncio.Event = field(default_factory=asyncio.Event)
     seen_ids: set[str] = field(default_factory=set)
+    mode: str = "unrestricted"
+    commanded: bool = False  # a command ran since the last input: the next one is queued
+    question: tuple[str, asyncio.Future[Frame]] | None = None  # (request id, its answer) while a tool waits
 
 
 class AppServerDouble:
@@ -99,6 +111,10 @@ class AppServerDouble:
             (f["entries"] for f in frames if f.get("type") == "list_memory_response" and f.get("entries")), []
         )
         self.memory: dict[str, list[Frame]] = {a: copy.deepcopy(recorded_files) for a in self.agents}
+        #: The recorded device status (``update_device_status``), sent with each conversation's mode.
+        self.device_status = next(dict(f["device_status"]) for f in frames if f.get("type") == "update_device_status")
+        #: The tools the scripted agent ran (name, JSON arguments): a denied call never gets here.
+        self.ran: list[tuple[str, str]] = []
         self.token = token
         #: A fault: close the turn's socket after this many assistant chunks (0: never); the turn stops there.
         self.drop_after_deltas = drop_after_deltas
@@ -295,6 +311,13 @@ class AppServerDouble:
         text, client_id = str(messages[0].get("content") or ""), messages[0].get("client_message_id")
         if conversation is None:
             return {**base, "accepted": False, "error": f"Conversation {runtime.get('conversation_id')} not found"}
+        payload = command.get("payload") or {}
+        if payload.get("kind") == "approval_response":
+            question = conversation.question
+            if question is None or question[0] != payload.get("request_id") or question[1].done():
+                return {**base, "accepted": False, "error": NOT_PENDING}
+            question[1].set_result(dict(payload))
+            return {**base, "accepted": True}
         if not client_id:
             if conversation.busy or conversation.aborted:
                 return {**base, "accepted": False, "error": REFUSED}
@@ -303,17 +326,19 @@ class AppServerDouble:
             return {**base, "accepted": True, "disposition": "queued"}
         conversation.seen_ids.add(client_id)
         conversation.queue.append((ws, text, client_id))
-        disposition = "queued" if conversation.busy else "started"
+        # As on the real one, an input that arrives just after a command (change_device_state) is queued too.
+        queued, conversation.commanded = conversation.busy or conversation.commanded, False
+        disposition = "queued" if queued else "started"
         if not conversation.busy:
             conversation.busy = True
-            asyncio.get_running_loop().create_task(self._drain(conversation, runtime))
+            asyncio.get_running_loop().create_task(self._drain(conversation, runtime, queued=queued))
         return {**base, "accepted": True, "disposition": disposition}
 
-    async def _drain(self, conversation: _Conversation, runtime: Frame) -> None:
-        first = True
+    async def _drain(self, conversation: _Conversation, runtime: Frame, *, queued: bool) -> None:
+        first = not queued
         while conversation.queue:
             ws, text, client_id = conversation.queue.pop(0)
-            if not first:
+            if not first:  # taken off the queue: said, and the message echoed (09_abort.jsonl)
                 await self._emit(
                     ws,
                     runtime,
@@ -321,6 +346,9 @@ class AppServerDouble:
                     queue=[],
                     removed=[{"client_message_id": client_id, "disposition": "dequeued"}],
                 )
+                echo = {"type": "message", "id": f"user-msg-{uuid.uuid4()}", "date": _now()}
+                echo.update(message_type="user_message", content=text, otid=client_id)
+                await self._emit(ws, runtime, "stream_delta", delta=echo)
             first = False
             await self._turn(ws, conversation, runtime, text, client_id)
         conversation.busy = False
@@ -356,7 +384,7 @@ class AppServerDouble:
     async def _turn(
         self, ws: ServerConnection, conversation: _Conversation, runtime: Frame, text: str, client_id: str
     ) -> None:
-        plan = script.plan(text, ())
+        plan = script.plan(text, TOOLS)
         turn_id = f"turn-{uuid.uuid4()}"
         if conversation.aborted:
             self._store(conversation, "user_message", [{"type": "text", "text": INTERRUPTED}], otid=str(uuid.uuid4()))
@@ -382,6 +410,16 @@ class AppServerDouble:
         runs[run_id] = [client_id]
         await self._status(ws, runtime, "PROCESSING_API_RESPONSE", runs, [run_id])
         reply = plan.reply or ""
+        if plan.tool_call is not None:
+            result = await self._tool_step(ws, conversation, runtime, plan.tool_call, run_id, runs)
+            if result is None:  # aborted while it waited for approval
+                await self._emit(ws, runtime, "turn_finished", turn_id=turn_id, stop_reason="cancelled")
+                return
+            reply = script.reply_after_tool(text, result)
+            self._ids["run"] += 1
+            run_id = f"local-run-{self._ids['run']}"
+            runs[run_id] = [client_id]
+            await self._status(ws, runtime, "PROCESSING_API_RESPONSE", runs, [run_id])
         message = self._store(conversation, "assistant_message", [{"type": "text", "text": reply}])
         seq, said = 0, ""
         for token in script.fragments(reply):
@@ -410,6 +448,143 @@ class AppServerDouble:
         await self._emit(ws, runtime, "stream_delta", delta={**stop, "type": "message"})
         await self._status(ws, runtime, "WAITING_ON_INPUT", runs, [])
         await self._emit(ws, runtime, "turn_finished", turn_id=turn_id, stop_reason="end_turn", run_id=run_id)
+
+    # -- tools and permission modes --------------------------------------------------------------
+    async def _on_change_device_state(self, ws: ServerConnection, command: Frame) -> None:
+        """No reply, as on the real one: the mode is set, then ``update_device_status`` reports it."""
+        runtime = command.get("runtime") or {}
+        conversation = self.conversations.get(str(runtime.get("conversation_id")))
+        mode = (command.get("payload") or {}).get("mode")
+        await self._status(ws, runtime, "EXECUTING_COMMAND", {}, [])
+        if conversation is not None:
+            conversation.commanded = not conversation.busy
+        if conversation is not None and mode in MODES:
+            conversation.mode = str(mode)
+            status = {**self.device_status, "current_permission_mode": mode, "is_processing": False}
+            await self._emit(ws, runtime, "update_device_status", device_status=status)
+        await self._status(ws, runtime, "WAITING_ON_INPUT", {}, [])
+
+    def _chunk(
+        self, conversation: _Conversation, message_id: str, message_type: str, run_id: str, **extra: Any
+    ) -> Frame:
+        ids = {"agent_id": conversation.record["agent_id"], "conversation_id": conversation.record["id"]}
+        return {"id": message_id, "date": _now(), **ids, "message_type": message_type, "run_id": run_id, **extra}
+
+    async def _tool_step(
+        self,
+        ws: ServerConnection,
+        conversation: _Conversation,
+        runtime: Frame,
+        call: script.ToolCall,
+        run_id: str,
+        runs: dict[str, list[str]],
+    ) -> str | None:
+        """One client-side tool call as Letta Code makes it: asked about (``can_use_tool``) unless the
+        conversation's mode is unrestricted, run when allowed. The tool's result; None when aborted."""
+        self._ids["msg"] += 1
+        call_id, message_id = f"call_{uuid.uuid4().hex[:12]}", f"letta-msg-{self._ids['msg']}"
+        tool_call = {"tool_call_id": call_id, "name": call.name, "arguments": call.arguments}
+        chunk = self._chunk(conversation, message_id, "approval_request_message", run_id, tool_call=tool_call)
+        await self._emit(ws, runtime, "stream_delta", delta={**chunk, "seq_id": 1, "type": "message"})
+        usage = {**self.usage, "id": f"letta-msg-{self._ids['msg']}-usage", "date": _now(), "run_id": run_id}
+        await self._emit(ws, runtime, "stream_delta", delta={**usage, "seq_id": 2})
+        stop = {"message_type": "stop_reason", "stop_reason": "requires_approval", "run_id": run_id, "seq_id": 3}
+        await self._emit(ws, runtime, "stream_delta", delta={**stop, "type": "message"})
+        self._ids["msg"] += 1
+        stored = self._chunk(
+            conversation, f"ui-msg-{self._ids['msg']}:tool:{call_id}:request", "approval_request_message", run_id
+        )
+        conversation.messages.append({k: v for k, v in stored.items() if k != "run_id"} | {"tool_call": tool_call})
+        asks = conversation.mode != "unrestricted"
+        classified = {
+            "id": f"lifecycle-{uuid.uuid4()}",
+            "date": _now(),
+            "message_type": "approval_classification_end",
+            "run_id": run_id,
+            "auto_allowed_tool_call_ids": [] if asks else [call_id],
+            "auto_denied_tool_call_ids": [],
+            "user_input_tool_call_ids": [call_id] if asks else [],
+        }
+        await self._emit(ws, runtime, "stream_delta", delta=classified)
+        decision: Frame = {"behavior": "allow"}
+        if asks:
+            answer = await self._ask(ws, conversation, runtime, call, call_id, run_id, runs)
+            if answer is None:
+                return None
+            decision = answer.get("decision") or {"behavior": "deny", "message": str(answer.get("error"))}
+        return await self._run_tool(ws, conversation, runtime, call, call_id, message_id, run_id, decision)
+
+    async def _ask(
+        self,
+        ws: ServerConnection,
+        conversation: _Conversation,
+        runtime: Frame,
+        call: script.ToolCall,
+        call_id: str,
+        run_id: str,
+        runs: dict[str, list[str]],
+    ) -> Frame | None:
+        """``control_request`` ``can_use_tool``, then wait for its ``approval_response`` (None: aborted)."""
+        await self._status(ws, runtime, "WAITING_ON_APPROVAL", runs, [run_id])
+        request_id = f"perm-{call_id}"
+        answered: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        conversation.question = (request_id, answered)
+        request = {
+            "subtype": "can_use_tool",
+            "tool_name": call.name,
+            "input": json.loads(call.arguments or "{}"),
+            "tool_call_id": call_id,
+            "permission_suggestions": [],
+            "blocked_path": None,
+        }
+        ids = {"agent_id": conversation.record["agent_id"], "conversation_id": conversation.record["id"]}
+        await self._emit(ws, runtime, "control_request", request_id=request_id, request=request, **ids)
+        aborted = asyncio.ensure_future(conversation.abort.wait())
+        try:
+            await asyncio.wait({answered, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            aborted.cancel()
+            conversation.question = None
+        return answered.result() if answered.done() else None
+
+    async def _run_tool(
+        self,
+        ws: ServerConnection,
+        conversation: _Conversation,
+        runtime: Frame,
+        call: script.ToolCall,
+        call_id: str,
+        message_id: str,
+        run_id: str,
+        decision: Frame,
+    ) -> str:
+        """Run the call when allowed (the double only records it), and stream and store its return."""
+        allowed = decision.get("behavior") == "allow"
+        if allowed:
+            start = {"tool_call_id": call_id, "tool_name": call.name, "tool_args": call.arguments}
+            start_chunk = {"id": message_id, "date": _now(), "message_type": "client_tool_start", "run_id": run_id}
+            await self._emit(ws, runtime, "stream_delta", delta={**start_chunk, **start})
+            self.ran.append((call.name, call.arguments))
+        result = f"ran {call.name}" if allowed else str(decision.get("message") or "denied")
+        status = "success" if allowed else "error"
+        end = {"id": message_id, "date": _now(), "message_type": "client_tool_end", "run_id": run_id}
+        await self._emit(ws, runtime, "stream_delta", delta={**end, "tool_call_id": call_id, "status": status})
+        returned = {"tool_call_id": call_id, "status": status, "tool_return": result}
+        synthetic = {
+            "type": "message",
+            "message_type": "tool_return_message",
+            "id": f"synthetic-tool-return-{uuid.uuid4()}",
+        }
+        await self._emit(
+            ws,
+            runtime,
+            "stream_delta",
+            delta={**synthetic, "date": _now(), "run_id": run_id, **returned, "tool_returns": [returned]},
+        )
+        self._ids["msg"] += 1
+        stored = self._chunk(conversation, f"ui-msg-{self._ids['msg']}", "tool_return_message", run_id, **returned)
+        conversation.messages.append({k: v for k, v in stored.items() if k != "run_id"})
+        return result
 
     async def _on_abort_message(self, ws: ServerConnection, command: Frame) -> Frame:
         runtime = command.get("runtime") or {}

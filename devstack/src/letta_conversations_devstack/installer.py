@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .interpreter import Interpreter, InterpreterNotFound, find_interpreter
-from .processes import StackError, require_linux, run_step
+from .processes import StackError, require_linux, run_step, system_tool
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def postgres_user() -> str | None:
         pwd.getpwnam("postgres")
         return "postgres"
     run_step(
-        ["useradd", "--system", "--no-create-home", "postgres"],
+        [system_tool("useradd"), "--system", "--no-create-home", "postgres"],
         step="Creating the postgres system user (PostgreSQL refuses to run as root)",
         hint="create an unprivileged `postgres` user yourself, or run as a normal user",
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,22 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else ""
 
 
+#: Where system tools live that a root shell's PATH may leave out (``sudo``, containers, cron).
+SYSTEM_FOLDERS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
+
+
+def system_tool(name: str) -> str:
+    """The path of a system tool (``runuser``, ``useradd``): on PATH, else in the system folders, else the bare name."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in SYSTEM_FOLDERS:
+        candidate = Path(folder) / name
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return name
+
+
 def run_step(
     cmd: list[str],
     *,
@@ -70,7 +87,10 @@ def run_step(
     try:
         proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise StackError(f"{step} failed because {cmd[0]} was not found: {hint}") from None
+        raise StackError(
+            f"{step} failed because {cmd[0]} was not found (not on PATH, nor in {', '.join(SYSTEM_FOLDERS)}): "
+            f"install it, or add its folder to PATH"
+        ) from None
     except subprocess.TimeoutExpired:
         raise StackError(f"{step} did not finish within {timeout:.0f}s: {hint}") from None
     output = f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"

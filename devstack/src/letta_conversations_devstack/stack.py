@@ -34,7 +34,7 @@ from typing import IO, Any
 import httpx
 
 from .installer import Installation, cache_root, install, postgres_copy, postgres_user
-from .processes import StackError, free_port, run_step, stop_group, valkey_command
+from .processes import StackError, free_port, run_step, stop_group, system_tool, valkey_command
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class LocalStack:
         if user:
             shutil.chown(data, user)
             shutil.chown(self.log_dir or self._tmp, user)
-            prefix = ["runuser", "-u", user, "--"]
+            prefix = [system_tool("runuser"), "-u", user, "--"]
         run_step(
             [*prefix, str(pg_bin / "initdb"), "-D", str(data), "-U", "letta", "--auth=trust", "-E", "UTF8"],
             step="Creating the PostgreSQL database cluster (initdb)",

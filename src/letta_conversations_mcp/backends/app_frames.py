@@ -80,15 +80,11 @@ def turn_frame(frame: Mapping[str, Any]) -> Frame | None:
     return None
 
 
-def run_of(frame: Mapping[str, Any], client_message_id: str) -> str | None:
-    """The run the App Server started for ``client_message_id``, from an ``update_loop_status`` frame."""
-    status = frame.get("loop_status")
-    runs = status.get("client_message_ids_by_run_id") if isinstance(status, Mapping) else None
-    if isinstance(runs, Mapping):
-        for run_id, ids in runs.items():
-            if isinstance(ids, list) and client_message_id in ids:
-                return str(run_id)
-    return None
+def mode_of(frame: Mapping[str, Any]) -> str | None:
+    """The permission mode an ``update_device_status`` frame reports (``current_permission_mode``)."""
+    status = frame.get("device_status") if frame.get("type") == "update_device_status" else None
+    mode = status.get("current_permission_mode") if isinstance(status, Mapping) else None
+    return str(mode) if mode else None
 
 
 def dequeued(frame: Mapping[str, Any], client_message_id: str) -> bool:

@@ -9,9 +9,15 @@ An agent's memory is its Letta Code memory files (MemFS, ``list_memory``), read 
 by their path. What this backend cannot do raises ``errors.Unsupported`` with one sentence: memory
 blocks by id, tool approval rules, deleting conversations, forking at a message, per-conversation
 model settings and isolated blocks, and following a run from another process (the App Server sends a
-turn's frames only to the socket that sent its input). Tools run without asking: the App Server's
-default permission mode is "unrestricted", and this backend sets no stricter one, so it never sees a
-``control_request`` and nothing is ever pending approval.
+turn's frames only to the socket that sent its input).
+
+Tool approvals: ``LETTA_MCP_APP_PERMISSION_MODE`` (when set) is applied to each conversation with
+``change_device_state`` before this process's first input to it. When the App Server then asks
+before a tool runs (``control_request`` ``can_use_tool``, see ``app_turns``), the turn stops with
+``requires_approval`` as on REST, and the App Server keeps it waiting; ``app_questions`` holds the
+question (:meth:`pending_approval`) until ``stream_approval`` answers it and follows the same turn
+on. A question lives as long as the socket that received it: the App Server ends the turn when
+that socket closes.
 """
 
 from __future__ import annotations
@@ -21,10 +27,20 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StreamBroken, Target, Unsupported, not_found
+from ..errors import (
+    APPROVAL_PENDING_FRAGMENT,
+    ApprovalPending,
+    Busy,
+    StreamBroken,
+    Target,
+    Unsupported,
+    not_found,
+)
 from ..settings import Settings
 from . import app_frames
-from .app_socket import AppSocket, Runtime
+from .app_questions import Questions
+from .app_socket import AppSocket, Inbox, Runtime
+from .app_turns import TurnWatch
 from .base import Frame
 
 if TYPE_CHECKING:
@@ -58,6 +74,7 @@ class AppServerBackend:
         self._socket = socket or AppSocket(self.base_url, token=token, timeout=settings.request_timeout)
         self._agents: dict[str, str] = {}  # conversation id → agent id
         self._runs: dict[str, Frame] = {}  # run id → what this process saw of the run
+        self._questions = Questions(self._socket, settings.app_permission_mode)
 
     async def aclose(self) -> None:
         await self._socket.aclose()
@@ -244,13 +261,22 @@ class AppServerBackend:
     async def stream_turn(
         self, conversation_id: str, *, agent_id: str | None, text: str, otid: str, background: bool
     ) -> AsyncIterator[Frame]:
-        """Send ``input`` (``client_message_id``: the otid) and yield the turn's frames until ``turn_finished``.
+        """Send ``input`` (``client_message_id``: the otid) and yield the turn's frames until ``turn_finished``,
+        or until the App Server asks before a tool runs (the stop ``requires_approval``; the turn is held).
 
         Raises ``NotFound``/``Rejected`` when the App Server did not take the message (nothing
-        stored), ``StreamBroken`` (``may_be_stored``) when the socket dropped after it went out.
+        stored), ``ApprovalPending`` while the conversation's turn waits on a question, and
+        ``StreamBroken`` (``may_be_stored``) when the socket dropped after it went out.
         """
         runtime = await self._runtime(conversation_id, agent_id)
         target = Target("conversation", conversation_id, "send the message")
+        if self._questions.question(runtime) is not None:
+            raise ApprovalPending(
+                f"{target} is {APPROVAL_PENDING_FRAGMENT} of a tool call, so Letta Code's App Server would only "
+                "queue a new message behind it: answer it with respond_to_approval first (get_conversation lists "
+                "it), then send again"
+            )
+        await self._questions.apply_mode(runtime, target)
         message = {"role": "user", "content": text, "client_message_id": otid}
         command = {
             "type": "input",
@@ -261,27 +287,46 @@ class AppServerBackend:
             reply = await self._socket.request(command, target, send=True)
             if not reply.get("accepted"):
                 raise app_frames.input_refusal(reply, target, self._socket.where)
-            turn = _TurnWatch(otid, started=reply.get("disposition") != "queued")
-            while True:
-                try:
-                    event = await asyncio.wait_for(inbox.get(), TURN_IDLE_SECONDS)
-                except TimeoutError:
-                    event = None
-                if event is None:
-                    turn.status = "lost"  # its frames went to the closed socket: how it ends is not known here
-                    self._note_run(turn, runtime)
-                    raise StreamBroken(
-                        f"the connection to Letta Code's App Server at {self._socket.where} broke during the turn "
-                        f"on conversation {conversation_id}; the message may be stored",
-                        may_be_stored=True,
-                    )
-                for frame in turn.see(event):
-                    yield frame
-                self._note_run(turn, runtime)
-                if turn.finished:
-                    return
+            turn = TurnWatch(otid, started=reply.get("disposition") != "queued")
+            async for frame in self._follow(turn, inbox, runtime, {}, self._socket.generation):
+                yield frame
 
-    def _note_run(self, turn: _TurnWatch, runtime: Runtime) -> None:
+    async def _follow(
+        self,
+        turn: TurnWatch,
+        inbox: Inbox,
+        runtime: Runtime,
+        decisions: dict[str, approval_rules.Decision],
+        generation: int,
+    ) -> AsyncIterator[Frame]:
+        """The turn's frames until it finishes, or asks a question ``decisions`` does not answer (then it
+        is held). ``generation``: the connection the turn runs on (it ends with it)."""
+        while True:
+            if turn.question is not None:
+                decision = decisions.get(turn.question.call.tool_call_id)
+                if decision is None:
+                    self._questions.hold(runtime, turn, generation)
+                    return
+                await self._questions.answer(turn, runtime, decision, generation)
+            try:
+                event = await asyncio.wait_for(inbox.get(), TURN_IDLE_SECONDS)
+            except TimeoutError:
+                event = None
+            if event is None:
+                turn.status = "lost"  # its frames went to the closed socket: how it ends is not known here
+                self._note_run(turn, runtime)
+                raise StreamBroken(
+                    f"the connection to Letta Code's App Server at {self._socket.where} broke during the turn "
+                    f"on conversation {runtime[1]}; the message may be stored",
+                    may_be_stored=True,
+                )
+            for frame in turn.see(event):
+                yield frame
+            self._note_run(turn, runtime)
+            if turn.finished:
+                return
+
+    def _note_run(self, turn: TurnWatch, runtime: Runtime) -> None:
         if turn.run_id:
             self._runs[turn.run_id] = {
                 "id": turn.run_id,
@@ -294,6 +339,11 @@ class AppServerBackend:
 
     def resume_turn(self, run_id: str, *, starting_after: int) -> AsyncIterator[Frame]:
         raise unsupported("following a run's stream again")
+
+    def attach_turn(
+        self, conversation_id: str, *, agent_id: str | None, otid: str, starting_after: int = 0
+    ) -> AsyncIterator[Frame]:
+        raise unsupported("attaching to a message's run by its otid")
 
     async def get_run(self, run_id: str) -> Frame:
         run = self._runs.get(run_id)
@@ -320,14 +370,16 @@ class AppServerBackend:
 
     async def cancel(self, conversation_id: str, *, agent_id: str | None) -> Frame:
         """``abort_message``: answered at once; the turn's ``turn_finished(cancelled)`` follows when the
-        model call returns."""
+        model call returns. A turn waiting on a question is not running: ``Busy``, as on REST (deny it instead)."""
         runtime = await self._runtime(conversation_id, agent_id)
+        if self._questions.question(runtime) is not None:
+            raise Busy(f"conversation {conversation_id} runs nothing: its turn waits for a tool approval", status=409)
         command = {"type": "abort_message", "runtime": {"agent_id": runtime[0], "conversation_id": runtime[1]}}
         reply = await self._call(command, Target("conversation", conversation_id, "cancel the running turn"))
         return app_frames.cancelled(reply, await self.active_runs(conversation_id, agent_id=agent_id))
 
     # -- tool approvals ----------------------------------------------------------------------
-    def stream_approval(
+    async def stream_approval(
         self,
         conversation_id: str,
         *,
@@ -336,46 +388,18 @@ class AppServerBackend:
         otid: str,
         background: bool,
     ) -> AsyncIterator[Frame]:
-        raise unsupported("answering a tool approval")
+        """Answer the held turn's question and yield the rest of the same turn (further questions that
+        ``decisions`` answers are answered on the way; another one holds the turn again)."""
+        runtime = await self._runtime(conversation_id, agent_id)
+        turn, generation = self._questions.take(runtime, decisions[0].tool_call_id if decisions else None)
+        answers = {d.tool_call_id: d for d in decisions}
+        async with self._socket.listen(runtime) as inbox:
+            async for frame in self._follow(turn, inbox, runtime, answers, generation):
+                yield frame
 
     async def pending_approval(self, conversation_id: str, *, agent_id: str | None) -> list[approval_rules.PendingCall]:
-        return []  # no approval flow: tools run without asking (permission mode "unrestricted")
+        """The tool call the conversation's turn waits on (the App Server asks about one at a time)."""
+        return self._questions.pending(conversation_id)
 
     async def conversations_with_approval_requests(self, agent_id: str, *, limit: int = 100) -> set[str]:
-        return set()
-
-
-class _TurnWatch:
-    """One turn's events on its runtime → REST-shaped frames, until its ``turn_finished``.
-
-    ``started``: the App Server started this input at once; else it was queued behind another
-    turn, whose events are skipped until the App Server takes this one off its queue.
-    """
-
-    def __init__(self, client_message_id: str, *, started: bool) -> None:
-        self.client_message_id = client_message_id
-        self.started = started
-        self.run_id: str | None = None
-        self.status = "running"
-        self.stop_reason: str | None = None
-        self.finished = False
-
-    def see(self, event: Frame) -> list[Frame]:
-        kind = event.get("type")
-        if not self.started:
-            self.started = app_frames.dequeued(event, self.client_message_id)
-            return []
-        if kind == "update_loop_status" and self.run_id is None:
-            self.run_id = app_frames.run_of(event, self.client_message_id)
-        if kind == "turn_finished":
-            self.finished = True
-            self.stop_reason = str(event.get("stop_reason") or "end_turn")
-            self.status = "cancelled" if self.stop_reason == "cancelled" else "completed"
-            self.run_id = self.run_id or (str(event["run_id"]) if event.get("run_id") else None)
-            return [{**app_frames.finish_frame(event), **({"run_id": self.run_id} if self.run_id else {})}]
-        frame = app_frames.turn_frame(event)
-        if frame is None:
-            return []
-        if self.run_id and frame.get("run_id") not in (None, self.run_id):
-            return []  # another run's chunk
-        return [frame]
+        return self._questions.conversations(agent_id)

@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LettaRequestError, Rejected, StreamBroken, Target, Unreachable, safe_url
@@ -56,6 +56,8 @@ class AppSocket:
         self._ids = itertools.count(1)
         #: The ``app_server_info`` reply of the current connection.
         self.info: Frame = {}
+        #: Counts connections: what the App Server holds for a socket (a turn, its questions) ends with it.
+        self.generation = 0
 
     # -- connecting ----------------------------------------------------------------------------
     async def _connected(self, target: Target) -> ClientConnection:
@@ -67,6 +69,7 @@ class AppSocket:
                 return self._ws
             ws = await self._open(target)
             self._ws = ws
+            self.generation += 1
             self._reader = asyncio.create_task(self._read(ws))
             try:
                 self.info = await self._exchange(ws, {"type": "app_server_info"}, target)
@@ -85,6 +88,10 @@ class AppSocket:
                 )
             log.info("connected to Letta Code's App Server at %s (%s)", self.where, self.info.get("letta_code_version"))
             return ws
+
+    async def connect(self, target: Target) -> None:
+        """Make sure there is a connection (a new one counts in ``generation``)."""
+        await self._connected(target)
 
     async def _open(self, target: Target) -> ClientConnection:
         from websockets.asyncio.client import connect
@@ -222,6 +229,30 @@ class AppSocket:
             raise SocketGone from None
         finally:
             self._pending.pop(request_id, None)
+
+    async def request_until(
+        self, command: dict[str, Any], target: Target, runtime: Runtime, done: Callable[[Frame], bool]
+    ) -> Frame:
+        """Send a command the App Server answers only with events (``change_device_state``) and return
+        the first event of ``runtime`` that ``done`` accepts, within ``timeout``."""
+        kind = str(command["type"])
+        ws = await self._connected(target)
+        async with self.listen(runtime) as inbox:
+            try:
+                await ws.send(json.dumps({**command, "request_id": f"{kind}-{next(self._ids)}"}))
+            except Exception as exc:  # the send itself failed: the socket is gone
+                log.info("App Server at %s: sending %s failed (%s)", self.where, kind, type(exc).__name__)
+                raise self._broken(target, False) from None
+            try:
+                async with asyncio.timeout(self.timeout):
+                    while True:
+                        frame = await inbox.get()
+                        if frame is None:
+                            raise self._broken(target, False)
+                        if done(frame):
+                            return frame
+            except TimeoutError:
+                raise self._silent(kind, target, False) from None
 
     async def request_chunks(self, command: dict[str, Any], target: Target) -> list[Frame]:
         """Send a command answered in several replies (``done: true`` on the last, as ``list_memory``)

@@ -145,6 +145,17 @@ class Backend(Protocol):
         """Replay a run's frames after ``starting_after`` and follow it to the end."""
         ...
 
+    def attach_turn(
+        self, conversation_id: str, *, agent_id: str | None, otid: str, starting_after: int = 0
+    ) -> AsyncIterator[Frame]:
+        """Attach to the run that carries the user message with ``otid`` (a background send's) and yield
+        its frames after ``starting_after`` to the end (the whole run again when it has finished).
+
+        Raises ``NoRunForOtid`` when Letta has no run for the otid (it never took the message), and
+        ``Unsupported`` where the backend (or this Letta) cannot attach by otid.
+        """
+        ...
+
     async def get_run(self, run_id: str) -> Frame: ...
 
     async def active_runs(self, conversation_id: str, *, agent_id: str | None) -> list[str]: ...

@@ -6,81 +6,24 @@ The only module of the server that speaks HTTP to Letta; ``auto.py`` chooses it 
 Every method, the turn streams included, raises only the typed failures of ``errors.py``
 (``NotFound``, ``Busy``, ``StreamBroken``, …), so callers never see SDK or httpx exceptions,
 status codes or bodies. Sends go through a client copy with retries off: the SDK's default
-retries would deliver a message twice after a 409, 5xx or timeout.
+retries would deliver a message twice after a 409, 5xx or timeout. The clients, that translation
+and the capabilities are ``rest_connection.RestConnection``; this module is the calls.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from typing import Any
 
 from .. import approval_rules
 from ..capabilities import Capabilities, Feature
-from ..errors import LettaRequestError, Malformed, NotFound, Target, Unsupported, describe, safe_url
-from ..settings import Settings
+from ..errors import LettaRequestError, NoRunForOtid, NotFound, Target, Unsupported
 from .base import Frame
-
-if TYPE_CHECKING:  # letta-client is imported on the first request, not at start-up (fast_start.py)
-    from letta_client import AsyncLetta
-    from letta_client._response import AsyncAPIResponse
+from .rest_connection import RestConnection, as_dict, given
+from .rest_streams import attach_refusal, json_list, sse_frames
 
 log = logging.getLogger(__name__)
-
-
-def as_dict(item: Any) -> dict[str, Any]:
-    """An SDK model (or a plain mapping) as a JSON-ready dict with only the fields Letta sent."""
-    if isinstance(item, Mapping):
-        return dict(item)
-    return item.to_dict(mode="json")
-
-
-def given(**arguments: Any) -> dict[str, Any]:
-    """The keyword arguments worth passing: those given a value (not None, empty or False)."""
-    return {name: value for name, value in arguments.items() if value}
-
-
-async def sse_frames(response: AsyncAPIResponse[Any]) -> AsyncIterator[Frame]:
-    """The JSON frames of a Letta SSE response, read to the very end.
-
-    letta-client's own stream stops reading at ``[DONE]`` and closes the response, which discards
-    the HTTP connection; draining the body instead returns it to the pool, so a send costs no new
-    TCP (or TLS) connection. An ``event: error`` frame raises ``APIStatusError`` (status 200) as the
-    SDK does; a frame that is not JSON raises ``ValueError``.
-    """
-    event: str | None = None
-    data: list[str] = []
-    async for line in response.iter_lines():
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif not line and data:
-            payload = "\n".join(data)
-            data = []
-            if payload.startswith("[DONE]"):
-                event = None
-                continue
-            if event == "error":
-                import letta_client
-
-                body = json.loads(payload)
-                raise letta_client.APIStatusError(str(body), response=response.http_response, body=body)
-            if event is None:
-                yield json.loads(payload)
-            event = None
-
-
-def _json_list(data: object) -> list[Frame]:
-    """A JSON list of objects as frames; Letta pages are plain lists (newer servers may wrap them in ``items``)."""
-    if isinstance(data, Mapping):
-        data = data.get("items", [])
-    return [dict(item) for item in data if isinstance(item, Mapping)] if isinstance(data, list) else []
 
 
 def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
@@ -88,59 +31,8 @@ def _agent_scope(conversation_id: str, agent_id: str | None) -> str | None:
     return agent_id if conversation_id == "default" else None
 
 
-class RestBackend:
+class RestBackend(RestConnection):
     """Typed, error-translating access to one Letta server over REST. One per process."""
-
-    def __init__(self, settings: Settings, *, client: AsyncLetta | None = None) -> None:
-        self.settings = settings
-        self.base_url = settings.effective_base_url
-        if client is not None:
-            self._client = client
-        # A turn stream can be quiet for minutes between frames while the model thinks; Letta's
-        # keep-alive pings arrive well within this.
-        self._stream_timeout = httpx.Timeout(None, connect=min(10.0, settings.request_timeout), read=300.0)
-        self.background_supported: bool | None = {"on": True, "off": False}.get(settings.background)
-        #: What this Letta supports (``capabilities.py``): None until the first request that depends on it.
-        self._capabilities: Capabilities | None = None
-
-    @cached_property
-    def _client(self) -> AsyncLetta:
-        """The AsyncLetta client, made on the first request: importing letta-client costs start-up time."""
-        from letta_client import AsyncLetta
-
-        settings = self.settings
-        return AsyncLetta(
-            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-            base_url=self.base_url,
-            timeout=httpx.Timeout(settings.request_timeout, connect=min(10.0, settings.request_timeout)),
-            max_retries=2,
-            default_headers={"X-Client": "letta-conversations-mcp"},
-        )
-
-    @cached_property
-    def _send_client(self) -> AsyncLetta:
-        """Turns must never be re-sent by the SDK; reads may be retried safely."""
-        return self._client.with_options(max_retries=0)
-
-    async def aclose(self) -> None:
-        if "_client" in self.__dict__:  # never made: nothing to close
-            await self._client.close()
-
-    @asynccontextmanager
-    async def _translate(self, target: Target, *, send: bool = False) -> AsyncIterator[None]:
-        """Raise what fails inside as one of the typed failures (``send``: a message send)."""
-        try:
-            yield
-        except LettaRequestError:
-            raise
-        except ValueError as exc:  # a stream frame that is not JSON: the answer did not come back whole
-            text = f"Letta at {safe_url(self.base_url)} sent a malformed stream while trying to {target.action}"
-            log.info("Letta stream malformed (%s): %s", type(exc).__name__, text)
-            raise Malformed(text, may_be_stored=send) from None
-        except Exception as exc:
-            error = describe(exc, target=target, base_url=self.base_url, send=send)
-            log.info("Letta request failed (%s): %s", type(exc).__name__, error.message)
-            raise error from None
 
     # -- agents ------------------------------------------------------------------------------
     async def list_agents(self, *, name: str | None, limit: int) -> list[Frame]:
@@ -233,23 +125,6 @@ class RestBackend:
         async with self._translate(Target("conversation", conversation_id, "fork the conversation")):
             return as_dict(await self._send_client.conversations.fork(conversation_id, **kwargs))
 
-    async def capabilities(self) -> Capabilities:
-        """What this Letta supports, asked once per process from ``/v1/health/`` (``capabilities.py``)."""
-        if self._capabilities is None:
-            async with self._translate(Target("Letta server", None, "read its version")):
-                health = as_dict(await self._client.health())
-            self._capabilities = Capabilities.from_health(health, base_url=self.base_url)
-            log.info("Letta capabilities: %s", self._capabilities.describe())
-        return self._capabilities
-
-    async def _require_given(self, asked: Mapping[Feature, object]) -> None:
-        """Raise ``Unsupported`` for the first feature asked for (a value given) that this Letta lacks."""
-        wanted = [feature for feature, value in asked.items() if value]
-        if wanted:
-            known = await self.capabilities()
-            for feature in wanted:
-                known.require(feature)
-
     async def compact(self, conversation_id: str, *, agent_id: str | None, mode: str | None = None) -> Frame:
         await self._require_given({Feature.COMPACTION_MODES: mode})
         kwargs: dict[str, Any] = given(agent_id=_agent_scope(conversation_id, agent_id))
@@ -299,7 +174,7 @@ class RestBackend:
         async with self._translate(Target("conversation", conversation_id, "list messages")):
             # Raw JSON: the SDK would build a model per message only for us to turn it back into a dict.
             response = await self._client.conversations.messages.with_raw_response.list(conversation_id, **kwargs)
-            return _json_list(await response.json())
+            return json_list(await response.json())
 
     async def search_messages(
         self,
@@ -316,7 +191,7 @@ class RestBackend:
         kwargs = given(agent_id=agent_id, conversation_id=conversation_id, start_date=start_date, end_date=end_date)
         async with self._translate(Target("agent", agent_id, "search messages")):
             response = await self._client.messages.with_raw_response.search(query=query, limit=limit, **kwargs)
-            return _json_list(await response.json())
+            return json_list(await response.json())
 
     async def search_conversations(self, *, agent_id: str, query: str, limit: int) -> list[Frame]:
         """Letta Cloud's conversation search (not in letta-client 1.12.1: a raw POST, shape from Letta Code).
@@ -379,6 +254,48 @@ class RestBackend:
         async with self._translate(Target("run", run_id, "follow the run")), request as response:
             async for frame in sse_frames(response):
                 yield frame
+
+    async def attach_turn(
+        self, conversation_id: str, *, agent_id: str | None, otid: str, starting_after: int = 0
+    ) -> AsyncIterator[Frame]:
+        """``POST /v1/conversations/{id}/stream {otid}``: the frames of the run carrying the message.
+
+        Verified on 0.16.8 (tests/e2e/test_double_matches_real.py): a known otid streams its run from
+        ``starting_after`` to ``[DONE]``, also once the run has finished (Letta keeps it 3 hours); an
+        unknown one is a 404 "No run found for otid=…" (``NoRunForOtid``) after Letta's own 1.75 s of
+        retries. A foreground run's otid streams nothing, ever: attach only for background sends. Any
+        other 404 (no such route) or a Letta without Redis (503) means this server cannot attach:
+        ``Unsupported``, remembered.
+        """
+        known = await self.capabilities()
+        known.require(Feature.RESUME_BY_OTID)
+        kwargs = given(agent_id=_agent_scope(conversation_id, agent_id), starting_after=starting_after)
+        request = self._send_client.conversations.messages.with_streaming_response.stream(
+            conversation_id, otid=otid, include_pings=True, timeout=self._stream_timeout, **kwargs
+        )
+        import letta_client
+
+        async with self._translate(Target("conversation", conversation_id, "attach to the message's run")):
+            try:
+                async with request as response:
+                    async for frame in sse_frames(response):
+                        yield frame
+            except letta_client.APIStatusError as exc:
+                refusal = self._attach_refusal(exc, known, otid)
+                if refusal is None:
+                    raise
+                raise refusal from None
+
+    def _attach_refusal(self, exc: Any, known: Capabilities, otid: str) -> LettaRequestError | None:
+        """What a refused attach by otid means: no run for it, or no way to attach here (None: as any failure)."""
+        refusal = attach_refusal(exc.status_code, exc.body)
+        if refusal == "no run":
+            return NoRunForOtid(f"Letta has no run for the message with otid {otid}", status=404)
+        if refusal == "cannot attach":
+            self._capabilities = known.without(Feature.RESUME_BY_OTID)
+            log.info("Letta cannot attach by otid (%d): looking for otids in the history from now on", exc.status_code)
+            return Unsupported(self._capabilities.refusal(Feature.RESUME_BY_OTID))
+        return None
 
     async def get_run(self, run_id: str) -> Frame:
         async with self._translate(Target("run", run_id, "read the run")):

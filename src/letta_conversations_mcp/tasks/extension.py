@@ -157,7 +157,7 @@ class TasksExtension(Extension):
             request_state=record.request_state,
         )
         record.request_state = None  # one answer per question
-        await self._refresh(ctx, record, answer)
+        await self._refresh(ctx, record, answer, changed=True)
         return {}
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
@@ -187,11 +187,17 @@ class TasksExtension(Extension):
         return CallToolRequestParams(name="wait_for_reply", arguments={**record.handle, "wait_seconds": 0})
 
     async def _refresh(
-        self, ctx: ServerRequestContext[Any, Any], record: TaskRecord, call: CallToolRequestParams
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        record: TaskRecord,
+        call: CallToolRequestParams,
+        *,
+        changed: bool = False,
     ) -> None:
-        """Call ``wait_for_reply`` on the task's turn and record what it says."""
-        settle(record, await self._call(ctx, call), at=TaskStore.now())
-        await self._store(ctx).save(record)
+        """Call ``wait_for_reply`` on the task's turn and record what it says: written to the store only
+        when the record changed (a poll of a task still working at the same step writes nothing)."""
+        if settle(record, await self._call(ctx, call), at=TaskStore.now()) or changed:
+            await self._store(ctx).save(record)
 
     async def _call(
         self, ctx: ServerRequestContext[Any, Any], call: CallToolRequestParams

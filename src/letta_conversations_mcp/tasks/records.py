@@ -8,7 +8,7 @@ a finished task reads the same on every poll until it expires.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -114,14 +114,23 @@ def progress_note(structured: dict[str, Any] | None) -> str:
     return "; ".join(parts)
 
 
-def settle(record: TaskRecord, outcome: CallToolResult | InputRequiredResult | MCPError, *, at: float) -> None:
-    """Record what ``wait_for_reply`` said about the task's turn (``outcome``) at time ``at``.
+def settle(record: TaskRecord, outcome: CallToolResult | InputRequiredResult | MCPError, *, at: float) -> bool:
+    """Record what ``wait_for_reply`` said about the task's turn (``outcome``) at time ``at``; True if
+    that changed the record (``updated_at`` moves only then, so an unchanged poll needs no write).
 
     A JSON-RPC error fails the task; a question makes it ``input_required``; a running or queued
     turn keeps it ``working`` (with a progress note); a cancelled turn cancels it; any other tool
     result, an ``isError`` one included, completes it with that result.
     """
+    before = asdict(record)
+    _apply(record, outcome)
+    if asdict(record) == before:
+        return False
     record.updated_at = at
+    return True
+
+
+def _apply(record: TaskRecord, outcome: CallToolResult | InputRequiredResult | MCPError) -> None:
     record.input_requests = None
     if isinstance(outcome, MCPError):
         record.status, record.error = "failed", {"code": outcome.error.code, "message": outcome.error.message}

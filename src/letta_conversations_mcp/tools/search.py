@@ -15,8 +15,8 @@ from pydantic import Field
 
 from .. import validation
 from ..errors import Unsupported
-from ..models import ConversationSearch, FoundConversation, MessageSearchResult, SearchHit
 from ..results import reply
+from ..search_results import ConversationSearch, FoundConversation, MessageSearchResult, SearchHit
 from ..state import app_state
 from . import OptionalAgentIdArg, tool
 

@@ -5,10 +5,15 @@ Both kinds go through one loop (``Delivery.deliver``), in order of preference:
 1. Sent once, with retries off (a user message with its ``otid``).
 2. If the answer does not come back whole (the stream broke, or Letta failed with a server error
    after the request went out), the turn is followed by its run id (``Follower``).
-3. With no run id seen, Letta is asked whether it stored what was sent: the ``otid`` in the history
-   for a message, the calls no longer pending for an answer. Stored means delivered (follow its
-   run). Not stored after a broken stream means it never arrived: it is sent once more; not stored
-   after a server error means Letta refused it, which is reported.
+3. With no run id seen, Letta is asked whether it stored what was sent (``message_stored``,
+   ``answer_stored``). For a message sent in the background, on a backend that can (Letta 0.16.8
+   with Redis, Letta Cloud): one ``POST …/stream {otid}`` attaches to the run that carries it and
+   streams the reply on; Letta's "no run for this otid" means it never took the message. Otherwise
+   (a foreground send, whose run has no stream to attach to; the App Server; a Letta without the
+   route or without Redis): the ``otid`` is looked for in the history. For an approval answer: the
+   calls no longer pending. Stored means delivered (follow its run). Not stored after a broken
+   stream means it never arrived: it is sent once more, with the same otid; not stored after a
+   server error means Letta refused it, which is reported.
 4. A user message refused with 409 (a turn started outside this server) waits that run out, then is
    sent; one refused because Letta was away mid-outage waits for Letta, then is sent.
 5. What Letta Cloud did not admit while shutting down (503 ``admitted: false``) is sent again after
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from .. import approval_rules
+from .. import approval_rules, outages
 from ..approval_rules import Decision
 from ..backends import Backend, Frame
 from ..errors import (
@@ -37,11 +42,13 @@ from ..errors import (
     DeliveryUnknown,
     Interrupted,
     LettaRequestError,
+    NoRunForOtid,
     NotAdmitted,
     ServerFailed,
     StreamBroken,
     TurnFailed,
     Unreachable,
+    Unsupported,
 )
 from .following import RUN_POLL_SECONDS, Follower
 from .registry import TurnRegistry
@@ -73,8 +80,8 @@ class Outgoing(ABC):
     def stream(self, gateway: Backend, turn: Turn, background: bool) -> AsyncIterator[Frame]: ...
 
     @abstractmethod
-    async def stored(self, delivery: Delivery, turn: Turn, failure: Unclear) -> bool:
-        """Whether Letta stored it (remembering its run when it did)."""
+    async def stored(self, delivery: Delivery, turn: Turn, failure: Unclear, background: bool) -> bool:
+        """Whether Letta stored it (remembering its run when it did); ``background``: how it was sent."""
 
     @abstractmethod
     def broke_twice(self) -> str: ...
@@ -93,8 +100,8 @@ class UserMessage(Outgoing):
             turn.conversation_id, agent_id=turn.agent_id, text=turn.text, otid=turn.otid, background=background
         )
 
-    async def stored(self, delivery: Delivery, turn: Turn, failure: Unclear) -> bool:
-        return await delivery.message_stored(turn, failure)
+    async def stored(self, delivery: Delivery, turn: Turn, failure: Unclear, background: bool) -> bool:
+        return await delivery.message_stored(turn, failure, background=background)
 
     def broke_twice(self) -> str:
         return (
@@ -124,7 +131,7 @@ class ApprovalAnswer(Outgoing):
             background=background,
         )
 
-    async def stored(self, delivery: Delivery, turn: Turn, failure: Unclear) -> bool:
+    async def stored(self, delivery: Delivery, turn: Turn, failure: Unclear, background: bool) -> bool:
         return await delivery.answer_stored(turn, self.decisions, failure)
 
     def broke_twice(self) -> str:
@@ -223,7 +230,7 @@ class Delivery:
         message = isinstance(outgoing, UserMessage)
         if message and turn.run_id is None:
             turn.stored = None
-        stored = turn.run_id is not None or await outgoing.stored(self, turn, failure)
+        stored = turn.run_id is not None or await outgoing.stored(self, turn, failure, background)
         if message and not stored:
             turn.stored = False
         if isinstance(failure, BackgroundUnavailable) and self.gateway.background_supported is None:
@@ -243,7 +250,8 @@ class Delivery:
         if turn.run_id is None:
             turn.error = DeliveryUnknown(outgoing.stored_without_run(failure))
             return False
-        await self.follower.follow_run(turn, background, cause=failure)
+        if turn.error is None:  # attaching by otid may have ended in the run's failure
+            await self.follower.follow_run(turn, background, cause=failure)
         return False
 
     async def _wait_out(self, turn: Turn, run_id: str | None) -> None:
@@ -262,13 +270,19 @@ class Delivery:
             await anyio.sleep(RUN_POLL_SECONDS if run_id else 2.0)
 
     # -- did Letta store it? -------------------------------------------------------------------
-    async def message_stored(self, turn: Turn, failure: Unclear) -> bool:
-        """Whether Letta stored the turn's message (its otid is in the history); remembers its run id.
+    async def message_stored(self, turn: Turn, failure: Unclear, *, background: bool) -> bool:
+        """Whether Letta stored the turn's message; remembers its run id.
 
-        Letta 0.16.8 writes the user message to the history only when the agent's first step ends, so
-        while a run is going on the conversation the answer is not known yet: look again until the
-        otid shows up or no run is left (bounded by ``CONFLICT_WAIT_SECONDS``).
+        A background send attaches by otid first (``attach``: one request, and the reply streams into
+        the turn, perhaps to its end). Where that is not possible (a foreground send, a backend
+        without otid resume) its otid is looked for in the history. Letta 0.16.8 writes the user
+        message there only when the agent's first step ends, so while a run is going on the
+        conversation the answer is not known yet: look again until the otid shows up or no run is
+        left (bounded by ``CONFLICT_WAIT_SECONDS``).
         """
+        attached = await self.attach(turn, failure) if background else None
+        if attached is not None:
+            return attached
         deadline = anyio.current_time() + CONFLICT_WAIT_SECONDS
         while not await self._otid_in_history(turn, failure):
             active = await self._active_runs(turn)
@@ -283,6 +297,40 @@ class Delivery:
             turn.emit(Progress(f"waiting for run {active[0]} to show whether Letta holds the message"))
             await anyio.sleep(RUN_POLL_SECONDS * 2)
         return True
+
+    async def attach(self, turn: Turn, failure: Unclear) -> bool | None:
+        """Attach to the run carrying the turn's otid and feed its frames into the turn.
+
+        True: Letta took the message (its run is remembered; the turn is fed as far as the stream
+        went, its end included unless the stream broke again). False: Letta has no run for the otid,
+        so it never took the message. None: attaching is not possible here (the history tells).
+        """
+        if isinstance(failure, BackgroundUnavailable):  # no Redis: no run, and nothing to attach to
+            return None
+        while True:
+            try:
+                after = turn.aggregator.last_seq_id or 0
+                frames = self.gateway.attach_turn(
+                    turn.conversation_id, agent_id=turn.agent_id, otid=turn.otid, starting_after=after
+                )
+                await self.follower.consume(turn, frames)
+                return True
+            except NoRunForOtid:
+                log.info("turn %s: Letta has no run for its otid, so it never took the message", turn.turn_id)
+                return turn.run_id is not None
+            except Unsupported:
+                return None
+            except TurnFailed as failed:  # the run failed, in its stream: the message was taken
+                turn.aggregator.record_error(failed.reason, failed.detail)
+                turn.error = failed
+                return True
+            except LettaRequestError as exc:
+                if turn.run_id is not None:  # attached, then the stream broke: the run is followed by its id
+                    return True
+                if not outages.is_outage(exc):
+                    log.info("attaching to turn %s by otid failed (%s); reading the history", turn.turn_id, exc.message)
+                    return None
+                await self.follower.ride_out(turn, exc)
 
     async def _active_runs(self, turn: Turn) -> list[str]:
         """The runs going on the turn's conversation (empty when Letta cannot list them)."""

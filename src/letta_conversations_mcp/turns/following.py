@@ -66,6 +66,8 @@ class Follower:
         run_id = turn.run_id
         assert run_id is not None
         turn.move("running")
+        if turn.aggregator.done:  # streamed to its end already (attached by otid)
+            return
         misses = 0
         while background and misses < RESUME_ATTEMPTS:
             try:

@@ -325,15 +325,15 @@ class TurnManager:
                 log.exception("turn-finished callback failed")
 
     async def _follow_existing(self, turn: Turn, background: bool) -> None:
-        """Follow a turn by its run (by its otid in the history first when no run id is known)."""
+        """Follow a turn by its run (found by its otid first when no run id is known: ``message_stored``)."""
         try:
             if turn.run_id is None:
                 stopped = StreamBroken("Letta was away while the message was sent", may_be_stored=True)
-                if not await self.delivery.message_stored(turn, stopped):
+                if not await self.delivery.message_stored(turn, stopped, background=background):
                     turn.stored = False
                     turn.error = DeliveryUnknown(
-                        "Letta is reachable again and has no trace of the message (its otid is not in the "
-                        "conversation's history): it was not stored. Send it again"
+                        "Letta is reachable again and has no trace of the message (nothing carries its otid): "
+                        "it was not stored. Send it again"
                     )
                     return
             await self.follower.follow_run(turn, background)

@@ -322,7 +322,7 @@ class SharedTurns:
         try:
             if turn.run_id is None:
                 stopped = StreamBroken("the server process running this turn stopped", may_be_stored=True)
-                if not await self.delivery.message_stored(turn, stopped):
+                if not await self.delivery.message_stored(turn, stopped, background=self.delivery.background):
                     await self._send_orphan(turn)
                     return
             await self._follow(turn)

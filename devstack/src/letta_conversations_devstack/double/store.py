@@ -171,6 +171,8 @@ class Store:
         self.messages: dict[str, list[Json]] = {}
         self.runs: dict[str, Run] = {}
         self.active: dict[str, str] = {}  # conversation key → running run id
+        self.otid_runs: dict[str, str] = {}  # message otid → the run that carries it (Letta keeps it in Redis)
+        self.otid_miss_seconds = 0.0  # how long an unknown otid takes to be a 404 (the real server: 1.75 s)
         self.approval_tools: dict[str, set[str]] = {}  # agent id → tools that need a human's approval
         self.parallel_agents: set[str] = set()  # agents whose steps may make several tool calls
         self.pending_approvals: dict[str, PendingApproval] = {}  # conversation key → the request waiting

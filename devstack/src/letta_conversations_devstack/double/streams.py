@@ -1,6 +1,15 @@
 """The double's turn routes: sending a message (an SSE stream of the turn), reading history,
 resuming a background run's stream, run status and cancelling, with Letta 0.16.8's 409 (another
 turn running), 503 (background mode without Redis) and 400 (resuming a foreground run) bodies.
+
+Attaching by otid (``POST /v1/conversations/{id}/stream {otid}``) as 0.16.8 with Redis does it
+(verified on the real server by tests/e2e/test_double_matches_real.py): every run's message otids
+are remembered when the run starts (before the message is stored); a known otid streams its run from
+``starting_after`` to the end, also once it has finished, whatever conversation the path names; an
+unknown one is a 404 "No run found for otid=…"; a foreground run's otid streams nothing, ever (its
+frames were never kept). A background send repeating an otid Letta knows gets that run's stream
+instead of a new run (0.16.8's duplicate-request recovery). Without Redis (``background_supported``
+False) the route is a 503.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from . import approvals
 from .agent import Turn
 from .faults import Fault
 from .routes import Handlers, int_param
-from .store import Json, Missing, Run, envelope, now
+from .store import Json, Missing, Run, check_conversation_id, envelope, now
 
 SSE = "text/event-stream"
 NO_REDIS = "Background streaming requires Redis to be running. Please ensure Redis is configured."
@@ -78,6 +87,9 @@ class TurnRoutes(Handlers):
 
     def send(self, key: str, body: Json, fault: Fault | None) -> Response:
         """Store the user message, start the agent's turn, and stream it (or the injected stream fault)."""
+        known = self.known_run(body)
+        if known is not None:  # a background re-send of a message Letta took: its run's stream, nothing new
+            return StreamingResponse(follow(known, 0), media_type=SSE)
         refused = self.refusal(key, body)
         if refused is not None:
             return refused
@@ -97,6 +109,10 @@ class TurnRoutes(Handlers):
         run = Run(run_id, key, conversation_id, self.store.agent_of(key), background=bool(body.get("background")))
         self.store.runs[run.id] = run
         self.store.active[key] = run.id
+        if self.store.background_supported:  # Letta keeps otid → run in Redis, before it stores the message
+            for message in body["messages"]:
+                if message.get("otid"):
+                    self.store.otid_runs[str(message["otid"])] = run.id
         if first.get("type") == "approval":
             approvals.answer(self.store, run, first)
             return run
@@ -112,9 +128,22 @@ class TurnRoutes(Handlers):
         asyncio.get_running_loop().create_task(turn.play())
         return run
 
+    def known_run(self, body: Json) -> Run | None:
+        """The run of a background send's otids, when Letta has one (0.16.8's duplicate-request recovery)."""
+        messages = body.get("messages") or []
+        if not (body.get("background") and self.store.background_supported and messages):
+            return None
+        run_id = self.store.otid_runs.get(str(messages[0].get("otid")))
+        return self.store.runs.get(run_id) if run_id else None
+
     async def conversation_stream(self, request: Request) -> Response:
-        body, _ = await self.enter(request)
+        body, fault = await self.enter(request)
+        if not self.store.background_supported:
+            return JSONResponse({"detail": NO_REDIS}, status_code=503)
         run_id = body.get("run_id")
+        if not run_id and body.get("otid"):
+            cut = fault.frames if fault is not None and fault.kind == "cut" else None
+            return await self.attach_by_otid(request.path_params["cid"], body, cut_after=cut)
         if not run_id:
             key = self.key(request, body)
             candidates = [r for r in self.store.runs.values() if r.conversation_key == key]
@@ -122,6 +151,22 @@ class TurnRoutes(Handlers):
                 return JSONResponse({"detail": "No active runs found for this conversation."}, status_code=404)
             run_id = candidates[-1].id
         return self.resume(str(run_id), body)
+
+    async def attach_by_otid(self, cid: str, body: Json, *, cut_after: int | None = None) -> Response:
+        """The run carrying the otid, streamed (``cut_after``: a ``cut_next(path=r"/stream$")`` fault); the
+        conversation in the path is only checked for its form."""
+        check_conversation_id(cid)
+        otid = str(body["otid"])
+        run_id = self.store.otid_runs.get(otid)
+        if run_id is None:
+            await asyncio.sleep(self.store.otid_miss_seconds)  # Letta looks three times (1.75 s) before it says so
+            detail = f"No run found for otid={otid}. The run may have expired or never existed."
+            return JSONResponse({"detail": detail}, status_code=404)
+        run = self.store.runs[run_id]
+        if not run.background:  # a foreground run's frames were never kept: nothing comes
+            return StreamingResponse(never(), media_type=SSE)
+        after = int(body.get("starting_after") or 0)
+        return StreamingResponse(follow(run, after, cut_after=cut_after), media_type=SSE)
 
     async def run_stream(self, request: Request) -> Response:
         body, _ = await self.enter(request)
@@ -155,8 +200,11 @@ class TurnRoutes(Handlers):
 
 
 async def follow(run: Run, starting_after: int, *, cut_after: int | None = None) -> AsyncIterator[bytes]:
-    """Stream a run's frames (after a seq id) as SSE, following it until it ends."""
-    index = sent = 0
+    """Stream a run's frames (after a seq id) as SSE, following it until it ends.
+
+    As in Letta's Redis stream every frame has a place: a frame without a ``seq_id`` (the stop reason
+    and usage) comes right after the one before it, so it is sent after any cursor short of it."""
+    index = sent = position = 0
     while True:
         while index < len(run.frames):
             frame = run.frames[index]
@@ -167,13 +215,20 @@ async def follow(run: Run, starting_after: int, *, cut_after: int | None = None)
                 yield DONE
                 return
             seq_id = frame.get("seq_id")
-            if starting_after and (not isinstance(seq_id, int) or seq_id <= starting_after):
+            position = seq_id if isinstance(seq_id, int) else position + 1
+            if position <= starting_after:
                 continue
             if cut_after is not None and sent >= cut_after:
                 raise StreamCut("letta double: stream cut on purpose")
             yield encode(frame)
             sent += 1
         await run.changed.wait()
+
+
+async def never() -> AsyncIterator[bytes]:
+    """A stream that stays open and sends nothing (until the client goes away)."""
+    await asyncio.Event().wait()
+    yield b""  # pragma: no cover - makes this a generator
 
 
 async def cut_before_any_frame() -> AsyncIterator[bytes]:
