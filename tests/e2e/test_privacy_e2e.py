@@ -1,18 +1,22 @@
 """Multi-user privacy end to end: our server as a streamable-HTTP subprocess (auth file, owner
 secret) against the real Letta 0.16.8 stack, running every scenario of ``tests/helpers/privacy.py``.
 
-"Restart" here is a new server process on the same Letta. Conversations made "outside" are created
+Every scenario runs on both owner stores: the default SQLite file, and a real PostgreSQL (a database
+of its own, created for the test on the embedded PostgreSQL the local stack runs for Letta).
+"Restart" here is a new server process on the same Letta (and the same owner database). Conversations made "outside" are created
 with letta-client directly in Letta, as the ADE or another API client would. The Letta stack is
 shared by the session, so scenarios only assert about conversations they made themselves.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from letta_client import AsyncLetta
 
@@ -23,9 +27,30 @@ from tests.helpers.servers import http_server
 pytestmark = pytest.mark.anyio
 
 
+async def _create_database(port: int) -> str:
+    """A fresh database on the stack's PostgreSQL, for this test's owners: its URL."""
+    import asyncpg
+
+    name = f"lcm_owners_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(host="127.0.0.1", port=port, user="letta", database="postgres")
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return f"postgresql://letta@127.0.0.1:{port}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def owner_database(request: pytest.FixtureRequest, letta_stack: Any) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}  # the default: a file in the test's own XDG_DATA_HOME
+    return {"LETTA_MCP_DATABASE_URL": anyio.run(_create_database, letta_stack.pg_port)}
+
+
 @pytest.fixture
-def harness(letta_stack: Any, tmp_path: Path) -> Harness:
+def harness(letta_stack: Any, tmp_path: Path, owner_database: dict[str, str]) -> Harness:
     env = {
+        **owner_database,
         "LETTA_BASE_URL": letta_stack.base_url,
         "LETTA_AGENT_ID": letta_stack.agent_id,
         "LETTA_MCP_AUTH_FILE": str(write_auth_file(tmp_path)),
