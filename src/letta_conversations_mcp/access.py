@@ -36,7 +36,7 @@ from mcp.server.mcpserver import Context
 from starlette.authentication import BaseUser
 
 from . import ownership
-from .errors import Failure, NotFound, Rejected, Target, Unreachable, not_found
+from .errors import Failure, NotFound, Rejected, Target, not_found
 from .owners import Owned, OwnerStore, Pending
 from .owners.repair import repair_all
 from .ownership import CallerScope, OwnerKey, Viewer
@@ -359,7 +359,8 @@ class Access:
         """Run ``create`` (a Letta create with exactly ``summary``) and record ``who`` as the owner.
 
         A pending row goes in first and is replaced by the owner row after Letta answers; a create
-        Letta certainly refused drops it, any other failure leaves it for ``repair``. The local user
+        Letta refused (a 4xx) drops it, any other failure (even "unreachable": a retry's failure says
+        nothing about the first attempt) leaves it for ``repair``. The local user
         owns only what ``open_conversation`` makes (its slots), as it reaches everything anyway.
         """
         if who is LOCAL and slot is None:
@@ -369,7 +370,7 @@ class Access:
         await self.store.begin(row)
         try:
             raw = await create()
-        except (Rejected, Unreachable):
+        except Rejected:  # Letta answered no: nothing was made. Anything else may have made it (repair).
             await self.store.finish(row.id, None)
             raise
         await self.store.finish(row.id, Owned(str(raw["id"]), agent, owner, slot))
