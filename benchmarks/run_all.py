@@ -18,6 +18,7 @@ SCRIPTS = [
     ("a tasks/get poll vs a list_agents round trip", ["bench_tasks.py"]),
     ("HTTP load (100 callers)", ["load_http.py"]),
     ("OAuth JWT vs static token per call", ["bench_oauth.py"]),
+    ("Own-scope vs agent-scope list_conversations", ["bench_ownership.py"]),
     ("scale-out: 1, 2, 3 processes behind HAProxy + Valkey (200 callers)", ["bench_scale.py"]),
     ("vs PyPI letta-mcp-server (starts the local Letta stack)", ["bench_vs_letta_mcp_server.py"]),
 ]
