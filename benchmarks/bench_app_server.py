@@ -2,7 +2,10 @@
 a python MCP client sees it over stdio, against a direct WebSocket client doing the same thing:
 
 - ``send_message`` vs a direct ``input`` followed to its ``turn_finished`` (target: within 1.05×);
-- ``list_messages(limit=50)`` vs a direct ``conversation_messages_list`` of 50 (target: within 1.10×).
+- ``list_messages(limit=50)`` vs a direct ``conversation_messages_list`` of 50 (target: within 1.10×);
+- the same list through a bare SDK ``MCPServer`` whose one tool makes that direct list over its own
+  WebSocket and returns the App Server's JSON as text: ``ours / bare`` is what this server adds of
+  its own, ``bare / direct`` is the SDK's per-request share.
 
 Each side has a conversation of its own, filled first to more than 50 messages; calls alternate,
 medians are printed. Uses a running App Server when LETTA_BASE_URL (``ws://…``) and LETTA_AGENT_ID
@@ -22,6 +25,7 @@ from typing import Any
 
 import anyio
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -31,6 +35,33 @@ FILL = 26
 SEND_ROUNDS = 20
 LIST_ROUNDS = 40
 PAGE = 50
+
+#: The bare server: one tool, the direct list over its own WebSocket, the reply frame as text.
+BARE_LIST = """
+import json, os, uuid
+from mcp.server.mcpserver import MCPServer
+from websockets.asyncio.client import connect
+
+app = MCPServer("bare-list")
+socket = None
+
+
+@app.tool(structured_output=False)
+async def list_page(conversation_id: str, limit: int) -> str:
+    global socket
+    socket = socket or await connect(os.environ["LETTA_BASE_URL"], max_size=None)
+    request_id = uuid.uuid4().hex
+    query = {"limit": limit}
+    await socket.send(json.dumps({"type": "conversation_messages_list", "conversation_id": conversation_id,
+                                  "query": query, "request_id": request_id}))
+    while True:
+        text = await socket.recv()
+        if json.loads(text).get("request_id") == request_id:
+            return text
+
+
+app.run()
+"""
 
 
 @contextmanager
@@ -82,7 +113,12 @@ async def alternate(samples: dict[str, list[float]], i: int, *calls: tuple[str, 
 
 async def main() -> None:
     with app_server() as (url, agent):
-        async with Client(stdio_params(url, agent)) as client, connect(url, max_size=None) as ws:
+        bare = StdioServerParameters(command=sys.executable, args=["-c", BARE_LIST], env=stdio_params(url, agent).env)
+        async with (
+            Client(stdio_params(url, agent)) as client,
+            Client(bare) as plain,
+            connect(url, max_size=None) as ws,
+        ):
             direct = Direct(ws, agent)
             ours = str(((await client.call_tool("create_conversation", {})).structured_content or {})["id"])
             theirs = str(
@@ -91,7 +127,9 @@ async def main() -> None:
             for i in range(FILL):
                 await client.call_tool("send_message", {"conversation_id": ours, "message": f"fill {i}"})
                 await direct.send(theirs, f"fill {i}")
-            samples: dict[str, list[float]] = {k: [] for k in ("send_direct", "send_ours", "list_direct", "list_ours")}
+            samples: dict[str, list[float]] = {
+                k: [] for k in ("send_direct", "send_ours", "list_direct", "list_ours", "list_bare")
+            }
             send_ours = functools.partial(client.call_tool, "send_message")
             list_ours = functools.partial(client.call_tool, "list_messages", {"conversation_id": ours, "limit": PAGE})
             for i in range(SEND_ROUNDS):
@@ -101,13 +139,20 @@ async def main() -> None:
                     ("send_ours", functools.partial(send_ours, {"conversation_id": ours, "message": f"hi {i}"})),
                     ("send_direct", functools.partial(direct.send, theirs, f"hi {i}")),
                 )
+            list_bare = functools.partial(plain.call_tool, "list_page", {"conversation_id": theirs, "limit": PAGE})
             for i in range(LIST_ROUNDS):
                 await alternate(
-                    samples, i, ("list_ours", list_ours), ("list_direct", functools.partial(direct.page, theirs))
+                    samples,
+                    i,
+                    ("list_ours", list_ours),
+                    ("list_bare", list_bare),
+                    ("list_direct", functools.partial(direct.page, theirs)),
                 )
     print(f"{'':34} {'direct ms':>9} {'ours ms':>9} {'added':>9} {'ratio':>8}")
     print(row("send_message (App Server)", samples["send_direct"], samples["send_ours"], 1.05))
     print(row(f"list_messages({PAGE}) (App Server)", samples["list_direct"], samples["list_ours"], 1.10))
+    print(row("  a bare SDK server's same list", samples["list_direct"], samples["list_bare"]))
+    print(row("  ours vs that bare SDK server", samples["list_bare"], samples["list_ours"]))
 
 
 if __name__ == "__main__":
