@@ -14,7 +14,7 @@ from mcp import Client
 
 from letta_conversations_devstack.stack import free_port
 from letta_conversations_mcp.app import build_server
-from letta_conversations_mcp.owners import Owned, OwnerStoreUnavailable, Pending
+from letta_conversations_mcp.owners import Owned, OwnerStoreUnavailable, Pending, sql
 from letta_conversations_mcp.owners.auto import create_owner_store, default_file
 from letta_conversations_mcp.owners.repair import GRACE, repair
 from letta_conversations_mcp.settings import Settings
@@ -46,6 +46,30 @@ async def test_migrations_apply_once_and_claims_are_idempotent(tmp_path: Path) -
         assert await again.owner_of("conv-1") == "owner-a"
         assert await again.opened("owner-a", AGENT, "slot-1") == ["conv-1"]
         assert await again.owned_among("owner-b", ["conv-1"]) == set()
+
+
+def test_head_revision_is_alembics_head() -> None:
+    """The shortcut that opens a migrated database without Alembic must know the newest migration."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(sql.MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [sql.HEAD_REVISION]
+
+
+async def test_a_migrated_database_opens_without_alembic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with sqlite_store(tmp_path) as store:
+        await store.open()
+    import alembic.command
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Alembic ran on a database already at its head")
+
+    monkeypatch.setattr(alembic.command, "upgrade", refuse)
+    async with sqlite_store(tmp_path) as again:
+        await again.open()
+        assert await again.owner_of("conv-none") is None
 
 
 async def test_a_pending_create_is_repaired_to_its_conversation_or_dropped_after_the_grace(tmp_path: Path) -> None:
