@@ -72,6 +72,106 @@ async def test_a_migrated_database_opens_without_alembic(tmp_path: Path, monkeyp
         assert await again.owner_of("conv-none") is None
 
 
+def _made_by_alembic(directory: Path) -> Path:
+    """A SQLite file made only by Alembic's migrations, in a folder of its own under ``directory``."""
+    file = directory / "alembic" / "owners.sqlite3"
+    file.parent.mkdir(exist_ok=True)
+    if not file.exists():
+        _alembic_upgrade(file)
+    return file
+
+
+def _alembic_upgrade(file: Path, revision: str = "head") -> None:
+    """Alembic's migrations on a SQLite file, as ``alembic upgrade`` would apply them."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    engine = create_engine(f"sqlite:///{file}")
+    with engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(sql.MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+def _shape(file: Path) -> dict[str, Any]:
+    """Every table of the file with its columns (type, nullability), primary key and indexes."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(f"sqlite:///{file}")
+    with engine.connect() as connection:
+        seen = inspect(connection)
+        shape = {
+            table: {
+                "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in seen.get_columns(table)],
+                "primary key": seen.get_pk_constraint(table)["constrained_columns"],
+                "indexes": sorted((i["name"], tuple(i["column_names"])) for i in seen.get_indexes(table)),
+            }
+            for table in seen.get_table_names()
+        }
+    engine.dispose()
+    return shape
+
+
+async def test_a_new_database_gets_the_schema_alembics_migrations_make_without_importing_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from letta_conversations_mcp.owners.schema import VERSION_TABLE, metadata
+
+    by_alembic = _made_by_alembic(tmp_path)
+    engine = create_engine(f"sqlite:///{by_alembic}")
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, metadata) == [], "schema.metadata is what the migrations make"
+    engine.dispose()
+
+    import alembic.command
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Alembic ran on a new database")
+
+    monkeypatch.setattr(alembic.command, "upgrade", refuse)
+    async with sqlite_store(tmp_path) as store:
+        await store.open()
+        assert await store.claim(Owned("conv-1", AGENT, "owner-a"))
+    assert _shape(tmp_path / "owners.sqlite3") == _shape(by_alembic), "the same tables, columns and indexes"
+
+
+async def test_a_database_at_an_older_revision_is_migrated_by_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alembic.command
+    from sqlalchemy import create_engine, select
+
+    from letta_conversations_mcp.owners.schema import versions
+
+    file = tmp_path / "owners.sqlite3"
+    engine = create_engine(f"sqlite:///{file}")
+    versions.create(engine)  # Alembic's table with no revision in it: older than every migration
+    upgrades: list[str] = []
+    real_upgrade = alembic.command.upgrade
+
+    def upgrade(config: Any, revision: str, **kwargs: Any) -> None:
+        upgrades.append(revision)
+        real_upgrade(config, revision, **kwargs)
+
+    monkeypatch.setattr(alembic.command, "upgrade", upgrade)
+    async with sqlite_store(tmp_path) as store:
+        assert await store.claim(Owned("conv-1", AGENT, "owner-a"))
+        assert await store.owner_of("conv-1") == "owner-a"
+    assert upgrades == ["head"], "Alembic's migrations ran"
+    with engine.connect() as connection:
+        assert connection.execute(select(versions.c.version_num)).scalars().all() == [sql.HEAD_REVISION]
+    engine.dispose()
+    assert _shape(file) == _shape(_made_by_alembic(tmp_path))
+
+
 async def test_a_pending_create_is_repaired_to_its_conversation_or_dropped_after_the_grace(tmp_path: Path) -> None:
     started = datetime.now(UTC)
     letta = [

@@ -1,8 +1,10 @@
-"""The tables as the code reads and writes them (SQLAlchemy Core). ``migrations/`` creates them."""
+"""The tables as the code reads and writes them (SQLAlchemy Core). ``migrations/`` creates them,
+and a new database gets them straight from ``metadata`` at the newest revision (``sql._upgrade``;
+a test keeps both ways to the same schema)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Index, MetaData, PrimaryKeyConstraint, String, Table, Text
 
 metadata = MetaData()
 
@@ -33,3 +35,15 @@ pending = Table(
 
 #: Alembic's own table, named so it cannot clash with another application's in a shared database.
 VERSION_TABLE = "lcm_alembic_version"
+
+#: That table as Alembic makes it (``alembic.runtime.migration``), for a new database stamped at the head.
+versions = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+)
+
+#: The PostgreSQL advisory lock held while a database is checked and migrated: processes starting
+#: together apply the schema once.
+MIGRATION_LOCK = 742435122

@@ -1,9 +1,9 @@
 """``SqlOwnerStore``: the owner store over SQLAlchemy 2 async (SQLite through aiosqlite, PostgreSQL
 through asyncpg).
 
-The schema is applied with Alembic when the store opens (``open``), on the store's own connection,
-so the wheel needs no ``alembic.ini``; a database already at ``HEAD_REVISION`` is opened without
-importing Alembic. A database that is down or slow gives ``OwnerStoreUnavailable``
+The schema is applied when the store opens (``open``), on the store's own connection, so the wheel
+needs no ``alembic.ini``: a new database gets ``schema.metadata`` stamped at ``HEAD_REVISION``, one
+at ``HEAD_REVISION`` is left alone, and only an older one runs Alembic's migrations. A database that is down or slow gives ``OwnerStoreUnavailable``
 (one sentence naming the database, never its password) within ``timeout`` seconds; the store opens
 again on the next call, so the server recovers by itself once the database is back.
 """
@@ -23,13 +23,13 @@ from weakref import WeakKeyDictionary
 import aiosqlite
 import anyio
 import asyncpg
-from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy import Connection, delete, insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .base import Owned, OwnerStoreUnavailable, Pending
-from .schema import VERSION_TABLE
+from .schema import MIGRATION_LOCK, VERSION_TABLE, metadata, versions
 from .schema import owned as owned_table
 from .schema import pending as pending_table
 
@@ -42,19 +42,26 @@ _FAILURES = (SQLAlchemyError, OSError, TimeoutError, sqlite3.Error, aiosqlite.Er
 HEAD_REVISION = "0001"
 
 
-def _at_head(connection: Connection) -> bool:
-    """Whether the database is already migrated to ``HEAD_REVISION`` (then Alembic is never imported:
-    importing it costs about a second of every start)."""
-    try:
-        with connection.begin_nested():
-            found = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
-    except SQLAlchemyError:  # no version table yet: a new database
-        return False
-    return found == [HEAD_REVISION]
+def _revisions(connection: Connection) -> list[str] | None:
+    """The revisions the database records, or None for a new database (no version table)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return list(connection.execute(select(versions.c.version_num)).scalars())
 
 
 def _upgrade(connection: Connection) -> None:
-    if _at_head(connection):
+    """Bring the database to ``HEAD_REVISION``: nothing if it is there, the schema straight from
+    ``schema.metadata`` (stamped at the head, as Alembic's "from scratch" recipe does) if it is new,
+    else Alembic's migrations. Only the last imports Alembic, which costs about a second."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+    found = _revisions(connection)
+    if found == [HEAD_REVISION]:
+        return
+    if found is None:
+        metadata.create_all(connection)
+        versions.create(connection)
+        connection.execute(insert(versions).values(version_num=HEAD_REVISION))
         return
     from alembic import command
     from alembic.config import Config
