@@ -353,3 +353,22 @@ async def test_isolated_block_labels_are_sent_and_reported(client: Client, letta
     assert "isolated 1 of the 2 requested block(s)" in partial["note"]
     text = await call_error(client, "create_conversation", isolated_block_labels=["bad label!"])
     assert "memory block labels" in text
+
+
+@pytest.mark.anyio
+async def test_servers_share_each_tools_description_but_redact_their_own_secrets(agent_id: str) -> None:
+    """Tool and prompt descriptions are built once per process (``ToolSpec.described``,
+    ``prompts.described``); each server still wraps them in its own error path and secrets."""
+    keys = ["sk-let-first-server-0000001", "sk-let-second-server-000001"]
+    servers = [build_server(make_settings("http://127.0.0.1:9", agent_id, api_key=key)) for key in keys]
+    listed: list[Any] = []
+    for server, own, other in zip(servers, keys, reversed(keys), strict=True):
+        async with Client(server) as client:
+            listed.append(([t.model_dump() for t in (await client.list_tools()).tools], await client.list_prompts()))
+            for value, redacted in ((own, True), (other, False)):
+                shown = text_of(await client.call_tool("get_conversation", {"conversation_id": value}))
+                assert (value not in shown) is redacted, shown
+            with pytest.raises(Exception) as refused:
+                await client.get_prompt("catch_up", {"conversation_id": own})
+            assert own not in str(refused.value)
+    assert listed[0] == listed[1], "both servers describe the same tools and prompts"

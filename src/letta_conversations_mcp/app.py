@@ -77,6 +77,7 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
     reasons = CancelReasons() if reasons is None else reasons
     secrets = settings.secrets()
     tasks = TasksExtension(secrets)
+    specs = CORE_TOOLS + (ALL_ONLY_TOOLS if settings.tools == "all" else [])
     server = MCPServer(
         name=NAME,
         title=TITLE,
@@ -85,11 +86,10 @@ def build_server(settings: Settings, reasons: CancelReasons | None = None) -> MC
         lifespan=lifespan(settings, reasons),
         log_level=settings.log_level,
         extensions=[tasks, views.extension()],
+        tools=[spec.registered(lambda fn: guard_tool(fn, secrets)) for spec in specs],
     )
     tasks.bind(server)
     views.link(server)  # the conversation view's link, only for clients that negotiated MCP Apps
-    for spec in CORE_TOOLS + (ALL_ONLY_TOOLS if settings.tools == "all" else []):
-        server.add_tool(guard_tool(spec.fn, secrets), annotations=spec.annotations)
     for res in RESOURCES:
         server.resource(res.uri, name=res.name, title=res.title, description=res.description, mime_type=res.mime_type)(
             guard_resource(res.fn, secrets)

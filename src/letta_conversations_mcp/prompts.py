@@ -11,6 +11,7 @@ the transcript resources); ``agent_id`` and ``conversation_id`` complete through
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -101,9 +102,15 @@ TITLES = {
 }
 
 
+@functools.cache
+def described(fn: Callable[..., Awaitable[str]]) -> Prompt:
+    """The SDK's description of a prompt (its arguments), built once per process: it depends on
+    nothing but the function, and building it is a large part of a ``build_server``."""
+    return Prompt.from_function(fn, name=fn.__name__, title=TITLES[fn.__name__])
+
+
 def register(server: MCPServer[Any], secrets: list[str]) -> set[str]:
     """Add the prompts (failures become one-sentence invalid-params errors); their names."""
     for fn in PROMPTS:
-        guarded = guard_request(fn, secrets)
-        server.add_prompt(Prompt.from_function(guarded, name=fn.__name__, title=TITLES[fn.__name__]))
+        server.add_prompt(described(fn).model_copy(update={"fn": guard_request(fn, secrets)}))
     return {fn.__name__ for fn in PROMPTS}

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any
 
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import Field
 
@@ -30,6 +32,17 @@ class ToolSpec:
     @property
     def name(self) -> str:
         return self.fn.__name__
+
+    @cached_property
+    def described(self) -> Tool:
+        """The SDK's description of this tool (its argument model, input and output schemas), built
+        on first use and kept: building it is most of what a ``build_server`` costs, and it depends
+        on nothing but the function."""
+        return Tool.from_function(self.fn, annotations=self.annotations)
+
+    def registered(self, guard: Callable[[ToolFn], ToolFn]) -> Tool:
+        """The tool to register: ``described``, calling ``guard(fn)`` in place of ``fn``."""
+        return self.described.model_copy(update={"fn": guard(self.fn)})
 
 
 def tool(
